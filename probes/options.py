@@ -1,0 +1,46 @@
+"""What a diagnosis is asked to do: the options of `mxlens check`, as one value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Policy = Literal["strict", "opportunistic", "encrypt", "verify", "domain", "mta-sts", "dane"]
+POLICIES: tuple[str, ...] = (
+    "strict",
+    "opportunistic",
+    "encrypt",
+    "verify",
+    "domain",
+    "mta-sts",
+    "dane",
+)
+
+
+@dataclass(frozen=True)
+class MxOverride:
+    host: str
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class Options:
+    policy: Policy = "strict"
+    resolver: tuple[str, int] | None = None  # (ip, port); None = the system's resolvers
+    port: int = 25
+    implicit_tls: bool = False
+    mx: tuple[MxOverride, ...] = ()
+    ca_file: str | None = None  # PEM of roots to trust exactly
+    trust: Literal["certifi", "system"] = "certifi"
+    expect_name: str | None = None
+    ehlo: str | None = None  # None = this host's FQDN
+    timeout: float = 10.0
+    endpoints: bool = True
+    # Port used for https:// fetches (MTA-STS policy). Always 443 on the internet; the lab,
+    # which runs without root, serves it elsewhere.
+    https_port: int = 443
+    # Extra connections per address: TLS version sweep and the STARTTLS injection test.
+    extra_probes: bool = True
+    # Repeated main sessions per address, to catch load-balanced nodes that differ.
+    attempts: int = 1
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
