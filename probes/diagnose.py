@@ -1,0 +1,448 @@
+"""The orchestrator: diagnose one domain, streaming events in arrival order.
+
+`diagnose(target, options)` is the one entry point both front ends use. It runs independent
+work concurrently (every MX host, every address, policy lookups, CA endpoint fetches) while
+keeping at most one SMTP connection at a time per server address, so a whole diagnosis takes
+about as long as its longest chain of round trips.
+
+Findings are graded for the sender policy before they are yielded. Grading depends on what the
+domain publishes (MTA-STS enforce, usable DANE), so findings that arrive before those lookups
+finish are held back until they have, then flow as they come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from .dane import TlsaLookup, judge_dane, lookup_tlsa
+from .certificates import validate_chain
+from .dns import Answer, Resolver, local_fqdn, to_ascii
+from .endpoints import check_endpoints
+from .errors import CheckError
+from .events import (
+    AddressesResolved,
+    ChainLink,
+    ChainReceived,
+    ChainValidated,
+    DaneChecked,
+    DiagnosisFinished,
+    Event,
+    Finding,
+    FindingRaised,
+    MtaStsChecked,
+    MxHost,
+    MxResolved,
+    PtrResolved,
+    SessionFinished,
+    TlsNegotiated,
+    Where,
+)
+from .findings import GradeContext, grade, raise_finding, worst
+from .http import Fetcher
+from .mtasts import check_mtasts
+from .options import Options
+from .smtp import smtp_session
+from .tls import starttls_injection_test, tls_version_sweep
+from .tlsrpt import check_tlsrpt
+from .trust import Roots, load_roots
+
+_END = object()
+
+
+@dataclass
+class _SessionFacts:
+    """What the pool comparison needs to know about one address."""
+
+    where: Where
+    starttls: bool | None = None
+    outcome: str = ""
+    version: str | None = None
+    leaf: str | None = None
+    trusted: bool | None = None
+    problems: set[str] = field(default_factory=set)
+
+    def signature(self) -> tuple[object, ...]:
+        return (self.starttls, self.outcome, self.version, self.trusted, frozenset(self.problems))
+
+    def describe(self) -> str:
+        if self.outcome != "ok" and self.outcome:
+            return f"stopped at {self.outcome}"
+        parts = ["STARTTLS" if self.starttls else "no STARTTLS"]
+        if self.version:
+            parts.append(self.version)
+        if self.trusted is not None:
+            parts.append("trusted chain" if self.trusted else "untrusted chain")
+        if self.problems:
+            parts.append(", ".join(sorted(self.problems)))
+        return "; ".join(parts)
+
+
+class _Run:
+    def __init__(self, target: str, domain_ascii: str, options: Options, roots: Roots) -> None:
+        self.target = target
+        self.domain = domain_ascii
+        self.options = options
+        self.roots = roots
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.resolver = Resolver(options.resolver, timeout=options.timeout, on_query=self.put)
+        self.fetcher = Fetcher(self.resolver, options, roots)
+        self.ehlo = options.ehlo or local_fqdn()
+        self.locks: dict[tuple[str, int], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.endpoint_cache: dict[str, object] = {}
+        self.findings: list[Finding] = []
+        self.pending: list[Finding] = []
+        self.context_ready = False
+        self.mtasts_enforce = False
+        self.dane_active: set[str] = set()  # MX hosts with validated, usable TLSA records
+        self.dane_ee: set[Where] = set()  # sessions whose leaf matched a DANE-EE record
+        self.facts: dict[Where, _SessionFacts] = {}
+        self.tlsa: dict[str, asyncio.Task[TlsaLookup]] = {}
+        self.started = time.monotonic()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def put(self, event: object) -> None:
+        self.queue.put_nowait(event)
+
+    def finding(self, finding: Finding) -> None:
+        if self.context_ready or finding.id.startswith(("dns.", "pool.")):
+            self._emit(finding)
+        else:
+            self.pending.append(finding)
+
+    def _emit(self, finding: Finding) -> None:
+        host = finding.where.host
+        ctx = GradeContext(
+            policy=self.options.policy,
+            mtasts_enforce=self.mtasts_enforce,
+            dane_active=host in self.dane_active,
+            dane_ee_matched=finding.where in self.dane_ee,
+        )
+        graded = grade(finding, ctx)
+        self.findings.append(graded)
+        self.put(FindingRaised(graded))
+
+    def release_findings(self) -> None:
+        self.context_ready = True
+        pending, self.pending = self.pending, []
+        for finding in pending:
+            self._emit(finding)
+
+    async def pump(self, events: AsyncIterator[Event]) -> list[Event]:
+        """Forward a probe's events (findings through grading) and return them too."""
+        seen: list[Event] = []
+        async for event in events:
+            seen.append(event)
+            if isinstance(event, FindingRaised):
+                self.finding(event.finding)
+            else:
+                self.put(event)
+        return seen
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self) -> None:
+        try:
+            hosts = await self.mail_route()
+            if hosts:
+                policy_task = asyncio.create_task(self.policies([h.host for h in hosts]))
+                for mx in hosts:
+                    if not mx.is_ip_literal:
+                        self.tlsa[mx.host] = asyncio.create_task(
+                            lookup_tlsa(mx.host, self.port_for(mx.host), self.resolver)
+                        )
+                context_task = asyncio.create_task(self.settle_context(policy_task))
+                await asyncio.gather(*(self.mx_host(mx) for mx in hosts))
+                await context_task
+                await policy_task
+                self.compare_pool()
+            self.release_findings()
+            self.put(
+                DiagnosisFinished(
+                    target=self.target,
+                    elapsed_ms=round((time.monotonic() - self.started) * 1000, 1),
+                    worst=worst(self.findings),
+                )
+            )
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self.put(exc)
+        finally:
+            for task in self.tlsa.values():
+                task.cancel()
+            self.put(_END)
+
+    def port_for(self, host: str) -> int:
+        for override in self.options.mx:
+            if override.host == host and override.port is not None:
+                return override.port
+        return self.options.port
+
+    async def settle_context(self, policy_task: asyncio.Task[None]) -> None:
+        """Learn what the domain publishes, then let held-back findings through."""
+        await policy_task
+        for host, task in self.tlsa.items():
+            lookup = await task
+            if lookup.authenticated and any(
+                r.usage in (2, 3) and r.selector in (0, 1) and r.mtype in (0, 1, 2)
+                for r in lookup.records
+            ):
+                self.dane_active.add(host)
+        self.release_findings()
+
+    async def policies(self, mx_hosts: list[str]) -> None:
+        async def mtasts() -> None:
+            for event in await self.pump(check_mtasts(self.domain, mx_hosts, self.resolver, self.fetcher)):
+                if isinstance(event, MtaStsChecked):
+                    self.mtasts_enforce = event.mode == "enforce" and event.error is None
+
+        await asyncio.gather(mtasts(), self.pump(check_tlsrpt(self.domain, self.resolver)))
+
+    async def mail_route(self) -> list[MxHost]:
+        """The MX hosts a sender would use, in preference order (or the --mx overrides)."""
+        where = Where(self.domain)
+        if self.options.mx:
+            hosts = tuple(MxHost(o.host.lower().rstrip("."), 0) for o in self.options.mx)
+            self.put(MxResolved(self.target, self.domain, hosts))
+            return list(hosts)
+        answer = await self.resolver.query(self.domain, "MX")
+        if answer.status == "TIMEOUT":
+            raise CheckError(
+                f"the resolver {self.resolver.describe()} does not answer (no reply in "
+                f"{self.options.timeout:g} s); check --resolver or the network"
+            )
+        if answer.status == "NXDOMAIN":
+            self.put(MxResolved(self.target, self.domain, ()))
+            self.finding(raise_finding("dns.nxdomain", where, f"{self.domain} does not exist (NXDOMAIN)"))
+            return []
+        if answer.status not in ("NOERROR", "NODATA"):
+            self.put(MxResolved(self.target, self.domain, ()))
+            self.finding(
+                raise_finding("dns.lookup_failed", where, f"MX lookup for {self.domain}: {answer.status}")
+            )
+            return []
+        if answer.status == "NODATA":
+            return await self.implicit_mx(answer)
+        hosts = self.parse_mx(answer)
+        if hosts is None:
+            self.put(MxResolved(self.target, self.domain, (), null_mx=True, authenticated=answer.authenticated))
+            self.finding(raise_finding("dns.null_mx", where, f"{self.domain} publishes a null MX (0 .)"))
+            return []
+        checked = []
+        for mx in hosts:
+            if mx.is_ip_literal:
+                self.finding(
+                    raise_finding("dns.mx_is_ip", Where(mx.host), f"MX target {mx.host} is an IP address, not a host name")
+                )
+            checked.append(mx)
+        self.put(MxResolved(self.target, self.domain, tuple(checked), authenticated=answer.authenticated))
+        return [mx for mx in checked if not mx.is_ip_literal]
+
+    async def implicit_mx(self, answer: Answer) -> list[MxHost]:
+        addrs, _, _ = await self.resolver.addresses(self.domain)
+        host = MxHost(self.domain, 0)
+        self.put(MxResolved(self.target, self.domain, (host,), implicit=True, authenticated=answer.authenticated))
+        summary = f"{self.domain} has no MX record"
+        summary += "; senders use its A/AAAA" if addrs else " and no A/AAAA: mail cannot be routed"
+        self.finding(raise_finding("dns.no_mx", Where(self.domain), summary))
+        return [host]
+
+    @staticmethod
+    def parse_mx(answer: Answer) -> list[MxHost] | None:
+        """MX records in preference order; None for a null MX."""
+        entries: list[tuple[int, int, str]] = []
+        for index, rd in enumerate(answer.rdata):
+            pref = int(getattr(rd, "preference", 0))
+            exchange = str(getattr(rd, "exchange", "")).rstrip(".").lower()
+            entries.append((pref, index, exchange))
+        if len(entries) == 1 and entries[0][2] == "":
+            return None
+        hosts = []
+        for pref, _, exchange in sorted(entries):
+            if not exchange:
+                continue  # a "0 ." among real MX: ignore it as senders do
+            hosts.append(MxHost(exchange, pref, is_ip_literal=_is_ip(exchange)))
+        return hosts
+
+    async def mx_host(self, mx: MxHost) -> None:
+        where = Where(mx.host)
+        addrs, a, aaaa = await self.resolver.addresses(mx.host)
+        cname = a.cname or aaaa.cname
+        self.put(AddressesResolved(mx.host, addrs, cname, a.authenticated))
+        if cname:
+            self.finding(
+                raise_finding("dns.mx_is_cname", where, f"MX target {mx.host} is an alias (CNAME) of {cname}")
+            )
+        if not addrs:
+            failed = [x for x in (a, aaaa) if x.status not in ("NOERROR", "NODATA", "NXDOMAIN")]
+            if failed:
+                self.finding(
+                    raise_finding("dns.lookup_failed", where, f"address lookup for {mx.host}: {failed[0].status}")
+                )
+            else:
+                self.finding(
+                    raise_finding("dns.mx_unresolvable", where, f"MX host {mx.host} has no A or AAAA record ({a.status})")
+                )
+            return
+        port = self.port_for(mx.host)
+        await asyncio.gather(*(self.address(mx.host, addr, port) for addr in addrs))
+
+    async def address(self, host: str, address: str, port: int) -> None:
+        where = Where(host, address, port)
+        await asyncio.gather(self.ptr(host, address), self.sessions(where))
+
+    async def ptr(self, host: str, address: str) -> None:
+        answer = await self.resolver.ptr(address)
+        names = tuple(r.rstrip(".").lower() for r in answer.records)
+        confirmed: bool | None = None
+        where = Where(host, address)
+        if names:
+            confirmed = False
+            for name in names:
+                addrs, _, _ = await self.resolver.addresses(name)
+                if address in addrs:
+                    confirmed = True
+                    break
+        self.put(PtrResolved(address, names, confirmed))
+        if not names:
+            self.finding(raise_finding("dns.ptr_missing", where, f"{address} has no PTR record ({answer.status})"))
+        elif not confirmed:
+            self.finding(
+                raise_finding(
+                    "dns.ptr_mismatch", where, f"PTR of {address} is {names[0]}, which does not resolve back to {address}"
+                )
+            )
+
+    async def sessions(self, where: Where) -> None:
+        facts = self.facts.setdefault(where, _SessionFacts(where))
+        lock = self.locks[(where.address or where.host, where.port or 25)]
+        async with lock:
+            events = await self.pump(
+                smtp_session(where, self.options, purpose="main", ehlo_name=self.ehlo)
+            )
+        chain: ChainReceived | None = None
+        for event in events:
+            if isinstance(event, FindingRaised):
+                facts.problems.add(event.finding.id)
+            elif isinstance(event, SessionFinished):
+                facts.starttls = event.starttls
+                facts.outcome = event.outcome
+            elif isinstance(event, TlsNegotiated):
+                facts.version = event.version
+            elif isinstance(event, ChainReceived):
+                chain = event
+        if chain is None or not chain.certs:
+            return
+        facts.leaf = chain.certs[0].sha256
+        extra = (
+            self.extra_probes(where, lock)
+            if self.options.extra_probes and not self.options.implicit_tls
+            else _nothing()
+        )
+        await asyncio.gather(self.chain(where, chain, facts), extra)
+
+    async def extra_probes(self, where: Where, lock: asyncio.Lock) -> None:
+        async with lock:
+            await self.pump(tls_version_sweep(where, self.options, ehlo_name=self.ehlo))
+        async with lock:
+            await self.pump(starttls_injection_test(where, self.options, ehlo_name=self.ehlo))
+
+    async def chain(self, where: Where, chain: ChainReceived, facts: _SessionFacts) -> None:
+        # DANE first: a DANE-EE match makes the certificate's names and dates moot, and the
+        # certificate findings below are graded with that knowledge.
+        task = self.tlsa.get(where.host)
+        if task is not None:
+            lookup = await task
+            for event in judge_dane(where, lookup, [c.der for c in chain.certs]):
+                if isinstance(event, DaneChecked) and event.matched is not None and event.matched.usage == 3:
+                    self.dane_ee.add(where)
+                if isinstance(event, FindingRaised):
+                    self.finding(event.finding)
+                else:
+                    self.put(event)
+        names = [where.host]
+        events = await self.pump(
+            validate_chain(
+                where, list(chain.certs), self.options, names=names, fetcher=self.fetcher, roots=self.roots
+            )
+        )
+        path: list[ChainLink] = []
+        for event in events:
+            if isinstance(event, ChainValidated):
+                facts.trusted = event.trusted
+                path = list(event.path)
+            elif isinstance(event, FindingRaised):
+                facts.problems.add(event.finding.id)
+        if self.options.endpoints and path:
+            await self.pump(
+                check_endpoints(path, self.fetcher, self.options, where=where, cache=self.endpoint_cache)
+            )
+
+    def compare_pool(self) -> None:
+        """pool.inconsistent: name the addresses whose results differ from the majority."""
+        facts = list(self.facts.values())
+        if len(facts) < 2:
+            return
+        groups: dict[tuple[object, ...], list[_SessionFacts]] = defaultdict(list)
+        for fact in facts:
+            groups[fact.signature()].append(fact)
+        if len(groups) < 2:
+            return
+        ordered = sorted(groups.values(), key=len, reverse=True)
+        majority = ordered[0][0]
+        for group in ordered[1:]:
+            for odd in group:
+                self.finding(
+                    raise_finding(
+                        "pool.inconsistent",
+                        odd.where,
+                        f"{odd.where} differs from {majority.where}: {odd.describe()} "
+                        f"(vs {majority.describe()})",
+                    )
+                )
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:
+    """Diagnose mail delivery over TLS to `target`; yield events as they happen.
+
+    Raises CheckError for bad input (before the first event) and when the check cannot be
+    made at all (the resolver does not answer).
+    """
+    domain_ascii = to_ascii(target)
+    if not options.timeout > 0:
+        raise CheckError("--timeout must be a positive number of seconds")
+    roots = load_roots(options)
+    run = _Run(target, domain_ascii, options, roots)
+    task = asyncio.create_task(run.run())
+    try:
+        while True:
+            item = await run.queue.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        if not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await run.fetcher.aclose()

@@ -1,0 +1,386 @@
+"""The one HTTP client: OCSP, CRL, caIssuers and MTA-STS fetches.
+
+Host names are resolved through our `Resolver` (so `--resolver` routes them too), then the
+request goes to the address itself, with the Host header and, for https, the TLS SNI and the
+certificate check on the original name. When the environment names a proxy for the URL, the
+proxy resolves and connects instead, and the result says so. Redirects are reported, never
+followed: RFC 8461 forbids them for MTA-STS, and for CA endpoints a redirect is worth seeing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import ssl
+import time
+import urllib.request
+from dataclasses import dataclass
+
+import httpx
+
+from .dns import Resolver
+from .options import Options
+from .trust import Roots
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    """The outcome of one fetch. error is one line: "DNS: NXDOMAIN", "connect: refused",
+    "timeout", "TLS: <reason>", "HTTP 404", "redirect to X (not followed)",
+    "too big (> N bytes)"."""
+
+    url: str
+    ok: bool
+    status: int | None
+    ms: float | None
+    body: bytes
+    content_type: str | None
+    error: str | None
+    addresses: tuple[str, ...] = ()
+    redirected_to: str | None = None
+    via_proxy: str | None = None  # the proxy URL when one from the environment was used
+
+
+class _ConnectFailed(Exception):
+    """A failure before any byte of HTTP was exchanged: the next address may work."""
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(str(text).split())
+    return line[:limit] + ("..." if len(line) > limit else "")
+
+
+def _tls_reason(exc: BaseException) -> str | None:
+    """The TLS reason inside an httpx exception chain, if the failure was TLS."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return _one_line(cur.verify_message or cur.reason or str(cur))
+        if isinstance(cur, ssl.SSLError):
+            return _one_line(cur.reason or str(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _connect_reason(exc: BaseException) -> str:
+    # anyio wraps the real socket error ("All connection attempts failed"); the errno of the
+    # innermost OSError is what a user can act on.
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ConnectionRefusedError):
+            return "connect: refused"
+        if isinstance(cur, ConnectionResetError):
+            return "connect: reset"
+        if isinstance(cur, OSError) and cur.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "connect: unreachable"
+        if isinstance(cur, OSError) and cur.errno is not None:
+            return f"connect: {_one_line(cur.strerror or str(cur))}"
+        cur = cur.__cause__ or cur.__context__
+    return f"connect: {_one_line(str(exc) or type(exc).__name__)}"
+
+
+def proxy_for(url: httpx.URL) -> str | None:
+    """The proxy the environment (HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY) names for
+    url, or None for a direct connection."""
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy:
+        return None
+    host = url.host
+    if urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    if url.port is not None and urllib.request.proxy_bypass_environment(
+        f"{host}:{url.port}", proxies
+    ):
+        return None
+    if "://" not in proxy:
+        proxy = "http://" + proxy
+    return proxy
+
+
+class Fetcher:
+    """Fetches URLs for one diagnosis. Never raises for network errors."""
+
+    def __init__(self, resolver: Resolver, options: Options, roots: Roots) -> None:
+        self.resolver = resolver
+        self.options = options
+        self.roots = roots
+        self._timeout = httpx.Timeout(options.timeout)
+        # No keep-alive: connections are made to addresses, and a pooled TLS connection made
+        # with one SNI must never carry a request for another host on the same address.
+        self._limits = httpx.Limits(max_keepalive_connections=0)
+        self._direct: httpx.AsyncClient | None = None
+        self._proxied: dict[str, httpx.AsyncClient] = {}
+
+    def _client(self, proxy: str | None) -> httpx.AsyncClient:
+        if proxy is None:
+            if self._direct is None:
+                self._direct = httpx.AsyncClient(
+                    verify=self.roots.ssl_context(),
+                    trust_env=False,
+                    follow_redirects=False,
+                    timeout=self._timeout,
+                    limits=self._limits,
+                )
+            return self._direct
+        client = self._proxied.get(proxy)
+        if client is None:
+            client = httpx.AsyncClient(
+                verify=self.roots.ssl_context(),
+                trust_env=False,
+                proxy=proxy,
+                follow_redirects=False,
+                timeout=self._timeout,
+                limits=self._limits,
+            )
+            self._proxied[proxy] = client
+        return client
+
+    async def aclose(self) -> None:
+        clients = [c for c in [self._direct, *self._proxied.values()] if c is not None]
+        self._direct = None
+        self._proxied = {}
+        for client in clients:
+            await client.aclose()
+
+    async def get(
+        self,
+        url: str,
+        *,
+        max_bytes: int = 1_000_000,
+        method: str = "GET",
+        body: bytes | None = None,
+        content_type: str | None = None,
+    ) -> HttpResult:
+        """Fetch url (GET, or POST with body). ok means HTTP 2xx with a body within max_bytes."""
+        started = time.monotonic()
+
+        def fail(
+            error: str, addresses: tuple[str, ...] = (), proxy: str | None = None
+        ) -> HttpResult:
+            return HttpResult(
+                url=url,
+                ok=False,
+                status=None,
+                ms=round((time.monotonic() - started) * 1000, 1),
+                body=b"",
+                content_type=None,
+                error=error,
+                addresses=addresses,
+                via_proxy=proxy,
+            )
+
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, ValueError, TypeError) as exc:
+            return fail(f"bad URL: {_one_line(str(exc))}")
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            return fail(f"unsupported URL (only http:// and https://): {_one_line(url, 80)}")
+        if parsed.scheme == "https" and parsed.port is None:
+            # The lab, which runs without root, serves https elsewhere than 443.
+            parsed = parsed.copy_with(port=self.options.https_port)
+
+        headers = {"Accept-Encoding": "identity", "User-Agent": "mxlens"}
+        if content_type:
+            headers["Content-Type"] = content_type
+
+        proxy = proxy_for(parsed)
+        if proxy is not None:
+            try:
+                return await asyncio.wait_for(
+                    self._request(
+                        self._client(proxy),
+                        method,
+                        parsed,
+                        parsed,
+                        headers,
+                        body,
+                        max_bytes,
+                        url,
+                        (),
+                        proxy,
+                        started,
+                        None,
+                    ),
+                    timeout=self.options.timeout,
+                )
+            except (asyncio.TimeoutError, _ConnectFailed) as exc:
+                return fail(str(exc) or "timeout", (), proxy)
+
+        host = parsed.host
+        try:
+            addresses = tuple(await self.resolver.resolve_host(host))
+        except OSError as exc:
+            text = str(exc)
+            prefix = f"DNS: {host} "
+            status = text[len(prefix) :] if text.startswith(prefix) else text
+            return fail(f"DNS: {status}" if not status.startswith("DNS") else status)
+
+        default_port = 443 if parsed.scheme == "https" else 80
+        port = parsed.port or default_port
+        host_header = host if port == default_port else f"{_url_host(host)}:{port}"
+        headers["Host"] = host_header
+        sni = None if _is_ip(host) else host
+        last_error = "no address"
+        for address in addresses:
+            target = parsed.copy_with(host=address, port=port)
+            try:
+                return await asyncio.wait_for(
+                    self._request(
+                        self._client(None),
+                        method,
+                        target,
+                        parsed,
+                        headers,
+                        body,
+                        max_bytes,
+                        url,
+                        addresses,
+                        None,
+                        started,
+                        sni,
+                    ),
+                    timeout=self.options.timeout,
+                )
+            except asyncio.TimeoutError:
+                last_error = "timeout"
+            except _ConnectFailed as exc:
+                last_error = str(exc)
+        return fail(last_error, addresses)
+
+    async def _request(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        target: httpx.URL,
+        original: httpx.URL,
+        headers: dict[str, str],
+        body: bytes | None,
+        max_bytes: int,
+        url: str,
+        addresses: tuple[str, ...],
+        proxy: str | None,
+        started: float,
+        sni: str | None,
+    ) -> HttpResult:
+        extensions = {"sni_hostname": sni} if sni and target.scheme == "https" else {}
+        try:
+            request = client.build_request(
+                method, target, headers=headers, content=body, extensions=extensions
+            )
+            response = await client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+                raise _ConnectFailed("timeout") from None
+            return self._result(url, None, started, b"", None, "timeout", addresses, proxy)
+        except (httpx.ConnectError, OSError) as exc:
+            tls = _tls_reason(exc)
+            if tls is not None:
+                return self._result(url, None, started, b"", None, f"TLS: {tls}", addresses, proxy)
+            raise _ConnectFailed(_connect_reason(exc)) from None
+        except httpx.HTTPError as exc:
+            tls = _tls_reason(exc)
+            error = f"TLS: {tls}" if tls else f"HTTP: {_one_line(str(exc) or type(exc).__name__)}"
+            return self._result(url, None, started, b"", None, error, addresses, proxy)
+
+        try:
+            status = response.status_code
+            ctype = response.headers.get("content-type")
+            chunks: list[bytes] = []
+            size = 0
+            too_big = False
+            try:
+                declared = int(response.headers.get("content-length", "-1"))
+            except ValueError:
+                declared = -1
+            if declared > max_bytes:
+                too_big = True
+            else:
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        chunks.append(chunk[: max_bytes - (size - len(chunk))])
+                        too_big = True
+                        break
+                    chunks.append(chunk)
+            data = b"".join(chunks)
+            error: str | None = None
+            redirected: str | None = None
+            if 300 <= status < 400:
+                location = response.headers.get("location")
+                if location is not None:
+                    redirected = str(original.join(location))
+                    error = f"redirect to {_one_line(redirected, 150)} (not followed)"
+                else:
+                    error = f"HTTP {status} (redirect without Location)"
+            elif not 200 <= status < 300:
+                error = f"HTTP {status}"
+            elif too_big:
+                error = f"too big (> {max_bytes} bytes)"
+            result = self._result(url, status, started, data, ctype, error, addresses, proxy)
+            if redirected is not None:
+                result = HttpResult(**{**result.__dict__, "redirected_to": redirected})
+            return result
+        except httpx.TimeoutException:
+            return self._result(url, None, started, b"", None, "timeout", addresses, proxy)
+        except httpx.HTTPError as exc:
+            error = f"HTTP: {_one_line(str(exc) or type(exc).__name__)}"
+            return self._result(url, None, started, b"", None, error, addresses, proxy)
+        finally:
+            await response.aclose()
+
+    @staticmethod
+    def _result(
+        url: str,
+        status: int | None,
+        started: float,
+        body: bytes,
+        ctype: str | None,
+        error: str | None,
+        addresses: tuple[str, ...],
+        proxy: str | None,
+    ) -> HttpResult:
+        return HttpResult(
+            url=url,
+            ok=error is None,
+            status=status,
+            ms=round((time.monotonic() - started) * 1000, 1),
+            body=body,
+            content_type=ctype,
+            error=error,
+            addresses=addresses,
+            via_proxy=proxy,
+        )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def fetch(
+    url: str,
+    *,
+    resolver: Resolver,
+    options: Options,
+    roots: Roots,
+    max_bytes: int = 1_000_000,
+) -> HttpResult:
+    """One-off GET with a throw-away Fetcher (for callers that fetch a single URL)."""
+    fetcher = Fetcher(resolver, options, roots)
+    try:
+        return await fetcher.get(url, max_bytes=max_bytes)
+    finally:
+        await fetcher.aclose()

@@ -1,0 +1,386 @@
+"""MTA-STS (RFC 8461): the `_mta-sts` TXT record, the policy file, and MX coverage.
+
+A sender discovers MTA-STS through `_mta-sts.<domain>` TXT, fetches the policy over HTTPS from
+`mta-sts.<domain>` (PKIX-valid certificate, status 200, no redirects, text/plain), and in
+`enforce` mode refuses to deliver to an MX host that no `mx:` pattern covers. This module
+checks each of those steps the way a sender would and says which one breaks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from .dns import Answer, Resolver
+from .events import Event, FindingRaised, MtaStsChecked, Where
+from .findings import raise_finding
+from .http import Fetcher, HttpResult
+from .safetext import decode
+
+# RFC 8461 3.2 names no limit; 64 KiB is what common senders accept.
+POLICY_MAX_BYTES = 64 * 1024
+MAX_AGE_LIMIT = 31_557_600  # one year, RFC 8461 3.2
+POLICY_PATH = "/.well-known/mta-sts.txt"
+
+_WSP = " \t"
+_ID = re.compile(r"[A-Za-z0-9]{1,32}")
+_EXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
+_EXT_VALUE = re.compile(r"[\x21-\x3a\x3c\x3e-\x7e]+")  # no "=", ";", space or controls
+_POLICY_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?")
+_VCHAR_RUN = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
+_MODES = ("enforce", "testing", "none")
+
+
+@dataclass(frozen=True)
+class StsRecord:
+    """A syntactically valid `v=STSv1` record."""
+
+    text: str
+    id: str
+    extensions: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """Why the `_mta-sts` TXT records do not give one valid policy record.
+    `text` is the offending record (the first one when there are several)."""
+
+    reason: str
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: str
+    mode: str
+    max_age: int
+    mx: tuple[str, ...]
+    extensions: tuple[tuple[str, str], ...] = ()
+
+
+def txt_strings(answer: Answer) -> list[str]:
+    """The TXT records of an answer as text, each record's strings joined (RFC 7208 3.3 style,
+    which RFC 8461 3.1 and RFC 8460 3 also use)."""
+    out: list[str] = []
+    if answer.rdata:
+        for rd in answer.rdata:
+            strings = getattr(rd, "strings", None)
+            if strings is not None:
+                out.append(decode(b"".join(strings)))
+        return out
+    # Fall back to the presentation form: "part one" "part two"
+    for rec in answer.records:
+        parts = re.findall(r'"((?:[^"\\]|\\.)*)"', rec)
+        out.append("".join(_unescape(p) for p in parts) if parts else rec)
+    return out
+
+
+def _unescape(text: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        esc = m.group(1)
+        return chr(int(esc)) if esc.isdigit() else esc
+
+    return re.sub(r"\\(\d{3}|.)", repl, text)
+
+
+def _looks_like(text: str, version: str) -> bool:
+    """A record that was probably meant as `version` but does not start with it exactly
+    (leading space, byte-order mark, wrong case, quotes): senders ignore such a record, and
+    the domain's owner believes it is published."""
+    cleaned = text.lstrip(" \t\ufeff\"'").lower()
+    return cleaned.startswith(version.lower()) and not text.startswith(version)
+
+
+def split_tag_record(text: str, version: str) -> list[str] | str:
+    """Split `v=...; a=b; c=d` into its fields after the version, following the
+    `*WSP ";" *WSP` delimiter rule shared by RFC 8461 3.1 and RFC 8460 3. A trailing `;` is
+    allowed, and so is trailing white space (common and accepted by senders). Returns the
+    list of fields, or a one-line reason."""
+    if not text.startswith(version):
+        return f"does not begin with {version}"
+    rest = text[len(version) :].rstrip(_WSP)
+    if not rest:
+        return f"nothing after {version}"
+    if rest.lstrip(_WSP)[:1] != ";":
+        return f"{version} must be followed by ';'"
+    pieces = rest.split(";")[1:]
+    fields: list[str] = []
+    for i, piece in enumerate(pieces):
+        field_text = piece.strip(_WSP)
+        if not field_text:
+            if i == len(pieces) - 1 and i > 0:
+                break  # one trailing ";"
+            return "empty field (two ';' in a row, or nothing after the version)"
+        fields.append(field_text)
+    return fields
+
+
+def parse_sts_record(txt_records: list[str]) -> StsRecord | RecordError | None:
+    """Pick and parse the `v=STSv1` record among the TXT strings of `_mta-sts.<domain>`.
+
+    None: no record begins with `v=STSv1`, MTA-STS is not used. RecordError: more than one
+    such record, a syntax error, or a record that looks meant as STSv1 but that senders
+    ignore (leading space, BOM, wrong case)."""
+    candidates = [t for t in txt_records if re.match(r"v=STSv1(?:[ \t;]|$)", t)]
+    if not candidates:
+        near = [t for t in txt_records if _looks_like(t, "v=STSv1")]
+        if near:
+            return RecordError(
+                "record does not begin exactly with 'v=STSv1' (leading space, byte-order mark, "
+                "quotes or wrong case), so senders ignore it",
+                near[0],
+            )
+        return None
+    if len(candidates) > 1:
+        return RecordError(
+            f"{len(candidates)} records begin with v=STSv1; exactly one is allowed", candidates[0]
+        )
+    text = candidates[0]
+    fields = split_tag_record(text, "v=STSv1")
+    if isinstance(fields, str):
+        return RecordError(fields, text)
+    record_id: str | None = None
+    extensions: list[tuple[str, str]] = []
+    for field_text in fields:
+        name, sep, value = field_text.partition("=")
+        if not sep:
+            return RecordError(f"field {field_text!r} has no '='", text)
+        if name == "id":
+            if record_id is not None:
+                return RecordError("more than one id= field", text)
+            if not _ID.fullmatch(value):
+                return RecordError(
+                    f"id={value!r} must be 1 to 32 letters or digits (no spaces, dashes or dots)",
+                    text,
+                )
+            record_id = value
+        elif name == "v":
+            return RecordError("more than one v= field", text)
+        else:
+            if not _EXT_NAME.fullmatch(name):
+                return RecordError(f"field name {name!r} is not valid", text)
+            if not _EXT_VALUE.fullmatch(value):
+                return RecordError(f"value of {name}= is empty or has forbidden characters", text)
+            extensions.append((name, value))
+    if record_id is None:
+        return RecordError("no id= field", text)
+    return StsRecord(text=text, id=record_id, extensions=tuple(extensions))
+
+
+def _valid_mx_pattern(value: str) -> bool:
+    name = value[2:] if value.startswith("*.") else value
+    name = name[:-1] if name.endswith(".") else name
+    labels = name.split(".")
+    return len(labels) >= 2 and all(_LABEL.fullmatch(label) for label in labels)
+
+
+def parse_policy(text: str) -> Policy | list[str]:
+    """Parse an RFC 8461 3.2 policy file. Returns the Policy, or every error found (one line
+    each, with the line number), so a user can fix them all at once."""
+    errors: list[str] = []
+    if text.startswith("\ufeff"):
+        errors.append("line 1: the file starts with a byte-order mark (UTF-8 BOM)")
+        text = text[1:]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the terminator of the last line
+    values: dict[str, str] = {}
+    mx: list[str] = []
+    extensions: list[tuple[str, str]] = []
+    first_key: str | None = None
+    for number, raw in enumerate(lines, start=1):
+        line = raw[:-1] if raw.endswith("\r") else raw
+        if "\r" in line:
+            errors.append(f"line {number}: stray carriage return (lines end in LF or CRLF)")
+            continue
+        if not line.strip(_WSP):
+            continue  # blank lines: outside the grammar, but harmless to every sender seen
+        key, sep, value = line.partition(":")
+        if not sep:
+            errors.append(f"line {number}: no ':' in {line[:60]!r}")
+            continue
+        if not _POLICY_KEY.fullmatch(key):
+            errors.append(f"line {number}: {key[:40]!r} is not a valid field name")
+            continue
+        value = value.strip(_WSP)
+        if first_key is None:
+            first_key = key
+        if key == "mx":
+            if not _valid_mx_pattern(value):
+                errors.append(f"line {number}: mx {value[:80]!r} is not a host name or *.pattern")
+            else:
+                mx.append(value)
+            continue
+        if key in values:
+            errors.append(f"line {number}: {key} appears more than once")
+            continue
+        values[key] = value
+        if key not in ("version", "mode", "max_age"):
+            if not _VCHAR_RUN.fullmatch(value):
+                errors.append(f"line {number}: value of {key} is empty or has control characters")
+            extensions.append((key, value))
+
+    version = values.get("version")
+    if version is None:
+        errors.append("no version field (must be 'version: STSv1')")
+    elif version != "STSv1":
+        errors.append(f"version is {version[:40]!r}, must be 'STSv1'")
+    if version is not None and first_key != "version":
+        errors.append("version must be the first field")
+
+    mode = values.get("mode")
+    if mode is None:
+        errors.append("no mode field (enforce, testing or none)")
+    elif mode not in _MODES:
+        errors.append(f"mode is {mode[:40]!r}, must be enforce, testing or none (lower case)")
+
+    max_age_text = values.get("max_age")
+    max_age = 0
+    if max_age_text is None:
+        errors.append("no max_age field")
+    elif not re.fullmatch(r"[0-9]{1,10}", max_age_text):
+        errors.append(f"max_age {max_age_text[:40]!r} is not a whole number of seconds")
+    else:
+        max_age = int(max_age_text)
+        if max_age > MAX_AGE_LIMIT:
+            errors.append(f"max_age {max_age} is above the limit of {MAX_AGE_LIMIT} (one year)")
+
+    if not mx and mode in ("enforce", "testing"):
+        errors.append(f"no mx field: mode {mode} needs at least one")
+
+    if errors:
+        return errors
+    assert version is not None and mode is not None
+    return Policy(
+        version=version, mode=mode, max_age=max_age, mx=tuple(mx), extensions=tuple(extensions)
+    )
+
+
+def mx_matches(pattern: str, mx_host: str) -> bool:
+    """RFC 8461 4.1: case-insensitive; `*.example.com` matches exactly one more label on the
+    left (`a.example.com`), not `a.b.example.com` and not `example.com`."""
+    pat = pattern.strip().lower().rstrip(".")
+    host = mx_host.strip().lower().rstrip(".")
+    if not pat or not host:
+        return False
+    if pat.startswith("*."):
+        suffix = pat[1:]  # ".example.com"
+        if not host.endswith(suffix):
+            return False
+        first = host[: -len(suffix)]
+        return bool(first) and "." not in first and "*" not in first
+    return pat == host
+
+
+def policy_url(domain_ascii: str) -> str:
+    return f"https://mta-sts.{domain_ascii}{POLICY_PATH}"
+
+
+def _fetch_problem(result: HttpResult) -> str | None:
+    """Why a sender would not accept this fetch as a policy, or None."""
+    if result.redirected_to:
+        return f"redirect to {result.redirected_to} (RFC 8461 3.3 forbids redirects)"
+    if result.status is not None and 300 <= result.status < 400:
+        return f"HTTP {result.status} redirect (RFC 8461 3.3 forbids redirects)"
+    if not result.ok and result.error:
+        return result.error
+    if result.status != 200:
+        return f"HTTP {result.status}, must be 200" if result.status else "no HTTP answer"
+    media = (result.content_type or "").split(";", 1)[0].strip().lower()
+    if media != "text/plain":
+        shown = result.content_type or "none"
+        return f"Content-Type is {shown[:60]!r}, must be text/plain"
+    if len(result.body) > POLICY_MAX_BYTES:
+        return f"policy is larger than {POLICY_MAX_BYTES} bytes"
+    return None
+
+
+async def check_mtasts(
+    domain_ascii: str, mx_hosts: list[str], resolver: Resolver, fetcher: Fetcher
+) -> AsyncIterator[Event]:
+    """Check the domain's MTA-STS as a sender would. Yields one MtaStsChecked, then findings.
+
+    MtaStsChecked.error is None exactly when the record and policy are valid (an uncovered MX
+    host is a finding, not an error of the policy)."""
+    where = Where(host=domain_ascii)
+    record_name = f"_mta-sts.{domain_ascii}"
+    answer = await resolver.query(record_name, "TXT")
+    if answer.status not in ("NOERROR", "NODATA", "NXDOMAIN"):
+        # No finding: a sender without a cached policy proceeds as if none were published;
+        # the DNS log shows the failure, and the event says MTA-STS could not be checked.
+        yield MtaStsChecked(
+            domain_ascii, None, None, None, None, None, (), f"TXT {record_name}: {answer.status}"
+        )
+        return
+
+    parsed = parse_sts_record(txt_strings(answer))
+    if parsed is None:
+        yield MtaStsChecked(domain_ascii, None, None, None, None, None, (), None)
+        return
+    if isinstance(parsed, RecordError):
+        yield MtaStsChecked(
+            domain_ascii, parsed.text, None, None, None, None, (), f"record: {parsed.reason}"
+        )
+        yield FindingRaised(
+            raise_finding(
+                "mtasts.record_invalid",
+                where,
+                f"{record_name}: {parsed.reason}",
+                evidence=(f"dns:{record_name}/TXT",),
+            )
+        )
+        return
+
+    url = policy_url(domain_ascii)
+    result = await fetcher.get(url, max_bytes=POLICY_MAX_BYTES)
+    problem = _fetch_problem(result)
+    if problem is not None:
+        yield MtaStsChecked(
+            domain_ascii, parsed.text, parsed.id, None, None, None, (), f"fetch: {problem}"
+        )
+        fid = "mtasts.webpki_invalid" if problem.startswith("TLS:") else "mtasts.fetch_failed"
+        yield FindingRaised(
+            raise_finding(fid, where, f"{url}: {problem}", evidence=(f"endpoint:{url}",))
+        )
+        return
+
+    text = decode(result.body)
+    policy = parse_policy(text)
+    if isinstance(policy, list):
+        yield MtaStsChecked(
+            domain_ascii, parsed.text, parsed.id, text, None, None, (), "policy: " + "; ".join(policy)
+        )
+        yield FindingRaised(
+            raise_finding(
+                "mtasts.policy_invalid",
+                where,
+                f"{url}: " + "; ".join(policy),
+                evidence=(f"endpoint:{url}",),
+            )
+        )
+        return
+
+    yield MtaStsChecked(
+        domain_ascii, parsed.text, parsed.id, text, policy.mode, policy.max_age, policy.mx, None
+    )
+    uncovered = [h for h in mx_hosts if not any(mx_matches(p, h) for p in policy.mx)]
+    patterns = ", ".join(policy.mx)
+    if policy.mode == "enforce":
+        for host in uncovered:
+            yield FindingRaised(
+                raise_finding(
+                    "mtasts.mx_not_covered",
+                    Where(host=host),
+                    f"MX {host} matches no mx pattern of the {domain_ascii} policy ({patterns})",
+                    evidence=(f"endpoint:{url}",),
+                )
+            )
+    elif policy.mode == "testing":
+        summary = f"{domain_ascii} publishes MTA-STS in testing mode"
+        if uncovered:
+            summary += "; under enforce these MX hosts would fail: " + ", ".join(uncovered)
+        yield FindingRaised(
+            raise_finding("mtasts.testing", where, summary, evidence=(f"endpoint:{url}",))
+        )

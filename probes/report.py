@@ -1,0 +1,365 @@
+"""Collect a diagnosis' events into a report: the JSON document and the text report.
+
+The JSON follows contract.md (`schema: mxlens/1`); network text stays exactly as received.
+The text report is for terminals and tickets: every network string goes through
+`safetext.visible()` so a hostile banner cannot drive the terminal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .events import (
+    AddressesResolved,
+    ChainReceived,
+    ChainValidated,
+    DaneChecked,
+    DiagnosisFinished,
+    DnsQuery,
+    EndpointChecked,
+    Event,
+    Finding,
+    FindingRaised,
+    MtaStsChecked,
+    MxResolved,
+    PtrResolved,
+    SessionFinished,
+    TlsNegotiated,
+    TlsRptChecked,
+    TlsVersionsProbed,
+    TranscriptLine,
+    Where,
+)
+from .findings import SEVERITY_ORDER, exit_code, sort_findings
+from .options import Options
+from .safetext import visible
+
+SCHEMA = "mxlens/1"
+
+
+@dataclass
+class SessionReport:
+    address: str
+    port: int
+    transcript: list[TranscriptLine] = field(default_factory=list)
+    starttls: bool | None = None
+    outcome: str | None = None
+    connections: int = 0
+    tls: TlsNegotiated | None = None
+    chain: ChainReceived | None = None
+    validation: ChainValidated | None = None
+    versions: TlsVersionsProbed | None = None
+    endpoints: list[EndpointChecked] = field(default_factory=list)
+    dane: DaneChecked | None = None
+
+
+@dataclass
+class MxReport:
+    host: str
+    preference: int
+    addresses: list[str] = field(default_factory=list)
+    cname: str | None = None
+    ptr: dict[str, PtrResolved] = field(default_factory=dict)
+    sessions: dict[tuple[str, int], SessionReport] = field(default_factory=dict)
+
+
+class Report:
+    """Everything a diagnosis said, in a shape both renderers use. Feed it every event."""
+
+    def __init__(self, target: str, options: Options) -> None:
+        self.target = target
+        self.options = options
+        self.target_ascii: str | None = None
+        self.mx: dict[str, MxReport] = {}
+        self.null_mx = False
+        self.implicit_mx = False
+        self.dns: list[DnsQuery] = []
+        self.mtasts: MtaStsChecked | None = None
+        self.tlsrpt: TlsRptChecked | None = None
+        self.findings: list[Finding] = []
+        self.finished: DiagnosisFinished | None = None
+        self._ptr: dict[str, PtrResolved] = {}
+
+    # ------------------------------------------------------------------ collecting
+
+    def _mx(self, host: str) -> MxReport:
+        if host not in self.mx:
+            self.mx[host] = MxReport(host, 0)
+        return self.mx[host]
+
+    def _session(self, where: Where) -> SessionReport:
+        mx = self._mx(where.host)
+        key = (where.address or "", where.port or 0)
+        if key not in mx.sessions:
+            mx.sessions[key] = SessionReport(where.address or "", where.port or 0)
+        return mx.sessions[key]
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, DnsQuery):
+            self.dns.append(event)
+        elif isinstance(event, MxResolved):
+            self.target_ascii = event.domain_ascii
+            self.null_mx = event.null_mx
+            self.implicit_mx = event.implicit
+            for mx in event.hosts:
+                self._mx(mx.host).preference = mx.preference
+        elif isinstance(event, AddressesResolved):
+            mx = self._mx(event.host)
+            mx.addresses = list(event.addresses)
+            mx.cname = event.cname
+        elif isinstance(event, PtrResolved):
+            self._ptr[event.address] = event
+            for mx in self.mx.values():
+                if event.address in mx.addresses:
+                    mx.ptr[event.address] = event
+        elif isinstance(event, TranscriptLine):
+            session = self._session(event.where)
+            if event.purpose == "main":
+                session.transcript.append(event)
+        elif isinstance(event, SessionFinished):
+            session = self._session(event.where)
+            session.connections += event.connections
+            if event.purpose == "main":
+                session.starttls = event.starttls
+                session.outcome = event.outcome
+        elif isinstance(event, TlsNegotiated):
+            self._session(event.where).tls = event
+        elif isinstance(event, ChainReceived):
+            self._session(event.where).chain = event
+        elif isinstance(event, ChainValidated):
+            self._session(event.where).validation = event
+        elif isinstance(event, TlsVersionsProbed):
+            self._session(event.where).versions = event
+        elif isinstance(event, EndpointChecked):
+            # Endpoint events carry no address: attach to every session whose chain has the cert.
+            for mx in self.mx.values():
+                for session in mx.sessions.values():
+                    certs = session.validation.path if session.validation else ()
+                    if any(link.cert.sha256 == event.for_cert for link in certs):
+                        if event not in session.endpoints:
+                            session.endpoints.append(event)
+        elif isinstance(event, DaneChecked):
+            if event.where.address is not None:
+                self._session(event.where).dane = event
+        elif isinstance(event, MtaStsChecked):
+            self.mtasts = event
+        elif isinstance(event, TlsRptChecked):
+            self.tlsrpt = event
+        elif isinstance(event, FindingRaised):
+            self.findings.append(event.finding)
+        elif isinstance(event, DiagnosisFinished):
+            self.finished = event
+
+    def exit_code(self) -> int:
+        return exit_code(self.findings)
+
+    def mx_in_order(self) -> list[MxReport]:
+        return sorted(self.mx.values(), key=lambda m: m.preference)
+
+    # ------------------------------------------------------------------ JSON
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "target": self.target,
+            "target_ascii": self.target_ascii,
+            "policy": self.options.policy,
+            "null_mx": self.null_mx,
+            "implicit_mx": self.implicit_mx,
+            "mx": [self._mx_json(mx) for mx in self.mx_in_order()],
+            "policies": {
+                "mta_sts": _plain(self.mtasts),
+                "tls_rpt": _plain(self.tlsrpt),
+            },
+            "dns": [_plain(q) for q in self.dns],
+            "findings": [_finding_json(f) for f in sort_findings(self.findings)],
+            "exit_code": self.exit_code(),
+            "elapsed_ms": self.finished.elapsed_ms if self.finished else None,
+        }
+
+    def _mx_json(self, mx: MxReport) -> dict[str, Any]:
+        return {
+            "host": mx.host,
+            "preference": mx.preference,
+            "cname": mx.cname,
+            "addresses": mx.addresses,
+            "ptr": {a: list(p.names) for a, p in mx.ptr.items()},
+            "sessions": [self._session_json(s) for s in mx.sessions.values()],
+        }
+
+    @staticmethod
+    def _session_json(s: SessionReport) -> dict[str, Any]:
+        tls = None
+        if s.tls is not None:
+            tls = {
+                "version": s.tls.version,
+                "cipher": s.tls.cipher,
+                "forward_secrecy": s.tls.forward_secrecy,
+                "group": s.tls.group,
+                "bits": s.tls.bits,
+                "handshake": list(s.tls.handshake),
+            }
+        chain = []
+        if s.chain is not None:
+            chain = [_cert_json(c, "sent") for c in s.chain.certs]
+        validation = None
+        if s.validation is not None:
+            validation = {
+                "trusted": s.validation.trusted,
+                "error": s.validation.error,
+                "trust_store": s.validation.trust_store,
+                "names_checked": list(s.validation.names_checked),
+                "name_matches": s.validation.name_matches,
+                "path": [_cert_json(link.cert, link.source) for link in s.validation.path],
+            }
+        return {
+            "address": s.address,
+            "port": s.port,
+            "outcome": s.outcome,
+            "connections": s.connections,
+            "transcript": [
+                {"t_ms": line.t_ms, "dir": line.dir, "text": line.text} for line in s.transcript
+            ],
+            "starttls": s.starttls,
+            "tls": tls,
+            "tls_versions": dict(s.versions.accepted) if s.versions else None,
+            "chain": chain,
+            "validation": validation,
+            "endpoints": [
+                {
+                    "kind": e.kind,
+                    "url": e.url,
+                    "host": e.host,
+                    "ok": e.ok,
+                    "status": e.status,
+                    "ms": e.ms,
+                    "error": e.error,
+                    "detail": e.detail,
+                    "cert_status": e.cert_status,
+                    "for_cert": e.for_cert,
+                }
+                for e in s.endpoints
+            ],
+            "dane": _plain(s.dane),
+        }
+
+    # ------------------------------------------------------------------ text
+
+    def to_text(self) -> str:
+        out: list[str] = []
+        name = self.target if self.target_ascii in (None, self.target) else f"{self.target} ({self.target_ascii})"
+        out.append(f"mxlens check {visible(name)}  policy: {self.options.policy}")
+        verdict = {0: "OK: no problems found", 1: "WARNING: mail flows, with warnings", 2: "ERROR: mail over this route fails"}
+        out.append(verdict[self.exit_code()])
+        out.append("")
+        findings = sort_findings(self.findings)
+        shown = [f for f in findings if f.severity != "ok"]
+        if shown:
+            out.append("Findings (worst first):")
+            for f in shown:
+                out.append(f"  {f.severity.upper():7} {f.id:28} {visible(str(f.where))}")
+                out.append(f"          {visible(f.summary)}")
+                if f.severity in ("error", "warning"):
+                    out.append(f"          why: {visible(f.detail)}")
+                    if f.fix:
+                        out.append(f"          fix: {visible(f.fix)}")
+            out.append("")
+        if self.mtasts or self.tlsrpt:
+            out.append("Domain policies:")
+            if self.mtasts is not None:
+                state = self.mtasts.mode or ("not published" if self.mtasts.record is None else "error")
+                out.append(f"  MTA-STS: {visible(state)}" + (f"  mx: {visible(' '.join(self.mtasts.mx_patterns))}" if self.mtasts.mx_patterns else ""))
+            if self.tlsrpt is not None:
+                out.append(f"  TLS-RPT: {visible(self.tlsrpt.record) if self.tlsrpt.record else 'not published'}")
+            out.append("")
+        for mx in self._mx_worst_first():
+            out.extend(self._mx_text(mx))
+        if self.finished is not None:
+            out.append(f"Done in {self.finished.elapsed_ms / 1000:.1f} s.")
+        return "\n".join(out) + "\n"
+
+    def _mx_worst_first(self) -> list[MxReport]:
+        def rank(mx: MxReport) -> tuple[int, int]:
+            sevs = [SEVERITY_ORDER[f.severity] for f in self.findings if f.where.host == mx.host]
+            return (min(sevs) if sevs else 9, mx.preference)
+
+        return sorted(self.mx.values(), key=rank)
+
+    def _mx_text(self, mx: MxReport) -> list[str]:
+        out = [f"MX {mx.preference} {visible(mx.host)}" + (f" (CNAME {visible(mx.cname)})" if mx.cname else "")]
+        if not mx.addresses:
+            out.append("  no addresses")
+        for addr in mx.addresses:
+            ptr = mx.ptr.get(addr)
+            ptr_text = ", ".join(ptr.names) if ptr and ptr.names else "no PTR"
+            out.append(f"  {addr}  PTR {visible(ptr_text)}")
+        for s in mx.sessions.values():
+            out.append(f"  session {s.address} port {s.port}: {s.outcome or 'not finished'}")
+            if s.tls is not None:
+                fs = "forward secrecy" if s.tls.forward_secrecy else "NO forward secrecy"
+                group = f", {s.tls.group}" if s.tls.group else ""
+                out.append(f"    TLS: {s.tls.version} {s.tls.cipher} ({fs}{group})")
+            if s.versions is not None:
+                acc = " ".join(f"{v}:{'yes' if ok else ('no' if ok is False else '?')}" for v, ok in s.versions.accepted)
+                out.append(f"    versions: {acc}")
+            if s.validation is not None:
+                state = "trusted" if s.validation.trusted else f"NOT trusted ({visible(s.validation.error or '')})"
+                out.append(f"    chain: {state} [{visible(s.validation.trust_store)}]")
+                for i, link in enumerate(s.validation.path):
+                    out.append(f"      {i} {link.source:5} {visible(link.cert.subject)}  until {link.cert.not_after}")
+            elif s.chain is not None:
+                for i, cert in enumerate(s.chain.certs):
+                    out.append(f"      {i} sent  {visible(cert.subject)}  until {cert.not_after}")
+            for e in s.endpoints:
+                state = "ok" if e.ok else f"FAIL {visible(e.error or '')}"
+                ms = f" {e.ms:.0f} ms" if e.ms is not None else ""
+                out.append(f"    {e.kind:10} {visible(e.url)}  {state}{ms}")
+            if s.transcript:
+                out.append("    transcript:")
+                for line in s.transcript[:40]:
+                    out.append(f"      {line.t_ms:8.1f} ms {line.dir:>3}: {visible(line.text)}")
+                if len(s.transcript) > 40:
+                    out.append(f"      ... {len(s.transcript) - 40} more lines (see --json)")
+        out.append("")
+        return out
+
+
+def _cert_json(cert: Any, source: str) -> dict[str, Any]:
+    data = {k: v for k, v in asdict(cert).items() if k != "der"}
+    for key, value in data.items():
+        if isinstance(value, tuple):
+            data[key] = list(value)
+    data["source"] = source
+    return data
+
+
+def _finding_json(f: Finding) -> dict[str, Any]:
+    return {
+        "id": f.id,
+        "severity": f.severity,
+        "where": str(f.where),
+        "host": f.where.host,
+        "address": f.where.address,
+        "port": f.where.port,
+        "summary": f.summary,
+        "detail": f.detail,
+        "fix": f.fix,
+        "evidence": list(f.evidence),
+    }
+
+
+def _plain(obj: Any) -> Any:
+    """A dataclass as JSON-ready data (tuples to lists, bytes dropped)."""
+    if obj is None:
+        return None
+    data = asdict(obj)
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if not isinstance(v, bytes)}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(data)

@@ -1,0 +1,219 @@
+"""The `mxlens` command line: the UI, `check`, `lab` and `demo`.
+
+This module must stay light: the headless commands never import Textual (a test guards it),
+so `mxlens check` starts fast on a jump host. The UI is imported only when it is opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from probes.errors import CheckError
+from probes.options import POLICIES, MxOverride, Options
+
+EXIT_BAD_INPUT = 3
+COMMANDS = ("check", "lab", "demo")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but bad flags exit 3 with one line (contract.md), not 2 with a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"mxlens: {message} (see mxlens {self.prog.split()[-1]} --help)\n")
+
+
+def _add_check_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON document (mxlens/1) on stdout")
+    p.add_argument("--resolver", metavar="IP[:PORT]", help="send every DNS query to this server")
+    p.add_argument("--port", type=str, default="25", help="SMTP port to probe (default 25; 587 for submission)")
+    p.add_argument("--implicit-tls", action="store_true", help="TLS from the first byte (port 465 style)")
+    p.add_argument("--mx", action="append", default=[], metavar="HOST[:PORT]", help="probe this host instead of the MX records (repeatable)")
+    p.add_argument("--ca-file", metavar="PEM", help="trust exactly the roots in this PEM file")
+    p.add_argument("--trust", choices=("certifi", "system"), default="certifi", help="trust store when no --ca-file (default certifi)")
+    p.add_argument("--expect-name", metavar="NAME", help="certificate name a connector requires (TlsDomain); wildcards allowed")
+    p.add_argument("--policy", default="strict", help=f"sender policy: {', '.join(POLICIES)} (default strict)")
+    p.add_argument("--ehlo", metavar="NAME", help="EHLO name to announce (default: this host's FQDN)")
+    p.add_argument("--timeout", default="10", help="per-step network timeout in seconds (default 10)")
+    p.add_argument("--no-endpoints", action="store_true", help="skip the CA endpoint (OCSP/CRL/AIA) checks")
+    p.add_argument("--no-extra-probes", action="store_true", help="skip the TLS version sweep and the STARTTLS injection test")
+    p.add_argument("--lab", action="store_true", help="start the built-in lab and check one of its domains (no network needed)")
+
+
+def _parser_for(command: str) -> _Parser:
+    if command == "check":
+        p = _Parser(prog="mxlens check", description="Diagnose mail delivery over TLS to DOMAIN and print a report.")
+        p.add_argument("domain", metavar="DOMAIN")
+        _add_check_options(p)
+    elif command == "lab":
+        p = _Parser(prog="mxlens lab", description="Run the built-in mail lab in the foreground (Ctrl+C stops it).")
+        p.add_argument("--scenario", action="append", default=[], metavar="NAME", help="only this scenario (repeatable)")
+    elif command == "demo":
+        p = _Parser(prog="mxlens demo", description="Start the built-in lab and open the UI on it.")
+        p.add_argument("domain", nargs="?", metavar="DOMAIN", help="a lab domain (default healthy.lab.test)")
+        _add_check_options(p)
+    else:
+        p = _Parser(
+            prog="mxlens",
+            description="Find out why mail to a domain fails over TLS. Commands: check, lab, demo; "
+            "without a command, open the terminal UI.",
+        )
+        p.add_argument("domain", nargs="?", metavar="DOMAIN")
+        _add_check_options(p)
+    return p
+
+
+def _positive_float(text: str, flag: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise CheckError(f"{flag} must be a number of seconds, not {text!r}") from None
+    if not 0 < value <= 600:
+        raise CheckError(f"{flag} must be between 0 and 600 seconds, not {text}")
+    return value
+
+
+def _port(text: str, flag: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise CheckError(f"{flag} must be a port number from 1 to 65535, not {text!r}")
+    return int(text)
+
+
+def _mx_override(text: str) -> MxOverride:
+    raw = text.strip()
+    if not raw:
+        raise CheckError("--mx needs a host name")
+    if raw.startswith("["):
+        end = raw.find("]")
+        if end < 0:
+            raise CheckError(f"bad --mx {text!r}: missing ]")
+        host, rest = raw[1:end], raw[end + 1 :]
+        port = _port(rest[1:], "--mx port") if rest.startswith(":") else None
+        return MxOverride(host, port)
+    if raw.count(":") == 1:
+        host, port_text = raw.split(":")
+        return MxOverride(host, _port(port_text, "--mx port"))
+    if any(ch.isspace() for ch in raw):
+        raise CheckError(f"bad --mx {text!r}")
+    return MxOverride(raw)
+
+
+def options_from_args(ns: argparse.Namespace) -> Options:
+    """Turn parsed flags into Options, with a one-line CheckError for any bad value."""
+    from probes.dns import parse_resolver
+
+    if ns.policy not in POLICIES:
+        raise CheckError(f"--policy must be one of {', '.join(POLICIES)}, not {ns.policy!r}")
+    if ns.policy == "domain" and not ns.expect_name:
+        raise CheckError("--policy domain needs --expect-name NAME (the connector's TlsDomain)")
+    if ns.ca_file is not None and not os.path.isfile(ns.ca_file):
+        raise CheckError(f"cannot read --ca-file {ns.ca_file}: no such file")
+    return Options(
+        policy=ns.policy,
+        resolver=parse_resolver(ns.resolver) if ns.resolver else None,
+        port=_port(ns.port, "--port"),
+        implicit_tls=ns.implicit_tls,
+        mx=tuple(_mx_override(m) for m in ns.mx),
+        ca_file=ns.ca_file,
+        trust=ns.trust,
+        expect_name=ns.expect_name,
+        ehlo=ns.ehlo,
+        timeout=_positive_float(ns.timeout, "--timeout"),
+        endpoints=not ns.no_endpoints,
+        extra_probes=not ns.no_extra_probes,
+    )
+
+
+def _merge_lab(options: Options, lab_options: Options) -> Options:
+    """Lab plumbing (resolver, ports, CA file) plus the user's own choices."""
+    from dataclasses import replace
+
+    return replace(
+        lab_options,
+        policy=options.policy,
+        expect_name=options.expect_name or lab_options.expect_name,
+        ehlo=options.ehlo,
+        endpoints=options.endpoints,
+        extra_probes=options.extra_probes,
+        mx=options.mx,
+        timeout=options.timeout if options.timeout != 10.0 else lab_options.timeout,
+    )
+
+
+async def _check(domain: str, options: Options, *, as_json: bool, use_lab: bool) -> int:
+    from probes.diagnose import diagnose
+    from probes.report import Report
+
+    if use_lab:
+        from lab.world import Lab
+
+        async with Lab() as lab:
+            scenario = lab.scenario_for(domain)
+            if scenario is None:
+                known = ", ".join(s.domain for s in lab.scenarios.values())
+                raise CheckError(f"{domain} is not a lab domain; try one of: {known}")
+            return await _check(domain, _merge_lab(options, lab.options(scenario.name)), as_json=as_json, use_lab=False)
+    report = Report(domain, options)
+    async for event in diagnose(domain, options):
+        report.add(event)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(report.to_text())
+    return report.exit_code()
+
+
+def _run_lab(scenarios: list[str]) -> int:
+    from lab.__main__ import run_foreground
+
+    return run_foreground(scenarios or None)
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"mxlens: {message}\n")
+    return EXIT_BAD_INPUT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = args[0] if args and args[0] in COMMANDS else ""
+    rest = args[1:] if command else args
+    parser = _parser_for(command)
+    try:
+        ns = parser.parse_args(rest)
+        if command == "check":
+            options = options_from_args(ns)
+            return asyncio.run(_check(ns.domain, options, as_json=ns.json, use_lab=ns.lab))
+        if command == "lab":
+            return _run_lab(ns.scenario)
+        options = options_from_args(ns)
+        if command == "demo" or ns.lab:
+            from tui.app import run_app
+
+            return run_app(ns.domain, options, lab=True) or 0
+        from tui.app import run_app
+
+        return run_app(ns.domain, options, lab=False) or 0
+    except CheckError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+    except SystemExit:
+        raise
+    except Exception as exc:  # one line, never a traceback, unless asked for
+        if os.environ.get("MXLENS_DEBUG"):
+            raise
+        return _fail(f"internal error: {type(exc).__name__}: {exc} (set MXLENS_DEBUG=1 for details)")
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()
