@@ -15,9 +15,11 @@ issues; they are plain attributes, so a scenario may point them elsewhere before
 from __future__ import annotations
 
 import hashlib
+import os
+import ssl
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-PrivateKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey]
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 _EKU = {
     "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
@@ -36,7 +38,8 @@ _EKU = {
     "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
 }
 
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+_SignHash = hashes.SHA256 | hashes.SHA384 | hashes.SHA512
+_HASHES: dict[str, type[_SignHash]] = {
     "sha256": hashes.SHA256,
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
@@ -58,7 +61,7 @@ def new_key(kind: str = "ec") -> PrivateKey:
     raise ValueError(f"unknown key kind {kind!r}")
 
 
-def _hash(name: str) -> hashes.HashAlgorithm:
+def _hash(name: str) -> _SignHash:
     try:
         return _HASHES[name]()
     except KeyError:
@@ -425,19 +428,16 @@ class PKI:
             revocation_time = ca.revoked[serial]
         else:
             status = ocsp.OCSPCertStatus.GOOD
-        builder = (
-            ocsp.OCSPResponseBuilder()
-            .add_response_by_hash(
-                issuer_name_hash=name_hash,
-                issuer_key_hash=key_hash,
-                serial_number=serial,
-                algorithm=req_alg,
-                cert_status=status,
-                this_update=this_update,
-                next_update=next_update,
-                revocation_time=revocation_time,
-                revocation_reason=None,
-            )
+        builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
+            issuer_name_hash=name_hash,
+            issuer_key_hash=key_hash,
+            serial_number=serial,
+            algorithm=req_alg,
+            cert_status=status,
+            this_update=this_update,
+            next_update=next_update,
+            revocation_time=revocation_time,
+            revocation_reason=None,
         )
         for ext in req.extensions:
             if isinstance(ext.value, x509.OCSPNonce):
@@ -471,10 +471,7 @@ class PKI:
         )
         for serial, when in ca.revoked.items():
             builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder()
-                .serial_number(serial)
-                .revocation_date(when)
-                .build()
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
             )
         signer = self._rogue_key if mode == "bad-signature" else ca.key
         return builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
@@ -592,3 +589,25 @@ def _ocsp_error(status: ocsp.OCSPResponseStatus) -> bytes:
     return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(
         serialization.Encoding.DER
     )
+
+
+def server_context(issued: Issued, *, include_intermediates: bool = True) -> ssl.SSLContext:
+    """A TLS server context presenting issued (and its intermediates unless told not to).
+
+    The security level is 0 so that the weak certificates scenarios need (SHA-1 signatures,
+    RSA-1024) load at all: OpenSSL at its default level refuses them ("ca md too weak",
+    "ee key too small"). Callers tighten versions and ciphers on the returned context.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    # ssl loads certificates only from files: write them to a private temporary directory
+    # and remove it at once.
+    with tempfile.TemporaryDirectory(prefix="mxlens-lab-") as tmp:
+        cert_path = os.path.join(tmp, "chain.pem")
+        key_path = os.path.join(tmp, "key.pem")
+        with open(cert_path, "wb") as f:
+            f.write(issued.pem_chain(include_intermediates=include_intermediates))
+        with open(os.open(key_path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+            f.write(issued.key_pem())
+        ctx.load_cert_chain(cert_path, key_path)
+    return ctx

@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from .dane import TlsaLookup, judge_dane, lookup_tlsa
+from .dane import TlsaLookup, is_usable, judge_dane, lookup_tlsa
 from .certificates import validate_chain
 from .dns import Answer, Resolver, local_fqdn, to_ascii
 from .endpoints import check_endpoints
@@ -187,10 +187,7 @@ class _Run:
         await policy_task
         for host, task in self.tlsa.items():
             lookup = await task
-            if lookup.authenticated and any(
-                r.usage in (2, 3) and r.selector in (0, 1) and r.mtype in (0, 1, 2)
-                for r in lookup.records
-            ):
+            if lookup.authenticated and any(is_usable(r) for r in lookup.records):
                 self.dane_active.add(host)
         self.release_findings()
 
@@ -206,14 +203,15 @@ class _Run:
         """The MX hosts a sender would use, in preference order (or the --mx overrides)."""
         where = Where(self.domain)
         if self.options.mx:
-            hosts = tuple(MxHost(o.host.lower().rstrip("."), 0) for o in self.options.mx)
-            self.put(MxResolved(self.target, self.domain, hosts))
-            return list(hosts)
+            overrides = tuple(MxHost(o.host.lower().rstrip("."), 0) for o in self.options.mx)
+            self.put(MxResolved(self.target, self.domain, overrides))
+            return list(overrides)
         answer = await self.resolver.query(self.domain, "MX")
-        if answer.status == "TIMEOUT":
+        if answer.status == "TIMEOUT" or answer.status.startswith("ERROR"):
+            why = "no reply in %g s" % self.options.timeout if answer.status == "TIMEOUT" else answer.status
             raise CheckError(
-                f"the resolver {self.resolver.describe()} does not answer (no reply in "
-                f"{self.options.timeout:g} s); check --resolver or the network"
+                f"the resolver {self.resolver.describe()} does not answer ({why}); "
+                "check --resolver or the network"
             )
         if answer.status == "NXDOMAIN":
             self.put(MxResolved(self.target, self.domain, ()))

@@ -126,10 +126,11 @@ class Resolver:
         timeout: float = 5.0,
         on_query: Callable[[DnsQuery], None] | None = None,
     ) -> None:
+        servers: list[tuple[str, int]]
         if server is None:
             try:
                 system = dns.resolver.Resolver(configure=True)
-                servers = [(ip, 53) for ip in system.nameservers]
+                servers = [(str(ip), 53) for ip in system.nameservers]
             except (dns.resolver.NoResolverConfiguration, OSError):
                 servers = []
             if not servers:

@@ -277,6 +277,9 @@ class DaneChecked:
     records: tuple[TlsaRecord, ...]
     matched: TlsaRecord | None = None
     usable: int = 0  # number of records usable for SMTP (usage 2/3, known selector/mtype)
+    # DANE-TA only: whether the leaf carries the MX host name (RFC 7672 3.2.2); None when no
+    # DANE-TA record matched the chain.
+    ta_name_ok: bool | None = None
 
 
 # --------------------------------------------------------------------------- the run

@@ -88,15 +88,16 @@ def proxy_for(url: httpx.URL) -> str | None:
     """The proxy the environment (HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY) names for
     url, or None for a direct connection."""
     proxies = urllib.request.getproxies_environment()
+    # proxy_bypass_environment is undocumented but present from 3.x through 3.13; it applies
+    # NO_PROXY exactly as urllib (and curl-alike tools) do.
+    bypass = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009
     proxy = proxies.get(url.scheme) or proxies.get("all")
     if not proxy:
         return None
     host = url.host
-    if urllib.request.proxy_bypass_environment(host, proxies):
+    if bypass(host, proxies):
         return None
-    if url.port is not None and urllib.request.proxy_bypass_environment(
-        f"{host}:{url.port}", proxies
-    ):
+    if url.port is not None and bypass(f"{host}:{url.port}", proxies):
         return None
     if "://" not in proxy:
         proxy = "http://" + proxy
@@ -285,8 +286,8 @@ class Fetcher:
             raise _ConnectFailed(_connect_reason(exc)) from None
         except httpx.HTTPError as exc:
             tls = _tls_reason(exc)
-            error = f"TLS: {tls}" if tls else f"HTTP: {_one_line(str(exc) or type(exc).__name__)}"
-            return self._result(url, None, started, b"", None, error, addresses, proxy)
+            why = f"TLS: {tls}" if tls else f"HTTP: {_one_line(str(exc) or type(exc).__name__)}"
+            return self._result(url, None, started, b"", None, why, addresses, proxy)
 
         try:
             status = response.status_code
@@ -329,8 +330,8 @@ class Fetcher:
         except httpx.TimeoutException:
             return self._result(url, None, started, b"", None, "timeout", addresses, proxy)
         except httpx.HTTPError as exc:
-            error = f"HTTP: {_one_line(str(exc) or type(exc).__name__)}"
-            return self._result(url, None, started, b"", None, error, addresses, proxy)
+            failure = f"HTTP: {_one_line(str(exc) or type(exc).__name__)}"
+            return self._result(url, None, started, b"", None, failure, addresses, proxy)
         finally:
             await response.aclose()
 

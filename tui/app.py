@@ -1,0 +1,551 @@
+"""The mxlens terminal UI: five panes fed by one diagnosis stream.
+
+A worker runs the event source (`probes.diagnose.diagnose`, or any function with its
+signature, such as `tui.fake_stream.fake_diagnose`) and posts each event to the app as a
+message; the app hands it to every pane and keeps selection in one place. The worker never
+touches a widget, so a slow or cancelled run cannot leave the screen half-updated.
+
+Made for helpdesk engineers on a jump host over SSH: usable at 80x24 (one pane at a time,
+switched with 1-5 or Tab), on 16-colour terminals and with NO_COLOR (every status is a word
+too), without a mouse and without Esc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import App, ComposeResult
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.containers import Container
+from textual.message import Message
+from textual.widgets import Footer, Static
+from textual.worker import Worker
+
+from probes.errors import CheckError
+from probes.events import ChainReceived, ChainValidated, DiagnosisFinished, Event, Finding
+from probes.options import Options
+
+from .keymap import ACTIONS, bindings, display_key, keys_for, load_keymap
+from .safe import join, mark, safe_text
+from .widgets import AddrKey, Pane
+from .widgets.chain_pane import ChainPane
+from .widgets.domain_pane import DomainPane
+from .widgets.endpoints_pane import EndpointsPane, firewall_lines
+from .widgets.findings_bar import FindingsBar
+from .widgets.help_screen import HelpScreen
+from .widgets.target_prompt import TargetPrompt
+from .widgets.transcript_pane import TranscriptPane
+
+Source = Callable[[str, Options], AsyncIterator[Event]]
+PANE_COUNT = 5
+
+
+class MxLensCommands(Provider):
+    """Every mxlens action in the command palette (ctrl+p), with the key it is on."""
+
+    def _entries(self) -> list[tuple[str, str, str]]:
+        app = self.app
+        keymap = app.keymap if isinstance(app, MxLensApp) else {}
+        out = []
+        for a in ACTIONS:
+            key = display_key(keys_for(a.id, keymap))
+            out.append((f"{a.label} ({key})", a.help, a.action))
+        return out
+
+    async def discover(self) -> Hits:
+        for name, help_text, action in self._entries():
+            yield DiscoveryHit(
+                Text(name), partial(self.app.run_action, action), text=name, help=help_text
+            )
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, action in self._entries():
+            score = max(matcher.match(name), matcher.match(help_text) * 0.8)
+            if score > 0:
+                yield Hit(
+                    score,
+                    matcher.highlight(name),
+                    partial(self.app.run_action, action),
+                    text=name,
+                    help=help_text,
+                )
+
+
+def _default_theme() -> str:
+    """Truecolour terminals get Textual's theme; everything else the terminal's own 16 colours."""
+    chosen = os.environ.get("MXLENS_THEME")
+    if chosen:
+        return chosen
+    if os.environ.get("COLORTERM", "").lower() in ("truecolor", "24bit"):
+        return "textual-dark"
+    return "ansi-dark"
+
+
+def _export_dir() -> Path:
+    explicit = os.environ.get("MXLENS_EXPORT_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "mxlens"
+
+
+class PaneBar(Static):
+    """The top line: the pane keys (always visible, even at 80 columns) and the run status."""
+
+
+class MxLensApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "mxlens"
+    BINDINGS = bindings()
+    COMMANDS = App.COMMANDS | {MxLensCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
+
+    class EventArrived(Message):
+        def __init__(self, run: int, event: Event) -> None:
+            super().__init__()
+            self.run = run
+            self.event = event
+
+    class RunEnded(Message):
+        def __init__(self, run: int, error: str | None, cancelled: bool) -> None:
+            super().__init__()
+            self.run = run
+            self.error = error
+            self.cancelled = cancelled
+
+    def __init__(
+        self,
+        target: str | None,
+        options: Options,
+        *,
+        source: Source | None = None,
+        lab: bool = False,
+        keymap_path: Path | None = None,
+        export_dir: Path | None = None,
+        theme: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.target = target.strip() if target and target.strip() else None
+        self.options = options
+        self._source = source
+        self._lab_mode = lab
+        self._lab: Any = None
+        self._keymap_path = keymap_path
+        self._export_dir = export_dir
+        self._theme_name = theme or _default_theme()
+        self.keymap: dict[str, str] = {}
+        self.run_id = 0
+        self.running = False
+        self.cancelled = False
+        self.finished: DiagnosisFinished | None = None
+        self.error: str | None = None
+        self.selected: AddrKey | None = None
+        self.active_pane = 1
+        self._worker: Worker[None] | None = None
+        self.last_export: Path | None = None
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield PaneBar(id="pane-bar")
+        with Container(id="panes"):
+            yield DomainPane(id="pane-1")
+            yield TranscriptPane(id="pane-2")
+            yield ChainPane(id="pane-3")
+            yield EndpointsPane(id="pane-4")
+            yield FindingsBar(id="pane-5")
+        yield Footer()
+
+    def pane(self, number: int) -> Pane:
+        return self.query_one(f"#pane-{number}", Pane)
+
+    @property
+    def domain_pane(self) -> DomainPane:
+        return self.query_one(DomainPane)
+
+    @property
+    def transcript_pane(self) -> TranscriptPane:
+        return self.query_one(TranscriptPane)
+
+    @property
+    def chain_pane(self) -> ChainPane:
+        return self.query_one(ChainPane)
+
+    @property
+    def endpoints_pane(self) -> EndpointsPane:
+        return self.query_one(EndpointsPane)
+
+    @property
+    def findings_bar(self) -> FindingsBar:
+        return self.query_one(FindingsBar)
+
+    async def on_mount(self) -> None:
+        try:
+            self.theme = self._theme_name
+        except Exception:  # an unknown MXLENS_THEME: keep Textual's default
+            self.notify(f"unknown theme {self._theme_name!r}", severity="warning", markup=False)
+        self.keymap, warning = load_keymap(self._keymap_path)
+        if self.keymap:
+            self.set_keymap(self.keymap)
+        if warning:
+            self.notify(warning, severity="warning", markup=False, timeout=10)
+        self.set_active_pane(1)
+        if self._lab_mode:
+            self.run_worker(self._start_lab(), group="lab", exit_on_error=False)
+        elif self.target:
+            self.start(self.target)
+        else:
+            self.call_after_refresh(self.action_new_target)
+        self._render_bar()
+
+    async def on_unmount(self) -> None:
+        await self._stop_lab()
+
+    # ------------------------------------------------------------------ the lab
+
+    async def _start_lab(self) -> None:
+        try:
+            from lab.world import Lab  # imported here: the lab pulls the PKI and servers
+
+            lab = Lab()
+            await lab.start()
+        except Exception as exc:
+            self.notify(f"the lab did not start: {exc}", severity="error", markup=False)
+            return
+        self._lab = lab
+        self.options = lab.options()
+        target = self.target
+        if not target:
+            try:
+                target = lab.domain(next(iter(lab.scenarios)))
+            except Exception:
+                target = "healthy.lab.test"
+        self.start(target)
+
+    async def _stop_lab(self) -> None:
+        lab, self._lab = self._lab, None
+        if lab is not None:
+            try:
+                await asyncio.wait_for(lab.stop(), timeout=5.0)
+            except Exception:
+                pass
+
+    # ------------------------------------------------------------------ running
+
+    def _get_source(self) -> Source:
+        if self._source is None:
+            # Imported on first use, so the UI draws before the DNS/TLS stack is loaded.
+            from probes.diagnose import diagnose
+
+            self._source = diagnose
+        return self._source
+
+    def start(self, target: str) -> None:
+        """Forget the last run and diagnose target."""
+        self._cancel_worker()
+        self.run_id += 1
+        self.target = target
+        self.running = True
+        self.cancelled = False
+        self.finished = None
+        self.error = None
+        self.selected = None
+        for n in range(1, PANE_COUNT + 1):
+            self.pane(n).reset()
+        self.domain_pane.start(target)
+        self._render_bar()
+        self.refresh_bindings()
+        self._worker = self.run_worker(
+            self._diagnose(self.run_id, target, self.options),
+            group="diagnosis",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def _diagnose(self, run: int, target: str, options: Options) -> None:
+        """The worker: stream events to the app; never touch widgets from here."""
+        error: str | None = None
+        cancelled = False
+        agen: AsyncIterator[Event] | None = None
+        try:
+            agen = self._get_source()(target, options)
+            async for event in agen:
+                self.post_message(self.EventArrived(run, event))
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        except CheckError as exc:
+            error = str(exc)
+        except Exception as exc:  # one handler for every engine failure: show it, keep the UI
+            error = f"internal error: {exc.__class__.__name__}: {exc}"
+        finally:
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None:
+                try:
+                    await asyncio.wait_for(aclose(), timeout=5.0)
+                except BaseException:  # noqa: BLE001 - closing must not mask the real outcome
+                    pass
+            self.post_message(self.RunEnded(run, error, cancelled))
+
+    def _cancel_worker(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None and not worker.is_finished:
+            worker.cancel()
+
+    @on(EventArrived)
+    def _on_event(self, message: EventArrived) -> None:
+        if message.run != self.run_id:
+            return  # a straggler from a cancelled or replaced run
+        event = message.event
+        for n in range(1, PANE_COUNT + 1):
+            self.pane(n).add_event(event)
+        if isinstance(event, (ChainReceived, ChainValidated)) and self.selected is not None:
+            if (event.where.host, event.where.address) == self.selected:
+                self._refilter_endpoints()  # the chain now says which endpoints are ours
+        if isinstance(event, DiagnosisFinished):
+            self.finished = event
+            if event.error:
+                self.error = event.error
+        self._render_bar()
+
+    @on(RunEnded)
+    def _on_run_ended(self, message: RunEnded) -> None:
+        if message.run != self.run_id:
+            return
+        self.running = False
+        if message.error:
+            self.error = message.error
+            self.notify(message.error, title="Could not check", severity="error", markup=False)
+        if message.cancelled or (self.finished is None and not message.error):
+            self.cancelled = True
+            self.domain_pane.mark_cancelled()
+        self._render_bar()
+        self.refresh_bindings()
+
+    # ------------------------------------------------------------------ selection
+
+    @on(DomainPane.AddressChosen)
+    def _on_address_chosen(self, message: DomainPane.AddressChosen) -> None:
+        self.select_address(message.key)
+
+    def select_address(self, key: AddrKey) -> None:
+        """Point panes 2-4 at one MX address."""
+        if key == self.selected:
+            return
+        self.selected = key
+        self.domain_pane.selected = key
+        self.transcript_pane.show_address(key)
+        self.chain_pane.show_address(key)
+        self._refilter_endpoints()
+
+    def _refilter_endpoints(self) -> None:
+        self.endpoints_pane.show_address(self.selected, self.chain_pane.fingerprints(self.selected))
+
+    @on(FindingsBar.Jump)
+    def _on_jump(self, message: FindingsBar.Jump) -> None:
+        self.jump_to(message.finding)
+
+    def jump_to(self, finding: Finding) -> None:
+        """Show a finding's evidence: choose its address, then the pane and the line."""
+        where = finding.where
+        if where.address is not None:
+            key = (where.host, where.address)
+            if key != self.selected:
+                self.domain_pane.choose(key)
+                self.select_address(key)
+        for evidence in finding.evidence:
+            kind, _, value = evidence.partition(":")
+            if kind == "transcript" and value.isdigit():
+                self.set_active_pane(2)
+                if not self.transcript_pane.jump(int(value)):
+                    self.notify("that line is not in the transcript shown", markup=False)
+                return
+            if kind == "cert" and value.isdigit():
+                self.set_active_pane(3)
+                self.chain_pane.jump(int(value))
+                return
+            if kind == "endpoint":
+                self.set_active_pane(4)
+                if not self.endpoints_pane.jump(value):
+                    # The URL belongs to another chain: show every endpoint instead.
+                    self.endpoints_pane.show_address(self.selected, set())
+                    self.endpoints_pane.jump(value)
+                return
+        prefix = finding.id.split(".", 1)[0]
+        target = {"smtp": 2, "tls": 2, "cert": 3, "dane": 3, "ca": 4}.get(prefix, 1)
+        if target == 3:
+            self.chain_pane.jump(0)
+        self.set_active_pane(target)
+
+    # ------------------------------------------------------------------ panes
+
+    def set_active_pane(self, number: int) -> None:
+        self.active_pane = number
+        for n in range(1, PANE_COUNT + 1):
+            self.pane(n).set_class(n == number, "-active")
+        self.pane(number).focus_target().focus()
+        self._render_bar()
+
+    def on_descendant_focus(self, event: Any) -> None:
+        node = event.widget if hasattr(event, "widget") else None
+        while node is not None and not isinstance(node, Pane):
+            node = node.parent
+        if isinstance(node, Pane) and node.number != self.active_pane:
+            self.active_pane = node.number
+            for n in range(1, PANE_COUNT + 1):
+                self.pane(n).set_class(n == node.number, "-active")
+            self._render_bar()
+
+    def on_resize(self) -> None:
+        self._render_bar()
+
+    def _render_bar(self) -> None:
+        try:
+            bar = self.query_one(PaneBar)
+        except Exception:
+            return
+        parts: list[Text | str] = []
+        for n in range(1, PANE_COUNT + 1):
+            key = display_key(keys_for(f"pane_{n}", self.keymap))
+            label = f"{key} {self.pane(n).pane_title}"
+            if n == self.active_pane:
+                parts.append(Text(f">{label}<", "reverse bold"))
+            else:
+                parts.append(Text(f" {label} "))
+        out = join(*parts, sep="")
+        out.append(Text(" | ", "dim"))
+        if self.target:
+            out.append(safe_text(self.target, "bold"))
+            out.append(" ")
+        if self.running:
+            out.append(join(mark("running"), Text("running, c = cancel")))
+        elif self.error:
+            out.append(join(mark("error"), Text("could not check")))
+        elif self.cancelled:
+            out.append(join(mark("cancelled"), Text("cancelled, r = rerun")))
+        elif self.finished is not None:
+            counts = self.findings_bar.counts()
+            summary = [
+                Text(f"{counts[s]} {w}", style)
+                for s, w, style in (
+                    ("error", "FAIL", "bold red"),
+                    ("warning", "WARN", "bold yellow"),
+                    ("info", "INFO", "cyan"),
+                )
+                if counts.get(s)
+            ]
+            out.append(
+                join(*summary, sep=" ") if summary else join(mark("ok"), Text("no problems"))
+            )
+        else:
+            out.append(Text("press / to enter a domain", "dim"))
+        bar.update(out)
+
+    # ------------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Priority keys (Tab, ctrl+c) must reach inputs and dialogs when one is open.
+        if action in ("next_pane", "prev_pane", "interrupt") and self.screen.is_modal:
+            return False
+        if action == "cancel" and not self.running:
+            return None  # shown greyed out in the footer
+        if action == "rerun" and not self.target:
+            return None
+        return True
+
+    def action_pane(self, number: int) -> None:
+        if 1 <= number <= PANE_COUNT:
+            self.set_active_pane(number)
+
+    def action_next_pane(self) -> None:
+        self.set_active_pane(self.active_pane % PANE_COUNT + 1)
+
+    def action_prev_pane(self) -> None:
+        self.set_active_pane((self.active_pane - 2) % PANE_COUNT + 1)
+
+    def action_new_target(self) -> None:
+        def chosen(value: str | None) -> None:
+            if value:
+                self.start(value)
+
+        self.push_screen(TargetPrompt(self.target), chosen)
+
+    def action_rerun(self) -> None:
+        if self.target:
+            self.start(self.target)
+        else:
+            self.action_new_target()
+
+    def action_cancel(self) -> None:
+        if self.running:
+            self._cancel_worker()
+            self.notify("Diagnosis cancelled.", markup=False)
+
+    def action_interrupt(self) -> None:
+        """ctrl+c: stop a running diagnosis cleanly; when nothing runs, quit."""
+        if self.running:
+            self._cancel_worker()
+            quit_key = display_key(keys_for("quit", self.keymap))
+            self.notify(
+                f"Diagnosis cancelled. Press {quit_key} (or ctrl+c again) to quit.", markup=False
+            )
+        else:
+            self.exit(0)
+
+    async def action_quit(self) -> None:
+        self._cancel_worker()
+        self.exit(0)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.keymap))
+
+    def action_side_probes(self) -> None:
+        self.transcript_pane.toggle_side()
+
+    def action_firewall(self) -> None:
+        """Copy the CA endpoints' host:port list (OSC 52) and save it to a file."""
+        endpoints = self.endpoints_pane.endpoints
+        lines = firewall_lines(endpoints)
+        if not lines:
+            self.notify("No CA endpoints known yet: nothing to copy.", markup=False)
+            return
+        text = "\n".join(lines) + "\n"
+        self.copy_to_clipboard(text)
+        name = re.sub(r"[^a-z0-9.-]+", "_", (self.target or "mxlens").lower())[:100]
+        directory = self._export_dir or _export_dir()
+        path = directory / f"firewall-{name}.txt"
+        header = f"# outbound HTTP(S) to allow for CA endpoints (OCSP, CRL, caIssuers) of {self.target}\n"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            path.write_text(header + text, "utf-8")
+        except OSError as exc:
+            self.notify(
+                f"Copied {len(lines)} host:port entries; could not write {path}: {exc.strerror}",
+                severity="warning",
+                markup=False,
+            )
+            return
+        self.last_export = path
+        self.notify(
+            f"Copied {len(lines)} host:port entries (all MX) and saved them to {path}",
+            title="Firewall list",
+            markup=False,
+            timeout=10,
+        )
+
+
+def run_app(target: str | None, options: Options, *, lab: bool = False) -> int:
+    """Create and run the UI; returns the app's exit code (0 unless something failed)."""
+    app = MxLensApp(target, options, lab=lab)
+    result = app.run()
+    return int(result or 0) if app.return_code is None else app.return_code

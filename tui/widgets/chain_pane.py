@@ -1,0 +1,283 @@
+"""Pane 3: the certificate chain of the chosen address, leaf -> intermediates -> root, each
+marked with where it came from ("sent" by the server, fetched through "aia", or taken from the
+trust "store"), and a detail view of the highlighted certificate with every failed check.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timezone
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Static, Tree
+from textual.widgets.tree import TreeNode
+
+from probes.events import (
+    CertInfo,
+    ChainLink,
+    ChainReceived,
+    ChainValidated,
+    Event,
+    Finding,
+    FindingRaised,
+)
+
+from ..safe import join, mark, safe_text
+from . import AddrKey, Pane, key_of
+
+_RANK = {"error": 0, "warning": 1, "info": 2, "ok": 3}
+_SOURCE = {
+    "sent": "sent by the server",
+    "aia": "fetched from the AIA caIssuers URL (the server did not send it)",
+    "store": "taken from the trust store",
+}
+
+
+def days_left(not_after: str, now: datetime | None = None) -> int | None:
+    """Whole days from now to an ISO 8601 UTC time ("2027-01-01T00:00:00Z")."""
+    try:
+        when = datetime.fromisoformat(not_after.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return int((when - now).total_seconds() // 86400)
+
+
+def cert_index(finding: Finding) -> int | None:
+    """The path index a finding points at: its "cert:N" evidence, else the leaf for cert.*."""
+    for ev in finding.evidence:
+        if ev.startswith("cert:"):
+            try:
+                return int(ev[5:])
+            except ValueError:
+                return None
+    if finding.id.startswith("cert.") or finding.id.startswith("dane."):
+        return 0
+    return None
+
+
+class ChainTree(Tree[int]):
+    """Node data is the index of the certificate in the path (0 = leaf)."""
+
+
+class ChainPane(Pane):
+    number = 3
+    pane_title = "Chain"
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="chain-body"):
+            tree = ChainTree(Text("(no chain yet)"), id="chain-tree")
+            tree.show_root = True
+            tree.guide_depth = 2
+            yield tree
+            with VerticalScroll(id="chain-detail-scroll"):
+                yield Static(Text(""), id="chain-detail")
+
+    def on_mount(self) -> None:
+        self.reset()
+
+    @property
+    def chain_tree(self) -> ChainTree:
+        return self.query_one(ChainTree)
+
+    def focus_target(self) -> Widget:
+        return self.chain_tree
+
+    def reset(self) -> None:
+        super().reset()
+        self.received: dict[AddrKey, ChainReceived] = {}
+        self.validated: dict[AddrKey, ChainValidated] = {}
+        self.findings: dict[AddrKey, list[Finding]] = defaultdict(list)
+        self.current = 0
+        self._cert_nodes: list[TreeNode[int]] = []
+        self._redraw()
+
+    def path(self, key: AddrKey | None) -> list[ChainLink]:
+        """The chain to show: the validated path, else the certificates as sent."""
+        if key is None:
+            return []
+        if key in self.validated and self.validated[key].path:
+            return list(self.validated[key].path)
+        if key in self.received:
+            return [ChainLink(c, "sent") for c in self.received[key].certs]
+        return []
+
+    def fingerprints(self, key: AddrKey | None) -> set[str]:
+        """sha256 of every certificate of an address's chain (to route CA endpoints)."""
+        found = {link.cert.sha256 for link in self.path(key)}
+        if key in self.received:
+            found |= {c.sha256 for c in self.received[key].certs}  # type: ignore[index]
+        return found
+
+    # ------------------------------------------------------------------ events
+
+    def add_event(self, event: Event) -> None:
+        changed: AddrKey | None = None
+        if isinstance(event, ChainReceived):
+            changed = key_of(event.where)
+            if changed is not None:
+                self.received[changed] = event
+        elif isinstance(event, ChainValidated):
+            changed = key_of(event.where)
+            if changed is not None:
+                self.validated[changed] = event
+        elif isinstance(event, FindingRaised):
+            f = event.finding
+            if cert_index(f) is not None:
+                changed = key_of(f.where)
+                if changed is not None:
+                    self.findings[changed].append(f)
+        if changed is not None and changed == self.selected:
+            self._redraw()
+
+    def show_address(self, key: AddrKey | None) -> None:
+        super().show_address(key)
+        self.current = 0
+        self._redraw()
+
+    def jump(self, index: int) -> bool:
+        if 0 <= index < len(self._cert_nodes):
+            self.current = index
+            self.chain_tree.call_after_refresh(self.chain_tree.move_cursor, self._cert_nodes[index])
+            self._render_detail()
+            return True
+        return False
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[int]) -> None:
+        if event.node.data is not None and event.node.data != self.current:
+            self.current = event.node.data
+            self._render_detail()
+
+    # ------------------------------------------------------------------ rendering
+
+    def _problems(self, index: int) -> list[Finding]:
+        if self.selected is None:
+            return []
+        found = [f for f in self.findings.get(self.selected, []) if cert_index(f) == index]
+        return sorted(found, key=lambda f: _RANK.get(f.severity, 9))
+
+    def _status(self, index: int) -> str:
+        problems = self._problems(index)
+        if problems:
+            worst = problems[0].severity
+            return worst if worst != "info" else "ok"
+        if self.selected in self.validated:
+            return "ok"
+        return "running"
+
+    def _redraw(self) -> None:
+        tree = self.chain_tree
+        tree.clear()
+        self._cert_nodes = []
+        path = self.path(self.selected)
+        if self.selected is None:
+            tree.root.set_label(Text("(choose an MX address in pane 1)", "dim"))
+        elif not path:
+            tree.root.set_label(Text("(no certificate chain for this address yet)", "dim"))
+        else:
+            v = self.validated.get(self.selected)
+            if v is None:
+                tree.root.set_label(join(mark("running"), Text("chain received, validating...")))
+            elif v.trusted:
+                tree.root.set_label(join(mark("ok"), Text("trusted by"), safe_text(v.trust_store)))
+            else:
+                tree.root.set_label(
+                    join(mark("error"), Text("NOT trusted by"), safe_text(v.trust_store))
+                )
+            parent: TreeNode[int] = tree.root
+            for i, link in enumerate(path):
+                label = join(
+                    mark(self._status(i)),
+                    Text(f"[{link.source}]", "dim" if link.source == "sent" else "yellow"),
+                    safe_text(link.cert.common_name or link.cert.subject, "bold" if i == 0 else ""),
+                )
+                parent = parent.add(label, i, expand=True)
+                self._cert_nodes.append(parent)
+            tree.root.expand()
+        if self._cert_nodes:
+            self.current = min(self.current, len(self._cert_nodes) - 1)
+            # New nodes get their line numbers when the tree is next laid out.
+            tree.call_after_refresh(tree.move_cursor, self._cert_nodes[self.current])
+        self._render_detail()
+
+    def _render_detail(self) -> None:
+        detail = self.query_one("#chain-detail", Static)
+        path = self.path(self.selected)
+        if not path or self.current >= len(path):
+            v = self.validated.get(self.selected) if self.selected else None
+            if v is not None and v.error:
+                detail.update(join(mark("error"), safe_text(v.error, "red")))
+            else:
+                detail.update(Text(""))
+            return
+        link = path[self.current]
+        c: CertInfo = link.cert
+        out = Text()
+
+        def row(name: str, value: Text) -> None:
+            out.append(Text(f"{name:<10} ", "bold"))
+            out.append(value)
+            out.append("\n")
+
+        # Failed checks first: they are why the user is looking.
+        problems = self._problems(self.current)
+        if problems:
+            for f in problems:
+                style = {"error": "bold red", "warning": "yellow"}.get(f.severity, "")
+                out.append(join(mark(f.severity), Text(f.id, style), safe_text(f.summary, style)))
+                out.append("\n")
+                if f.detail:
+                    out.append(Text("     "))
+                    out.append(safe_text(f.detail, "dim"))
+                    out.append("\n")
+            out.append("\n")
+        else:
+            out.append(Text("no failed checks on this certificate\n\n", "dim"))
+        row("Subject", safe_text(c.subject))
+        row("SAN", safe_text(", ".join(c.san)) if c.san else Text("(none: CN only)", "yellow"))
+        if self.current == 0 and self.selected in self.validated:
+            v = self.validated[self.selected]  # type: ignore[index]
+            if v.names_checked:
+                ok = v.name_matches
+                verdict = Text(
+                    " (in the certificate)" if ok else " (NOT in the certificate)",
+                    "green" if ok else "bold red",
+                )
+                row("Names", safe_text(", ".join(v.names_checked)) + verdict)
+            if v.error:
+                row("Validator", safe_text(v.error, "red"))
+        row("Issuer", safe_text(c.issuer))
+        left = days_left(c.not_after)
+        if left is None:
+            when = Text("?")
+        elif left < 0:
+            when = Text(f"EXPIRED {-left} days ago", "bold red")
+        elif left <= 14:
+            when = Text(f"{left} days left", "bold yellow")
+        else:
+            when = Text(f"{left} days left", "green")
+        row("Valid", join(safe_text(f"{c.not_before} -> {c.not_after} ("), when, Text(")"), sep=""))
+        row("Key", safe_text(f"{c.key_type} {c.key_bits} bits"))
+        row("Signature", safe_text(c.signature_hash or "?"))
+        row("EKU", safe_text(", ".join(c.eku) or "(no EKU extension)"))
+        row(
+            "CA", Text("yes" if c.is_ca else "no") + Text(" (self-issued)" if c.self_issued else "")
+        )
+        row("Serial", safe_text(c.serial))
+        row("SHA-256", safe_text(c.sha256))
+        row("SHA-1", safe_text(c.sha1))
+        row("SPKI", safe_text(c.spki_sha256))
+        for name, urls in (
+            ("OCSP", c.ocsp_urls),
+            ("CRL", c.crl_urls),
+            ("caIssuers", c.ca_issuers_urls),
+        ):
+            for url in urls:
+                row(name, safe_text(url))
+        row("Source", Text(_SOURCE.get(link.source, link.source)))
+        detail.update(out)

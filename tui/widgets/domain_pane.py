@@ -1,0 +1,418 @@
+"""Pane 1: the domain's MX hosts in preference order, their addresses, PTR names and a
+status mark per address, plus the domain's policies (MTA-STS, TLS-RPT, DANE/DNSSEC).
+
+Moving the cursor onto an address (arrow keys, Enter or a click) chooses the address the
+other panes show.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from probes.events import (
+    AddressesResolved,
+    DaneChecked,
+    DiagnosisFinished,
+    Event,
+    FindingRaised,
+    MtaStsChecked,
+    MxHost,
+    MxResolved,
+    PtrResolved,
+    SessionFinished,
+    SessionStarted,
+    TlsRptChecked,
+)
+
+from ..safe import join, mark, safe_text
+from . import AddrKey, Pane
+
+_RANK = {"error": 0, "warning": 1, "info": 2, "ok": 3}
+
+
+def mx_pattern_matches(pattern: str, host: str) -> bool:
+    """RFC 8461 mx: pattern match: exact, or "*." covering exactly one extra leftmost label."""
+    p, h = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    if p.startswith("*."):
+        head, _, rest = h.partition(".")
+        return bool(head) and rest == p[2:]
+    return p == h
+
+
+class DomainTree(Tree[tuple[str, object]]):
+    """The tree itself; node data is ("host", name), ("addr", AddrKey) or ("policy", name)."""
+
+
+class DomainPane(Pane):
+    number = 1
+    pane_title = "Domain"
+
+    class AddressChosen(Message):
+        """The user (or the first result) chose an MX address."""
+
+        def __init__(self, key: AddrKey) -> None:
+            super().__init__()
+            self.key = key
+
+    def compose(self) -> ComposeResult:
+        tree = DomainTree(Text("(no domain yet: press / to enter one)"), id="domain-tree")
+        tree.show_root = True
+        tree.guide_depth = 2
+        yield tree
+
+    def on_mount(self) -> None:
+        self.reset()
+
+    @property
+    def domain_tree(self) -> DomainTree:
+        return self.query_one(DomainTree)
+
+    def focus_target(self) -> Widget:
+        return self.domain_tree
+
+    # ------------------------------------------------------------------ state
+
+    def reset(self) -> None:
+        super().reset()
+        self.domain: str | None = None
+        self.mx: MxResolved | None = None
+        self.hosts: list[MxHost] = []
+        self.addresses: dict[str, tuple[str, ...]] = {}
+        self.cname: dict[str, str | None] = {}
+        self.ptr: dict[str, PtrResolved] = {}
+        self.session: dict[AddrKey, str] = {}  # "running" / "done" / "stopped"
+        self.findings: dict[AddrKey, list[str]] = defaultdict(list)
+        self.host_findings: dict[str, list[str]] = defaultdict(list)
+        self.mtasts: MtaStsChecked | None = None
+        self.tlsrpt: TlsRptChecked | None = None
+        self.dane: dict[str, DaneChecked] = {}
+        self.finished: DiagnosisFinished | None = None
+        self.cancelled = False
+        self._host_nodes: dict[str, TreeNode[tuple[str, object]]] = {}
+        self._addr_nodes: dict[AddrKey, TreeNode[tuple[str, object]]] = {}
+        tree = self.domain_tree
+        tree.clear()
+        tree.root.set_label(Text("(no domain yet: press / to enter one)"))
+        tree.root.expand()
+        self._policy_node = tree.root.add(Text("Policies"), ("policy", ""), expand=True)
+        self._render_policies()
+
+    def start(self, target: str) -> None:
+        """A diagnosis of target begins."""
+        self.domain = target
+        self.domain_tree.root.set_label(
+            join(safe_text(target, "bold"), Text("(resolving MX...)", "dim"))
+        )
+
+    def addresses_in_order(self) -> list[AddrKey]:
+        return [(h.host, a) for h in self.hosts for a in self.addresses.get(h.host, ())]
+
+    def status(self, key: AddrKey) -> str:
+        """error beats everything (it is final); otherwise the session's progress decides."""
+        sevs = self.findings.get(key, []) + self.host_findings.get(key[0], [])
+        state = self.session.get(key)
+        if "error" in sevs:
+            return "error"
+        if state == "running" or state is None:
+            if self.cancelled:
+                return "cancelled"
+            return "running" if state == "running" else "pending"
+        if "warning" in sevs or state != "ok":
+            return "warning"
+        return "ok"
+
+    # ------------------------------------------------------------------ events
+
+    def add_event(self, event: Event) -> None:
+        if isinstance(event, MxResolved):
+            self.mx = event
+            self.hosts = list(event.hosts)
+            self._render_root()
+            for h in event.hosts:
+                self._host_node(h.host)
+        elif isinstance(event, AddressesResolved):
+            self.addresses[event.host] = event.addresses
+            self.cname[event.host] = event.cname
+            node = self._host_node(event.host)
+            for a in event.addresses:
+                key = (event.host, a)
+                if key not in self._addr_nodes:
+                    self._addr_nodes[key] = node.add_leaf(self._addr_label(key), ("addr", key))
+            node.expand()
+            self._relabel_host(event.host)
+            if self.selected is None and event.addresses:
+                self.choose((event.host, event.addresses[0]))
+        elif isinstance(event, PtrResolved):
+            self.ptr[event.address] = event
+            for key in self._addr_nodes:
+                if key[1] == event.address:
+                    self._relabel(key)
+        elif isinstance(event, SessionStarted) and event.purpose == "main":
+            if event.where.address is not None:
+                key = (event.where.host, event.where.address)
+                self.session[key] = "running"
+                self._relabel(key)
+        elif isinstance(event, SessionFinished) and event.purpose == "main":
+            if event.where.address is not None:
+                key = (event.where.host, event.where.address)
+                self.session[key] = "ok" if event.outcome == "ok" else "stopped"
+                self._relabel(key)
+        elif isinstance(event, FindingRaised):
+            f = event.finding
+            if f.where.address is not None:
+                key = (f.where.host, f.where.address)
+                self.findings[key].append(f.severity)
+                self._relabel(key)
+            else:
+                self.host_findings[f.where.host].append(f.severity)
+                for key in list(self._addr_nodes):
+                    if key[0] == f.where.host:
+                        self._relabel(key)
+            self._relabel_host(f.where.host)
+        elif isinstance(event, MtaStsChecked):
+            self.mtasts = event
+            self._render_policies()
+        elif isinstance(event, TlsRptChecked):
+            self.tlsrpt = event
+            self._render_policies()
+        elif isinstance(event, DaneChecked):
+            self.dane[event.where.host] = event
+            self._render_policies()
+        elif isinstance(event, DiagnosisFinished):
+            self.finished = event
+            self._render_root()
+            self._relabel_all()
+
+    def mark_cancelled(self) -> None:
+        self.cancelled = True
+        self.finished = self.finished or DiagnosisFinished(
+            self.domain or "", 0.0, None, "cancelled"
+        )
+        self._render_root()
+        self._relabel_all()
+
+    # ------------------------------------------------------------------ selection
+
+    def choose(self, key: AddrKey) -> None:
+        """Move the cursor to an address (the Tree then reports it as highlighted)."""
+        node = self._addr_nodes.get(key)
+        self.selected = key
+        if node is not None:
+            # New nodes get their line numbers when the tree is next laid out.
+            self.domain_tree.call_after_refresh(self.domain_tree.move_cursor, node)
+        self.post_message(self.AddressChosen(key))
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[tuple[str, object]]) -> None:
+        self._chose_node(event.node)
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[tuple[str, object]]) -> None:
+        self._chose_node(event.node)
+
+    def _chose_node(self, node: TreeNode[tuple[str, object]]) -> None:
+        data = node.data
+        if data is None:
+            return
+        kind, value = data
+        key: AddrKey | None = None
+        if kind == "addr":
+            key = value  # type: ignore[assignment]
+        elif kind == "host":
+            addrs = self.addresses.get(str(value), ())
+            key = (str(value), addrs[0]) if addrs else None
+        if key is not None and key != self.selected:
+            self.selected = key
+            self.post_message(self.AddressChosen(key))
+
+    # ------------------------------------------------------------------ rendering
+
+    def _render_root(self) -> None:
+        label = safe_text(self.domain or "", "bold")
+        mx = self.mx
+        parts: list[Text | str] = [label]
+        if mx is not None:
+            if mx.domain_ascii and mx.domain_ascii != mx.domain:
+                parts.append(safe_text(f"({mx.domain_ascii})", "dim"))
+            if mx.null_mx:
+                parts.append(Text("null MX: accepts no mail", "bold red"))
+            elif mx.implicit:
+                parts.append(Text("no MX: implicit MX (the domain's own address)", "yellow"))
+            else:
+                parts.append(Text(f"{len(mx.hosts)} MX", "dim"))
+        if self.finished is not None:
+            if self.cancelled:
+                parts.append(Text("cancelled", "magenta"))
+            elif self.finished.error:
+                parts.append(safe_text(f"could not check: {self.finished.error}", "bold red"))
+            else:
+                parts.append(Text(f"done in {self.finished.elapsed_ms / 1000:.1f} s", "dim"))
+        self.domain_tree.root.set_label(join(*parts))
+
+    def _host_node(self, host: str) -> TreeNode[tuple[str, object]]:
+        node = self._host_nodes.get(host)
+        if node is None:
+            node = self.domain_tree.root.add(
+                self._host_label(host), ("host", host), before=self._policy_node, expand=True
+            )
+            self._host_nodes[host] = node
+        return node
+
+    def _host_label(self, host: str) -> Text:
+        info = next((h for h in self.hosts if h.host == host), None)
+        keys = [k for k in self._addr_nodes if k[0] == host]
+        statuses = [self.status(k) for k in keys]
+        sevs = self.host_findings.get(host, [])
+        worst = "pending"
+        for s in ("error", "warning", "running", "cancelled", "ok"):
+            if s in statuses or (s in ("error", "warning") and s in sevs):
+                worst = s
+                break
+        parts: list[Text | str] = [mark(worst)]
+        if info is not None:
+            parts.append(Text(str(info.preference), "dim"))
+        parts.append(safe_text(host, "bold"))
+        if info is not None and info.is_cname:
+            parts.append(Text("CNAME (forbidden)", "yellow"))
+        if info is not None and info.is_ip_literal:
+            parts.append(Text("IP literal (not a host name)", "red"))
+        if host in self.addresses and not self.addresses[host]:
+            parts.append(Text("no A/AAAA", "bold red"))
+        if self.cname.get(host):
+            parts.append(join(Text("->", "dim"), safe_text(self.cname[host])))
+        return join(*parts)
+
+    def _addr_label(self, key: AddrKey) -> Text:
+        parts: list[Text | str] = [mark(self.status(key)), safe_text(key[1])]
+        ptr = self.ptr.get(key[1])
+        if ptr is None:
+            parts.append(Text("PTR ?", "dim"))
+        elif not ptr.names:
+            parts.append(Text("no PTR", "dim"))
+        else:
+            names = safe_text(", ".join(ptr.names))
+            confirm = (
+                Text("(confirmed)", "dim")
+                if ptr.forward_confirmed
+                else Text("(does not resolve back)", "yellow")
+            )
+            parts.extend([Text("PTR", "dim"), names, confirm])
+        return join(*parts)
+
+    def _relabel(self, key: AddrKey) -> None:
+        node = self._addr_nodes.get(key)
+        if node is not None:
+            node.set_label(self._addr_label(key))
+
+    def _relabel_host(self, host: str) -> None:
+        node = self._host_nodes.get(host)
+        if node is not None:
+            node.set_label(self._host_label(host))
+
+    def _relabel_all(self) -> None:
+        for key in self._addr_nodes:
+            self._relabel(key)
+        for host in self._host_nodes:
+            self._relabel_host(host)
+
+    def _render_policies(self) -> None:
+        node = self._policy_node
+        node.remove_children()
+        node.add_leaf(self._mtasts_label(), ("policy", "mta-sts"))
+        if self.mtasts is not None and self.mtasts.mode and self.hosts:
+            for h in self.hosts:
+                covered = any(mx_pattern_matches(p, h.host) for p in self.mtasts.mx_patterns)
+                node.add_leaf(
+                    join(
+                        mark(
+                            "ok"
+                            if covered
+                            else ("error" if self.mtasts.mode == "enforce" else "warning")
+                        ),
+                        safe_text(h.host),
+                        Text("covered" if covered else "NOT covered by the policy"),
+                    ),
+                    ("policy", "mta-sts"),
+                )
+        node.add_leaf(self._tlsrpt_label(), ("policy", "tls-rpt"))
+        node.add_leaf(self._dnssec_label(), ("policy", "dnssec"))
+        for h in self.hosts:
+            node.add_leaf(self._dane_label(h.host), ("policy", "dane"))
+
+    def _mtasts_label(self) -> Text:
+        m = self.mtasts
+        if m is None:
+            return join(
+                mark("pending" if not self.finished else "info"),
+                Text("MTA-STS: not checked yet" if not self.finished else "MTA-STS: not checked"),
+            )
+        if m.error:
+            return join(mark("error"), Text("MTA-STS:"), safe_text(m.error, "red"))
+        if not m.record:
+            return join(mark("info"), Text("MTA-STS: none published"))
+        mode = m.mode or "?"
+        sev = {"enforce": "ok", "testing": "info", "none": "info"}.get(mode, "warning")
+        parts: list[Text | str] = [mark(sev), Text("MTA-STS:"), safe_text(mode, "bold")]
+        if m.record_id:
+            parts.append(safe_text(f"id {m.record_id}", "dim"))
+        if m.max_age is not None:
+            parts.append(Text(f"max_age {m.max_age}", "dim"))
+        return join(*parts)
+
+    def _tlsrpt_label(self) -> Text:
+        r = self.tlsrpt
+        if r is None:
+            return join(mark("pending"), Text("TLS-RPT: not checked yet"))
+        if r.error:
+            return join(mark("warning"), Text("TLS-RPT:"), safe_text(r.error, "yellow"))
+        if not r.record:
+            return join(mark("info"), Text("TLS-RPT: none (nobody is told when TLS fails)"))
+        return join(mark("ok"), Text("TLS-RPT:"), safe_text(", ".join(r.rua) or r.record))
+
+    def _dnssec_label(self) -> Text:
+        if self.mx is None:
+            return join(mark("pending"), Text("DNSSEC: not checked yet"))
+        if self.mx.authenticated:
+            return join(mark("ok"), Text("DNSSEC: MX answer validated (AD)"))
+        return join(mark("info"), Text("DNSSEC: MX answer not validated (no AD)"))
+
+    def _dane_label(self, host: str) -> Text:
+        d = self.dane.get(host)
+        name = safe_text(host)
+        if d is None:
+            return join(
+                mark("pending" if not self.finished else "info"),
+                Text("DANE"),
+                name,
+                Text("not checked"),
+            )
+        if d.status in ("NXDOMAIN", "NODATA") or (d.status == "NOERROR" and not d.records):
+            return join(mark("info"), Text("DANE"), name, Text("no TLSA"))
+        if d.status != "NOERROR":
+            return join(
+                mark("error"), Text("DANE"), name, safe_text(f"TLSA lookup {d.status}", "red")
+            )
+        parts: list[Text | str] = [
+            Text("DANE"),
+            name,
+            Text(f"{len(d.records)} TLSA, {d.usable} usable"),
+        ]
+        parts.append(Text("DNSSEC ok" if d.authenticated else "not DNSSEC-validated", "dim"))
+        if d.matched is not None:
+            sev = "ok"
+            parts.append(
+                safe_text(f"matched {d.matched.usage} {d.matched.selector} {d.matched.mtype}")
+            )
+        elif not d.authenticated:
+            sev = "info"
+        elif d.usable == 0:
+            sev = "warning"
+        else:
+            sev = "error"
+            parts.append(Text("no match", "red"))
+        return join(mark(sev), *parts)

@@ -1,0 +1,120 @@
+"""Pane 5: every finding of the run, worst first. Enter on one jumps to the pane and line
+that shows its evidence (a transcript line, a certificate, an endpoint row)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from probes.events import DiagnosisFinished, Event, Finding, FindingRaised
+
+from ..safe import join, mark, safe_text
+from . import Pane
+
+_RANK = {"error": 0, "warning": 1, "info": 2, "ok": 3}
+
+
+def finding_order(f: Finding) -> tuple[int, str, str]:
+    return (_RANK.get(f.severity, 9), str(f.where), f.id)
+
+
+class FindingsBar(Pane):
+    number = 5
+    pane_title = "Findings"
+
+    class Jump(Message):
+        """The user asked to see the evidence of a finding."""
+
+        def __init__(self, finding: Finding) -> None:
+            super().__init__()
+            self.finding = finding
+
+    def compose(self) -> ComposeResult:
+        yield OptionList(id="findings-list")
+        yield Static(Text(""), id="findings-detail")
+
+    def on_mount(self) -> None:
+        self.reset()
+
+    @property
+    def olist(self) -> OptionList:
+        return self.query_one("#findings-list", OptionList)
+
+    def focus_target(self) -> Widget:
+        return self.olist
+
+    def reset(self) -> None:
+        super().reset()
+        self.findings: list[Finding] = []
+        self.olist.clear_options()
+        self._detail(None)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.findings:
+            out[f.severity] = out.get(f.severity, 0) + 1
+        return out
+
+    def add_event(self, event: Event) -> None:
+        if isinstance(event, DiagnosisFinished) and not self.findings:
+            self.query_one("#findings-detail", Static).update(
+                Text("No findings: nothing wrong was seen on this route.", "green")
+            )
+        if not isinstance(event, FindingRaised):
+            return
+        current = self._highlighted()
+        self.findings.append(event.finding)
+        self.findings.sort(key=finding_order)
+        lst = self.olist
+        lst.clear_options()
+        lst.add_options(Option(self._prompt(f)) for f in self.findings)
+        if current is not None:
+            # Keep the user's place while the list re-sorts under them.
+            lst.highlighted = self.findings.index(current)
+
+    def select(self, finding: Finding) -> None:
+        if finding in self.findings:
+            self.olist.highlighted = self.findings.index(finding)
+
+    def _highlighted(self) -> Finding | None:
+        index = self.olist.highlighted
+        if index is None or index >= len(self.findings):
+            return None
+        return self.findings[index]
+
+    def _prompt(self, f: Finding) -> Text:
+        return join(
+            mark(f.severity),
+            Text(f.id, "bold"),
+            safe_text(str(f.where), "dim"),
+            safe_text(f.summary),
+        )
+
+    def _detail(self, f: Finding | None) -> None:
+        detail = self.query_one("#findings-detail", Static)
+        if f is None:
+            detail.update(
+                Text("Enter on a finding shows its evidence.", "dim") if self.findings else Text("")
+            )
+            return
+        out = Text()
+        if f.detail:
+            out.append(safe_text(f.detail))
+        if f.fix:
+            out.append(Text("\nFix: ", "bold"))
+            out.append(safe_text(f.fix))
+        detail.update(out)
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        event.stop()
+        self._detail(self._highlighted())
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        f = self._highlighted()
+        if f is not None:
+            self.post_message(self.Jump(f))

@@ -1,0 +1,236 @@
+"""Pane 2: the SMTP dialogue of the chosen address as it streams in.
+
+"S:"/"C:" lines with the time since the session started, the TLS handshake steps between the
+two EHLOs, a summary of what was negotiated, and errors or timeouts inline ("!!"). The side
+probes (TLS version sweep, STARTTLS injection test) are folded into one summary line; "t"
+shows their lines too, tagged with the probe's name.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.widget import Widget
+from textual.widgets import OptionList, Static
+
+from probes.events import (
+    Event,
+    SessionFinished,
+    SessionStarted,
+    TlsNegotiated,
+    TlsVersionsProbed,
+    TranscriptLine,
+)
+
+from ..safe import join, safe_text
+from . import AddrKey, Pane, key_of
+
+_DIR = {
+    "S": ("S:", "cyan"),
+    "C": ("C:", "green"),
+    "TLS": ("TLS", "magenta"),
+    "!": ("!!", "bold red"),
+}
+_STAMP_WIDTH = 11
+
+
+@dataclass
+class _Entry:
+    purpose: str
+    event: Event
+    main_index: int | None  # index among the main session's TranscriptLines (evidence N)
+
+
+def _stamp(ms: float | None) -> Text:
+    if ms is None:
+        return Text(" " * _STAMP_WIDTH)
+    return Text(f"+{ms:.1f} ms".rjust(_STAMP_WIDTH), style="dim")
+
+
+class TranscriptPane(Pane):
+    number = 2
+    pane_title = "Transcript"
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("(choose an MX address in pane 1)", "dim"), id="transcript-header")
+        yield OptionList(id="transcript-list")
+        yield Static(Text(""), id="transcript-side")
+
+    def on_mount(self) -> None:
+        self.reset()
+
+    @property
+    def lines(self) -> OptionList:
+        return self.query_one("#transcript-list", OptionList)
+
+    def focus_target(self) -> Widget:
+        return self.lines
+
+    def reset(self) -> None:
+        super().reset()
+        self.entries: dict[AddrKey, list[_Entry]] = defaultdict(list)
+        self.main_count: dict[AddrKey, int] = defaultdict(int)
+        self.tls_steps_seen: set[AddrKey] = set()
+        self.show_side = False
+        self._option_of_main: dict[int, int] = {}
+        self._shown = 0
+        self.lines.clear_options()
+        self._render_header()
+        self._render_side()
+
+    # ------------------------------------------------------------------ events
+
+    def add_event(self, event: Event) -> None:
+        where = getattr(event, "where", None)
+        if where is None or not isinstance(
+            event,
+            (SessionStarted, TranscriptLine, TlsNegotiated, SessionFinished, TlsVersionsProbed),
+        ):
+            return
+        key = key_of(where)
+        if key is None:
+            return
+        purpose = getattr(event, "purpose", "main")
+        main_index: int | None = None
+        if isinstance(event, TranscriptLine) and purpose == "main":
+            main_index = self.main_count[key]
+            self.main_count[key] += 1
+            if event.dir == "TLS":
+                self.tls_steps_seen.add(key)
+        if isinstance(event, TlsNegotiated):
+            purpose = "main"
+        if isinstance(event, TlsVersionsProbed):
+            purpose = "tls-versions"
+        entry = _Entry(purpose, event, main_index)
+        self.entries[key].append(entry)
+        if key == self.selected:
+            if purpose == "main" or self.show_side:
+                self._append(entry, key)
+            else:
+                self._render_side()
+
+    def show_address(self, key: AddrKey | None) -> None:
+        super().show_address(key)
+        self._rebuild()
+
+    def toggle_side(self) -> None:
+        self.show_side = not self.show_side
+        self._rebuild()
+
+    def jump(self, main_index: int) -> bool:
+        """Highlight the main transcript line with this index (Finding evidence)."""
+        option = self._option_of_main.get(main_index)
+        if option is None:
+            return False
+        self.lines.highlighted = option
+        self.lines.scroll_to_highlight()
+        return True
+
+    # ------------------------------------------------------------------ rendering
+
+    def _rebuild(self) -> None:
+        lines = self.lines
+        lines.clear_options()
+        self._option_of_main = {}
+        self._shown = 0
+        self._render_header()
+        if self.selected is not None:
+            for entry in self.entries.get(self.selected, []):
+                if entry.purpose == "main" or self.show_side:
+                    self._append(entry, self.selected, follow=False)
+        self._render_side()
+
+    def _append(self, entry: _Entry, key: AddrKey, *, follow: bool = True) -> None:
+        prompts = self._render_entry(entry, key)
+        if not prompts:
+            return
+        lines = self.lines
+        following = lines.highlighted is None
+        if entry.main_index is not None:
+            self._option_of_main[entry.main_index] = self._shown
+        lines.add_options(prompts)
+        self._shown += len(prompts)
+        if follow and following:
+            lines.scroll_end(animate=False)
+
+    def _render_entry(self, entry: _Entry, key: AddrKey) -> list[Text]:
+        ev = entry.event
+        tag = Text(f"[{entry.purpose}] ", "dim") if entry.purpose != "main" else Text("")
+        if isinstance(ev, TranscriptLine):
+            label, style = _DIR.get(ev.dir, (ev.dir, ""))
+            text_style = "red" if ev.dir == "!" else ""
+            return [
+                join(
+                    _stamp(ev.t_ms),
+                    tag + Text(label.ljust(3), style),
+                    safe_text(ev.text, text_style),
+                )
+            ]
+        if isinstance(ev, TlsNegotiated):
+            out = [
+                join(
+                    _stamp(None),
+                    Text("== ", "magenta"),
+                    Text("TLS established:", "bold"),
+                    safe_text(ev.version, "bold"),
+                    safe_text(ev.cipher),
+                    Text(f"({ev.bits} bits)" if ev.bits else ""),
+                    safe_text(f"group {ev.group}" if ev.group else "group ?"),
+                    Text(
+                        "forward secrecy" if ev.forward_secrecy else "NO forward secrecy",
+                        "" if ev.forward_secrecy else "yellow",
+                    ),
+                    safe_text(f"SNI {ev.sni}" if ev.sni else "no SNI", "dim"),
+                )
+            ]
+            if key not in self.tls_steps_seen:
+                # The session did not log handshake steps itself: show the messages here.
+                out.extend(
+                    join(_stamp(None), Text("TLS", "magenta"), safe_text(step))
+                    for step in ev.handshake
+                )
+            return out
+        if isinstance(ev, SessionStarted):
+            if entry.purpose == "main":
+                return []
+            return [join(_stamp(None), tag + Text("-- side probe starts --", "dim"))]
+        if isinstance(ev, SessionFinished):
+            if ev.outcome == "ok":
+                what = Text("session ended normally", "dim")
+            else:
+                what = safe_text(f"session stopped at: {ev.outcome}", "bold red")
+            return [join(_stamp(None), tag + Text("== ", "dim"), what)]
+        if isinstance(ev, TlsVersionsProbed):
+            parts = [
+                safe_text(f"{v} {'yes' if ok else ('no' if ok is False else '?')}")
+                for v, ok in ev.accepted
+            ]
+            return [join(_stamp(None), tag + Text("versions:", "bold"), *parts)]
+        return []
+
+    def _render_header(self) -> None:
+        header = self.query_one("#transcript-header", Static)
+        if self.selected is None:
+            header.update(Text("(choose an MX address in pane 1)", "dim"))
+            return
+        host, address = self.selected
+        header.update(join(safe_text(host, "bold"), safe_text(f"[{address}]")))
+
+    def _render_side(self) -> None:
+        side = self.query_one("#transcript-side", Static)
+        if self.selected is None:
+            side.update(Text(""))
+            return
+        counts: dict[str, int] = defaultdict(int)
+        for entry in self.entries.get(self.selected, []):
+            if entry.purpose != "main" and isinstance(entry.event, TranscriptLine):
+                counts[entry.purpose] += 1
+        if not counts:
+            side.update(Text("no side probes for this address (yet)", "dim"))
+            return
+        summary = ", ".join(f"{p} ({n} lines)" for p, n in counts.items())
+        verb = "hide" if self.show_side else "show"
+        side.update(Text(f"side probes: {summary}; press t to {verb}", "dim"))
