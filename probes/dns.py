@@ -65,6 +65,11 @@ def to_ascii(domain: str) -> str:
         raise CheckError(f"{text} is an IP address; give the recipient domain (or use --mx)")
     if "@" in text:
         raise CheckError(f"{text} looks like a mail address; give the domain after the @")
+    for label in text.split("."):
+        if not label:
+            raise CheckError(f"not a valid domain name: {domain!r} has an empty label")
+        if len(label) > 63:
+            raise CheckError(f"not a valid domain name: label {label[:20]}... is over 63 characters")
     try:
         ascii_name = idna.encode(text, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError) as exc:
@@ -77,7 +82,7 @@ def to_ascii(domain: str) -> str:
             raise CheckError(f"not a valid domain name: {domain!r} has an empty label")
         if len(label) > 63:
             raise CheckError(f"not a valid domain name: label {label[:20]}... is over 63 characters")
-        if not all(c.isalnum() or c in "-_" for c in label) or label.startswith("-"):
+        if not all(c.isalnum() or c in "-_" for c in label) or label.startswith("-") or label.endswith("-"):
             raise CheckError(f"not a valid domain name: {domain!r}")
     if len(labels) < 2:
         raise CheckError(f"not a fully qualified domain name: {domain!r}")

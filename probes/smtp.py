@@ -655,7 +655,6 @@ class SmtpConnection:
         self, ctx: ssl.SSLContext, recorder: HandshakeRecorder, sni: str | None
     ) -> AsyncIterator[Event]:
         """Upgrade the connection to TLS; fills `tls` or `tls_error`, `tls_index`."""
-        loop = asyncio.get_running_loop()
         self.recorder = recorder
         for line in self.discard_plaintext("before the TLS handshake"):
             yield line

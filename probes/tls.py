@@ -524,6 +524,20 @@ async def starttls_injection_test(
     yield SessionFinished(where, purpose, outcome, conn.starttls)
 
 
+# OpenSSL reason codes a helpdesk engineer should not have to decode.
+_REASONS = {
+    "WRONG_VERSION_NUMBER": "the server answered with something that is not TLS",
+    "UNSUPPORTED_PROTOCOL": "no protocol version in common",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "the server refuses the offered protocol version",
+    "NO_PROTOCOLS_AVAILABLE": "this host cannot offer the protocol version",
+    "NO_CIPHERS_AVAILABLE": "no cipher in common",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "the server found nothing in common with this client",
+    "UNEXPECTED_EOF_WHILE_READING": "connection closed during the handshake",
+    "UNEXPECTED_MESSAGE": "the server sent a message out of order",
+    "RECORD_LAYER_FAILURE": "the server sent data that is not a valid TLS record",
+}
+
+
 def describe_handshake_error(
     exc: BaseException, recorder: HandshakeRecorder, timeout: float
 ) -> tuple[str, bool]:
@@ -542,12 +556,16 @@ def describe_handshake_error(
     text = str(exc)
     if isinstance(exc, ssl.SSLError):
         reason = getattr(exc, "reason", None)
-        parts.append(str(reason) if reason else text or type(exc).__name__)
+        code = str(reason) if reason else text or type(exc).__name__
+        plain = _REASONS.get(code)
+        parts.append(f"{plain} ({code})" if plain else code)
     elif isinstance(exc, ConnectionResetError):
         parts.append("connection reset during the handshake")
     elif "taking longer" in text or isinstance(exc, TimeoutError):
         timed_out = True
         parts.append(f"no handshake answer within {timeout:.1f} s")
+    elif isinstance(exc, EOFError) and text:
+        parts.append(text)
     elif isinstance(exc, (ConnectionError, EOFError)):
         parts.append("connection closed during the handshake")
     else:

@@ -35,7 +35,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -
     "domain, word",
     [
         ("exa mple.org", "spaces"),
-        ("-bad-.org", "not a valid domain"),
+        ("bad-.org", "not a valid domain"),
         ("a..b", "empty label"),
         ("user@example.org", "mail address"),
         ("192.0.2.1", "IP address"),

@@ -532,14 +532,38 @@ async def test_starttls_still_offered(
     assert finished(events).outcome == "ok"
 
 
-async def test_handshake_failure(serve: Callable[..., FakeSmtp]) -> None:
+async def test_handshake_failure_hang_up(serve: Callable[..., FakeSmtp]) -> None:
     server = serve(smtp_script(tls_ctx=None))  # says 220 to STARTTLS, then hangs up
-    events = await run(server)
+    start = time.monotonic()
+    events = await run(server, Options(timeout=3.0))
+    assert time.monotonic() - start < 2.0  # seen at once, not after the step timeout
     assert set(findings(events)) == {"tls.handshake_failed"}
     line = evidence_line(events, "tls.handshake_failed")
     assert line.dir == "!" and line.text.startswith("handshake failed: ")
+    assert "closed" in line.text or "reset" in line.text  # which one is a race
     assert finished(events).outcome == "handshake"
-    assert "-> ClientHello" in [line.text for line in transcript(events)]
+
+
+def _garbage_after_220(peer: Peer) -> None:
+    peer.send(b"220 mx.test ESMTP\r\n")
+    peer.readline()
+    peer.send(EHLO_OK)
+    peer.readline()
+    peer.send(b"220 go ahead\r\n")
+    peer.readline()  # the ClientHello (binary, but it has a newline somewhere or times out)
+    peer.send(b"500 5.5.1 what is this?\r\n" * 4)
+    time.sleep(0.5)
+
+
+async def test_handshake_failure_plaintext_answer(serve: Callable[..., FakeSmtp]) -> None:
+    server = serve(_garbage_after_220)
+    events = await run(server, Options(timeout=3.0))
+    assert set(findings(events)) == {"tls.handshake_failed"}
+    texts = [line.text for line in transcript(events)]
+    assert "-> ClientHello" in texts
+    summary = findings(events)["tls.handshake_failed"].finding.summary
+    assert "WRONG_VERSION_NUMBER" in summary or "RECORD" in summary.upper()
+    assert finished(events).outcome == "handshake"
 
 
 async def test_tls12_server(serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]) -> None:
