@@ -334,7 +334,7 @@ def verify_signature(key: object, signature: bytes, data: bytes, algo: object) -
     return True
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Name and signature check by hand. Unlike the path verifier this accepts SHA-1, MD5 and
     small keys, so weak chains can be told apart from untrusted ones."""
     if cert.issuer.public_bytes() != issuer.subject.public_bytes():
@@ -381,10 +381,10 @@ class _Pool:
         found: list[tuple[x509.Certificate, CertSource]] = []
         name = cert.issuer.public_bytes()
         for root in self.roots:
-            if root.subject.public_bytes() == name and _issued_by(cert, root):
+            if root.subject.public_bytes() == name and issued_by(cert, root):
                 found.append((root, "store"))
         for cand, source in self.extra:
-            if cand.subject.public_bytes() == name and _issued_by(cert, cand):
+            if cand.subject.public_bytes() == name and issued_by(cert, cand):
                 found.append((cand, source))
         return found
 
@@ -555,7 +555,7 @@ async def validate_chain(
         # Fetch the missing issuer(s) the way browsers do: follow caIssuers upwards.
         for _ in range(MAX_AIA_LEVELS):
             top = pool.dead_end(leaf)
-            if _der(top) in pool.root_ders or _issued_by(top, top):
+            if _der(top) in pool.root_ders or issued_by(top, top):
                 break
             fetched = await _fetch_issuers(top, fetcher, notes)
             before = len(pool.extra)
@@ -638,7 +638,7 @@ async def validate_chain(
     error: str | None = None
     leaf_in_store = _der(leaf) in pool.root_ders
     if path is None:
-        if leaf_info.self_issued and _issued_by(leaf, leaf):
+        if leaf_info.self_issued and issued_by(leaf, leaf):
             error = "self-signed certificate not in the trust store"
             findings.append(
                 (

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from .certificates import _issued_by, cert_info, load_certificates, verify_signature
+from .certificates import cert_info, issued_by, load_certificates, verify_signature
 from .events import ChainLink, EndpointChecked, EndpointKind, Event, Finding, FindingRaised, Where
 from .findings import raise_finding
 from .http import Fetcher, HttpResult
@@ -129,7 +129,7 @@ def _ocsp_signer_ok(
     for responder in resp.certificates:
         if not _responder_matches(resp, responder):
             continue
-        if not _issued_by(responder, issuer):
+        if not issued_by(responder, issuer):
             return False, "the responder certificate is not issued by the certificate's issuer"
         try:
             eku = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -239,13 +239,13 @@ def _find_issuer(certs: list[x509.Certificate], index: int) -> x509.Certificate 
     cert = certs[index]
     order = certs[index + 1 :] + certs[:index]
     for cand in order:
-        if _issued_by(cert, cand):
+        if issued_by(cert, cand):
             return cand
     return None
 
 
 def _is_root(cert: x509.Certificate) -> bool:
-    return cert.subject.public_bytes() == cert.issuer.public_bytes() and _issued_by(cert, cert)
+    return cert.subject.public_bytes() == cert.issuer.public_bytes() and issued_by(cert, cert)
 
 
 async def _cached(cache: dict[str, Any], key: str, make: Awaitable[HttpResult]) -> HttpResult:
