@@ -167,7 +167,11 @@ def grade(finding: Finding, ctx: GradeContext) -> Finding:
                 sev = "error"
             elif sev == "error":
                 sev = "warning"
-    if ctx.policy in ("verify", "domain") and finding.id == "cert.name_mismatch":
+    if (
+        ctx.policy in ("verify", "domain")
+        and finding.id == "cert.name_mismatch"
+        and not ctx.mtasts_enforce
+    ):
         sev = "info"  # EXO CertificateValidation and Postfix verify do not check the MX name
     return finding if sev == finding.severity else replace(finding, severity=sev)
 

@@ -504,7 +504,8 @@ async def test_closed_mid_dialogue(serve: Callable[..., FakeSmtp]) -> None:
     server = serve(raw_script(b"220 mx.test ESMTP\r\n"))  # greets, then hangs up
     events = await run(server)
     assert set(findings(events)) == {"smtp.timeout"}
-    assert "closed by server" in evidence_line(events, "smtp.timeout").text
+    text = evidence_line(events, "smtp.timeout").text
+    assert "closed by server" in text or "reset by server" in text  # a race on loopback
     assert finished(events).outcome == "ehlo"
 
 

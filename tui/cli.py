@@ -43,6 +43,7 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-endpoints", action="store_true", help="skip the CA endpoint (OCSP/CRL/AIA) checks")
     p.add_argument("--no-extra-probes", action="store_true", help="skip the TLS version sweep and the STARTTLS injection test")
     p.add_argument("--lab", action="store_true", help="start the built-in lab and check one of its domains (no network needed)")
+    p.add_argument("--https-port", default="443", help=argparse.SUPPRESS)  # MTA-STS policy port: only labs use another
 
 
 def _parser_for(command: str) -> _Parser:
@@ -126,6 +127,7 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         timeout=_positive_float(ns.timeout, "--timeout"),
         endpoints=not ns.no_endpoints,
         extra_probes=not ns.no_extra_probes,
+        https_port=_port(ns.https_port, "--https-port"),
     )
 
 

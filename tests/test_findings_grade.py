@@ -1,0 +1,84 @@
+"""Grading findings under sender policies (findings.md, "Sender policies")."""
+
+from __future__ import annotations
+
+import pytest
+
+from probes.events import Where
+from probes.findings import GradeContext, exit_code, grade, raise_finding, sort_findings
+
+W = Where("mx1.example.org", "192.0.2.10", 25)
+
+
+def sev(fid: str, policy: str, **ctx: bool) -> str:
+    return grade(raise_finding(fid, W, "seen"), GradeContext(policy=policy, **ctx)).severity
+
+
+@pytest.mark.parametrize(
+    "fid, policy, expected",
+    [
+        # strict: the catalog's severity
+        ("cert.expired", "strict", "error"),
+        ("tls.starttls_not_offered", "strict", "error"),
+        ("tls.legacy_accepted", "strict", "warning"),
+        # opportunistic (EXO without connector, Postfix may): delivery-stoppers only
+        ("cert.expired", "opportunistic", "warning"),
+        ("tls.starttls_not_offered", "opportunistic", "warning"),
+        ("smtp.connect_refused", "opportunistic", "error"),
+        ("dane.tlsa_mismatch", "opportunistic", "error"),
+        # encrypt (EXO EncryptionOnly, Postfix encrypt): TLS must happen, certs are not checked
+        ("tls.starttls_not_offered", "encrypt", "error"),
+        ("tls.legacy_only", "encrypt", "error"),
+        ("cert.untrusted", "encrypt", "warning"),
+        # verify (EXO CertificateValidation): chain and revocation, not the MX name
+        ("cert.untrusted", "verify", "error"),
+        ("ca.revocation_unavailable", "verify", "error"),
+        ("cert.name_mismatch", "verify", "info"),
+        ("cert.expected_name_mismatch", "verify", "warning"),
+        # domain (EXO DomainValidation + TlsDomain, Postfix secure)
+        ("cert.expected_name_mismatch", "domain", "error"),
+        ("cert.revoked", "domain", "error"),
+        # mta-sts policy without a published policy: opportunistic
+        ("cert.name_mismatch", "mta-sts", "warning"),
+        # warnings never become errors by a laxer policy
+        ("ca.ocsp_unreachable", "opportunistic", "warning"),
+        ("tlsrpt.missing", "verify", "info"),
+        # revocation unreachable is a warning for strict (it cannot check, but delivers)
+        ("ca.revocation_unavailable", "strict", "warning"),
+    ],
+)
+def test_policy_grades(fid: str, policy: str, expected: str) -> None:
+    assert sev(fid, policy) == expected
+
+
+def test_published_mta_sts_enforce_makes_pkix_failures_errors_for_everyone() -> None:
+    for policy in ("opportunistic", "encrypt", "verify", "mta-sts"):
+        assert sev("cert.name_mismatch", policy, mtasts_enforce=True) == "error", policy
+        assert sev("tls.starttls_not_offered", policy, mtasts_enforce=True) == "error", policy
+
+
+def test_dane_ee_match_makes_names_and_dates_moot() -> None:
+    assert sev("cert.expired", "strict", dane_ee_matched=True) == "info"
+    assert sev("cert.name_mismatch", "dane", dane_ee_matched=True) == "info"
+    assert sev("tls.starttls_not_offered", "dane", dane_active=True) == "error"
+    assert sev("tls.starttls_not_offered", "dane") == "warning"  # no DANE published
+
+
+def test_exit_code_and_order() -> None:
+    err = raise_finding("cert.expired", W, "x")
+    warn = raise_finding("tls.legacy_accepted", W, "x")
+    info = raise_finding("tlsrpt.missing", Where("example.org"), "x")
+    assert exit_code([]) == 0
+    assert exit_code([info]) == 0
+    assert exit_code([info, warn]) == 1
+    assert exit_code([warn, err, info]) == 2
+    assert [f.id for f in sort_findings([info, warn, err])] == [
+        "cert.expired",
+        "tls.legacy_accepted",
+        "tlsrpt.missing",
+    ]
+
+
+def test_unknown_id_is_a_programming_error() -> None:
+    with pytest.raises(KeyError):
+        raise_finding("cert.no_such_thing", W, "x")
