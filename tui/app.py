@@ -85,6 +85,8 @@ def _default_theme() -> str:
     chosen = os.environ.get("MXLENS_THEME")
     if chosen:
         return chosen
+    if "NO_COLOR" in os.environ:
+        return "ansi-dark"  # the terminal's own default colours, with reverse for the cursor
     if os.environ.get("COLORTERM", "").lower() in ("truecolor", "24bit"):
         return "textual-dark"
     return "ansi-dark"
@@ -134,7 +136,11 @@ class MxLensApp(App[int]):
         export_dir: Path | None = None,
         theme: str | None = None,
     ) -> None:
-        super().__init__()
+        # Textual picks its NO_COLOR filter in __init__, from the theme current then: with its
+        # truecolour default that is a greyscale filter, which a 16-colour terminal renders as
+        # black on black once our ANSI theme is set. ansi_color=True selects the filter that
+        # just drops colours (terminal default foreground and background).
+        super().__init__(ansi_color=True if "NO_COLOR" in os.environ else None)
         self.target = target.strip() if target and target.strip() else None
         self.options = options
         self._source = source
@@ -164,7 +170,7 @@ class MxLensApp(App[int]):
             yield ChainPane(id="pane-3")
             yield EndpointsPane(id="pane-4")
             yield FindingsBar(id="pane-5")
-        yield Footer()
+        yield Footer(compact=True)
 
     def pane(self, number: int) -> Pane:
         return self.query_one(f"#pane-{number}", Pane)
@@ -223,14 +229,20 @@ class MxLensApp(App[int]):
             self.notify(f"the lab did not start: {exc}", severity="error", markup=False)
             return
         self._lab = lab
-        self.options = lab.options()
         target = self.target
         if not target:
             try:
                 target = lab.domain(next(iter(lab.scenarios)))
             except Exception:
                 target = "healthy.lab.test"
+        self.options = self._lab_options(target)
         self.start(target)
+
+    def _lab_options(self, target: str) -> Options:
+        """The lab's plumbing plus the scenario's own options (its policy, expected name)."""
+        lab = self._lab
+        scenario = lab.scenario_for(target) if lab is not None else None
+        return lab.options(scenario.name if scenario is not None else None)
 
     async def _stop_lab(self) -> None:
         lab, self._lab = self._lab, None
@@ -253,6 +265,8 @@ class MxLensApp(App[int]):
     def start(self, target: str) -> None:
         """Forget the last run and diagnose target."""
         self._cancel_worker()
+        if self._lab is not None:
+            self.options = self._lab_options(target)
         self.run_id += 1
         self.target = target
         self.running = True
@@ -414,6 +428,20 @@ class MxLensApp(App[int]):
             bar = self.query_one(PaneBar)
         except Exception:
             return
+        status = self._status_text()
+        if self.target:
+            status.append(" ")
+            status.append(safe_text(self.target, "bold"))
+        # The verdict matters more than the pane names: when the line is too narrow for
+        # every name, only the active pane keeps its name (the footer lists the keys).
+        width = self.size.width
+        for full in (True, False):
+            out = join(self._pane_tabs(full), Text(" | ", "dim"), status, sep="")
+            if out.cell_len <= width:
+                break
+        bar.update(out)
+
+    def _pane_tabs(self, full: bool) -> Text:
         parts: list[Text | str] = []
         for n in range(1, PANE_COUNT + 1):
             key = display_key(keys_for(f"pane_{n}", self.keymap))
@@ -421,19 +449,18 @@ class MxLensApp(App[int]):
             if n == self.active_pane:
                 parts.append(Text(f">{label}<", "reverse bold"))
             else:
-                parts.append(Text(f" {label} "))
-        out = join(*parts, sep="")
-        out.append(Text(" | ", "dim"))
-        if self.target:
-            out.append(safe_text(self.target, "bold"))
-            out.append(" ")
+                parts.append(Text(f" {label} " if full else f" {key}"))
+        return join(*parts, sep="")
+
+    def _status_text(self) -> Text:
+        """The run's state in words: running, cancelled, could not check, or the counts."""
         if self.running:
-            out.append(join(mark("running"), Text("running, c = cancel")))
-        elif self.error:
-            out.append(join(mark("error"), Text("could not check")))
-        elif self.cancelled:
-            out.append(join(mark("cancelled"), Text("cancelled, r = rerun")))
-        elif self.finished is not None:
+            return join(mark("running"), Text("running, c = cancel"))
+        if self.error:
+            return join(mark("error"), Text("could not check"))
+        if self.cancelled:
+            return join(mark("cancelled"), Text("cancelled, r = rerun"))
+        if self.finished is not None:
             counts = self.findings_bar.counts()
             summary = [
                 Text(f"{counts[s]} {w}", style)
@@ -444,12 +471,8 @@ class MxLensApp(App[int]):
                 )
                 if counts.get(s)
             ]
-            out.append(
-                join(*summary, sep=" ") if summary else join(mark("ok"), Text("no problems"))
-            )
-        else:
-            out.append(Text("press / to enter a domain", "dim"))
-        bar.update(out)
+            return join(*summary, sep=" ") if summary else join(mark("ok"), Text("no problems"))
+        return Text("press / to enter a domain", "dim")
 
     # ------------------------------------------------------------------ actions
 

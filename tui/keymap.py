@@ -37,6 +37,7 @@ class ActionSpec:
     show: bool = True  # shown in the footer
     priority: bool = False  # checked before the focused widget (tab, ctrl+c)
     key_display: str | None = None
+    group: str | None = None  # footer group: consecutive keys shown together ("12345 Pane")
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
@@ -45,7 +46,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "new_target",
         "slash,g",
         "new_target",
-        "Domain",
+        "Check",
         "Enter a new domain (or MX host) to diagnose.",
     ),
     ActionSpec("rerun", "r", "rerun", "Rerun", "Run the diagnosis of the current domain again."),
@@ -65,15 +66,28 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Show or hide the side-probe sessions (TLS versions, injection) in the transcript.",
     ),
     ActionSpec("help", "question_mark,f1", "help", "Help", "Show the help screen (also F1)."),
-    ActionSpec("pane_1", "1", "pane(1)", "Domain", "Go to pane 1: domain, MX and policies.", False),
     ActionSpec(
-        "pane_2", "2", "pane(2)", "Transcript", "Go to pane 2: the SMTP/TLS transcript.", False
+        "pane_1", "1", "pane(1)", "Domain", "Go to pane 1: domain, MX and policies.", group="Pane"
     ),
-    ActionSpec("pane_3", "3", "pane(3)", "Chain", "Go to pane 3: the certificate chain.", False),
-    ActionSpec("pane_4", "4", "pane(4)", "Endpoints", "Go to pane 4: the CA endpoints.", False),
-    ActionSpec("pane_5", "5", "pane(5)", "Findings", "Go to pane 5: the findings list.", False),
     ActionSpec(
-        "next_pane", "tab", "next_pane", "Next pane", "Go to the next pane.", False, priority=True
+        "pane_2", "2", "pane(2)", "Transcript", "Go to pane 2: the SMTP/TLS transcript.", group="Pane"
+    ),
+    ActionSpec(
+        "pane_3", "3", "pane(3)", "Chain", "Go to pane 3: the certificate chain.", group="Pane"
+    ),
+    ActionSpec("pane_4", "4", "pane(4)", "Endpoints", "Go to pane 4: the CA endpoints.", group="Pane"),
+    ActionSpec(
+        "pane_5", "5", "pane(5)", "Findings", "Go to pane 5: the findings list.", group="Pane"
+    ),
+    ActionSpec(
+        "next_pane",
+        "tab",
+        "next_pane",
+        "Next pane",
+        "Go to the next pane.",
+        priority=True,
+        key_display="Tab",
+        group="Next/prev",
     ),
     ActionSpec(
         "prev_pane",
@@ -81,17 +95,18 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "prev_pane",
         "Previous pane",
         "Go to the previous pane.",
-        False,
         priority=True,
+        key_display="S-Tab",
+        group="Next/prev",
     ),
     ActionSpec(
         "interrupt",
         "ctrl+c",
         "interrupt",
-        "Interrupt",
+        "Stop",
         "Cancel the running diagnosis; when nothing runs, quit.",
-        False,
         priority=True,
+        key_display="^c",
     ),
 )
 
@@ -101,6 +116,9 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9_+\-]+$|^[^\s,]$")
 
 def bindings() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
     """The app's bindings, each with its id so a keymap can replace its keys."""
+    groups = {
+        name: Binding.Group(name, compact=True) for name in {a.group for a in ACTIONS if a.group}
+    }
     return [
         Binding(
             a.keys,
@@ -111,6 +129,7 @@ def bindings() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
             id=a.id,
             key_display=a.key_display,
             tooltip=a.help,
+            group=groups.get(a.group) if a.group else None,
         )
         for a in ACTIONS
     ]

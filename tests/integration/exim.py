@@ -133,11 +133,13 @@ def _config(
     address: str,
     port: int,
     tls: bool,
+    tls_require_ciphers: str | None,
 ) -> str:
     tls_lines = (
         f"tls_advertise_hosts = *\n"
         f"tls_certificate    = {workdir}/cert.pem\n"
         f"tls_privatekey     = {workdir}/key.pem\n"
+        + (f"tls_require_ciphers = {tls_require_ciphers}\n" if tls_require_ciphers else "")
         if tls
         # Exim 4.96 advertises STARTTLS by default (with a self-signed certificate it makes
         # up); only an explicitly empty host list switches it off.
@@ -177,12 +179,15 @@ def start_exim(
     cert_chain_pem: bytes | None = None,
     key_pem: bytes | None = None,
     port: int | None = None,
+    tls_require_ciphers: str | None = None,
     start_timeout: float = 15.0,
 ) -> EximServer:
     """Start `exim4 -bdf` on address:port (a free port when None).
 
     With cert_chain_pem/key_pem it offers STARTTLS with that chain; without, it offers no
-    STARTTLS at all (tls_advertise_hosts empty). Raises RuntimeError with Exim's logs when it
+    STARTTLS at all (tls_advertise_hosts empty). tls_require_ciphers is a GnuTLS priority
+    string (Debian's Exim is built with GnuTLS): None keeps Exim's default, which on Debian 12
+    still accepts TLS 1.0 and 1.1. Raises RuntimeError with Exim's logs when it
     does not come up. The caller must call .stop()."""
     binary = exim_binary()
     if binary is None:
@@ -216,6 +221,7 @@ def start_exim(
                 address=address,
                 port=chosen,
                 tls=tls,
+                tls_require_ciphers=tls_require_ciphers,
             )
         )
         check = subprocess.run(

@@ -51,6 +51,8 @@ class EndpointsPane(Pane):
             id="endpoints-table", cursor_type="row", zebra_stripes=False
         )
         yield table
+        # The table is wider than an 80-column pane: the highlighted row in full, wrapped.
+        yield Static(Text(""), id="endpoints-detail")
 
     def on_mount(self) -> None:
         self.table.add_columns(*COLUMNS)
@@ -69,6 +71,7 @@ class EndpointsPane(Pane):
         self.filter: set[str] = set()  # sha256 of the chosen address's certificates
         self.table.clear()
         self._note()
+        self._detail()
 
     def add_event(self, event: Event) -> None:
         if not isinstance(event, EndpointChecked):
@@ -77,6 +80,7 @@ class EndpointsPane(Pane):
         if self._wanted(event):
             self._put_row(event)
             self._note()
+            self._detail()
 
     def show_address(self, key: AddrKey | None, fingerprints: set[str] | None = None) -> None:
         super().show_address(key)
@@ -89,7 +93,24 @@ class EndpointsPane(Pane):
         except Exception:  # RowDoesNotExist: the URL belongs to another address's chain
             return False
         self.table.move_cursor(row=row)
+        self._detail()
         return True
+
+    def highlighted(self) -> EndpointChecked | None:
+        """The endpoint under the table's cursor, if any."""
+        table = self.table
+        if table.row_count == 0:
+            return None
+        try:
+            url = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # no cursor row yet
+            return None
+        matches = [e for e in self.endpoints if e.url == url and self._wanted(e)]
+        return matches[-1] if matches else None  # the latest result for that URL
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._detail()
 
     def shown(self) -> list[EndpointChecked]:
         return [e for e in self.endpoints if self._wanted(e)]
@@ -105,6 +126,7 @@ class EndpointsPane(Pane):
             if self._wanted(e):
                 self._put_row(e)
         self._note()
+        self._detail()
 
     def _cells(self, e: EndpointChecked) -> list[Text]:
         if e.cert_status == "revoked":
@@ -156,3 +178,21 @@ class EndpointsPane(Pane):
             parts.append(Text(f"{bad} failing", "bold red"))
         parts.append(Text("f = copy firewall list", "dim"))
         note.update(join(*parts, sep=", "))
+
+    def _detail(self) -> None:
+        detail = self.query_one("#endpoints-detail", Static)
+        e = self.highlighted()
+        if e is None:
+            detail.update(Text(""))
+            return
+        cells = self._cells(e)
+        out = join(cells[0], Text(_KIND.get(e.kind, e.kind), "bold"), safe_text(e.url))
+        out.append("\n")
+        out.append(
+            join(
+                Text(f"HTTP {e.status}" if e.status is not None else "no HTTP answer", "dim"),
+                Text(f"{e.ms:.0f} ms" if e.ms is not None else "", "dim"),
+                cells[5],
+            )
+        )
+        detail.update(out)

@@ -51,6 +51,7 @@ class FindingsBar(Pane):
         super().reset()
         self.findings: list[Finding] = []
         self.olist.clear_options()
+        self.olist.display = True
         self._detail(None)
 
     def counts(self) -> dict[str, int]:
@@ -61,8 +62,10 @@ class FindingsBar(Pane):
 
     def add_event(self, event: Event) -> None:
         if isinstance(event, DiagnosisFinished) and not self.findings:
+            # An empty list would push the verdict to the bottom of the pane: hide it.
+            self.olist.display = False
             self.query_one("#findings-detail", Static).update(
-                Text("No findings: nothing wrong was seen on this route.", "green")
+                join(mark("ok"), Text("No findings: nothing wrong was seen on this route."))
             )
         if not isinstance(event, FindingRaised):
             return
