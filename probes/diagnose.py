@@ -203,7 +203,10 @@ class _Run:
         """The MX hosts a sender would use, in preference order (or the --mx overrides)."""
         where = Where(self.domain)
         if self.options.mx:
-            overrides = tuple(MxHost(o.host.lower().rstrip("."), 0) for o in self.options.mx)
+            overrides = tuple(
+                MxHost(o.host.lower().rstrip("."), 0, is_ip_literal=_is_ip(o.host))
+                for o in self.options.mx
+            )
             self.put(MxResolved(self.target, self.domain, overrides))
             return list(overrides)
         answer = await self.resolver.query(self.domain, "MX")
@@ -268,6 +271,10 @@ class _Run:
 
     async def mx_host(self, mx: MxHost) -> None:
         where = Where(mx.host)
+        if mx.is_ip_literal:  # `--mx ADDR[:PORT]`: probe that address, no A/AAAA lookup
+            self.put(AddressesResolved(mx.host, (mx.host,)))
+            await self.address(mx.host, mx.host, self.port_for(mx.host))
+            return
         addrs, a, aaaa = await self.resolver.addresses(mx.host)
         cname = a.cname or aaaa.cname
         self.put(AddressesResolved(mx.host, addrs, cname, a.authenticated))
@@ -345,7 +352,9 @@ class _Run:
 
     async def extra_probes(self, where: Where, lock: asyncio.Lock) -> None:
         async with lock:
-            await self.pump(tls_version_sweep(where, self.options, ehlo_name=self.ehlo))
+            sweep = await self.pump(tls_version_sweep(where, self.options, ehlo_name=self.ehlo))
+        if any(isinstance(e, FindingRaised) and e.finding.id == "smtp.rate_limited" for e in sweep):
+            return  # throttled: one more connection would only add to the count
         async with lock:
             await self.pump(starttls_injection_test(where, self.options, ehlo_name=self.ehlo))
 

@@ -174,6 +174,7 @@ class Report:
             },
             "dns": [_plain(q) for q in self.dns],
             "findings": [_finding_json(f) for f in sort_findings(self.findings)],
+            "providers": self.providers(),
             "exit_code": self.exit_code(),
             "elapsed_ms": self.finished.elapsed_ms if self.finished else None,
         }
@@ -273,11 +274,30 @@ class Report:
             if self.tlsrpt is not None:
                 out.append(f"  TLS-RPT: {visible(self.tlsrpt.record) if self.tlsrpt.record else 'not published'}")
             out.append("")
+        from .providers import summary_text
+
+        out.extend(summary_text(self.providers()))
         for mx in self._mx_worst_first():
             out.extend(self._mx_text(mx))
         if self.finished is not None:
             out.append(f"Done in {self.finished.elapsed_ms / 1000:.1f} s.")
         return "\n".join(out) + "\n"
+
+    def providers(self) -> dict[str, Any]:
+        """Which provider each MX belongs to, and the CA endpoint hosts (OCSP, CRL, caIssuers)
+        of the chains actually seen, which a verifying mail server must reach."""
+        from .providers import summarise
+
+        urls: list[str] = []
+        for mx in self.mx.values():
+            for s in mx.sessions.values():
+                urls.extend(e.url for e in s.endpoints)
+                certs = [link.cert for link in s.validation.path] if s.validation else []
+                if not certs and s.chain is not None:
+                    certs = list(s.chain.certs)
+                for cert in certs:
+                    urls.extend((*cert.ocsp_urls, *cert.crl_urls, *cert.ca_issuers_urls))
+        return summarise([mx.host for mx in self.mx_in_order()], urls)
 
     def _mx_worst_first(self) -> list[MxReport]:
         def rank(mx: MxReport) -> tuple[int, int]:

@@ -19,7 +19,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .certificates import parse_certificate
 from .events import (
@@ -832,6 +832,17 @@ def _stop_findings(conn: SmtpConnection, where: Where) -> Iterator[FindingRaised
             yield make("smtp.rate_limited", f"STARTTLS answered with 421: {shown}")
         else:
             yield make("tls.starttls_refused", f"STARTTLS answered with {reply.code}: {shown}")
+
+
+def throttle_findings(conn: SmtpConnection, where: Where, what: str) -> Iterator[FindingRaised]:
+    """smtp.rate_limited when an extra connection (`what`: version sweep, injection test)
+    was throttled. Only that: any other stop is the main session's to report. Without it, a
+    server that admits one connection and answers 421 to the next leaves the sweep's blanks
+    unexplained."""
+    for event in _stop_findings(conn, where):
+        if event.finding.id == "smtp.rate_limited":
+            finding = event.finding
+            yield FindingRaised(replace(finding, summary=f"{what}: {finding.summary}"))
 
 
 def _tls_findings(conn: SmtpConnection, where: Where) -> Iterator[FindingRaised]:

@@ -390,7 +390,7 @@ async def tls_version_sweep(
     A version this host cannot offer, or one that could not be tried (the dialogue broke
     before the handshake, or the handshake timed out), is None rather than False.
     """
-    from .smtp import Transcript, prepare_tls, smtp_connection
+    from .smtp import Transcript, prepare_tls, smtp_connection, throttle_findings
 
     purpose: SessionPurpose = "tls-versions"
     yield SessionStarted(where, purpose)
@@ -417,6 +417,8 @@ async def tls_version_sweep(
                 # The dialogue broke before any handshake: nothing to learn from more tries.
                 outcome = conn.stopped_at
                 starttls = conn.starttls if starttls is None else starttls
+                for finding in throttle_findings(conn, where, f"TLS version sweep, {version}"):
+                    yield finding
                 break
             starttls = conn.starttls if not options.implicit_tls else None
             recorder = HandshakeRecorder(transcript.t_ms)
@@ -469,7 +471,7 @@ async def starttls_injection_test(
     keeps the NOOP buffered across the upgrade answers it inside TLS, so a man in the middle
     could inject commands into the encrypted session.
     """
-    from .smtp import Transcript, prepare_tls, smtp_connection
+    from .smtp import Transcript, prepare_tls, smtp_connection, throttle_findings
 
     purpose: SessionPurpose = "injection"
     yield SessionStarted(where, purpose)
@@ -481,6 +483,8 @@ async def starttls_injection_test(
             yield event
         if conn.stopped_at is not None:
             outcome = conn.stopped_at
+            for finding in throttle_findings(conn, where, "STARTTLS injection test"):
+                yield finding
         else:
             # Anything still buffered arrived in clear text before TLS: not what we test.
             for event in conn.discard_plaintext("before the TLS handshake"):

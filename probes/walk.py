@@ -305,9 +305,9 @@ def _ref_index(evidence: tuple[str, ...], kind: str) -> int | None:
 # --------------------------------------------------------------------------- building
 
 
-def build_walk(report: Report, findings: list[Finding] | None = None) -> Walk:
+def build_walk(report: Report, findings: list[Finding] | None = None, *, policy: str | None = None) -> Walk:
     """Retell `report` as the walk-through. `findings` replaces the report's own findings
-    (a connector re-grades them without probing again)."""
+    (a connector re-grades them without probing again), `policy` names what they were graded for."""
     all_findings = list(report.findings if findings is None else findings)
     mx, session = choose_route(report)
     domain = (report.target_ascii or report.target).lower()
@@ -389,7 +389,7 @@ def build_walk(report: Report, findings: list[Finding] | None = None) -> Walk:
     verdict_fs = by_step.get(VERDICT, [])
     walk = Walk(
         target=report.target,
-        policy=report.options.policy,
+        policy=policy or report.options.policy,
         route=route,
         steps=tuple(steps),
         verdict="",
@@ -415,7 +415,7 @@ def _applies(f: Finding, route: Where | None, domain: str) -> bool:
 
 
 def _elsewhere_lines(elsewhere: list[Finding], verdict_fs: list[Finding]) -> list[str]:
-    out = [f"{f.where}: {f.summary}" for f in verdict_fs if f.id == "pool.inconsistent"]
+    out = [f.summary for f in verdict_fs if f.id == "pool.inconsistent"]
     for f in sorted(elsewhere, key=lambda f: (SEVERITY_ORDER[f.severity], str(f.where), f.id)):
         if f.severity in ("error", "warning"):
             out.append(f"{f.where}: {f.severity} {f.id}: {f.summary}")
@@ -432,7 +432,7 @@ def _with_verdict(walk: Walk) -> Walk:
     if failed is not None:
         step = walk.step(failed)
         reason = step.evidence[0] if step.evidence else step.why
-        text = f"Mail to {walk.target}{where} fails at step {failed} ({TITLES[failed]}): {reason}"
+        text = f"Mail to {walk.target}{where} fails at step {failed} ({TITLES[failed]}): {reason.rstrip('.')}."
     else:
         warned = [s.name for s in walk.steps if s.notes]
         if warned:
@@ -630,8 +630,10 @@ class _Evidence:
             if ln.dir in ("S", "!"):
                 reply.append(ln.text)
         if name == "starttls_offered":
-            offered = any("STARTTLS" in t.upper()[4:] for t in reply)
-            return ["EHLO reply lists STARTTLS" if offered else "EHLO reply does not list STARTTLS"]
+            if s.starttls is None:
+                return []
+            keywords = ", ".join(t[4:].split(" ", 1)[0] for t in reply[1:6])
+            return [("EHLO reply lists STARTTLS" if s.starttls else "EHLO reply does not list STARTTLS") + (f" ({keywords})" if keywords else "")]
         out = [f"C: {_short(lines[start].text)}"]
         if reply:
             out.append(f"S: {_short(reply[0])}" + (f" (+{len(reply) - 1} lines)" if len(reply) > 1 else ""))

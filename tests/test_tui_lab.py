@@ -1,19 +1,45 @@
-"""The UI on the real engine and the built-in lab (loopback only)."""
+"""The UI on the real engine and the built-in lab (loopback only): every key, real scenarios.
+
+One lab (in a background thread, its own event loop) serves every test of this module; each
+test opens the app on one scenario's domain with `lab.options(name)`, exactly as
+`mxlens demo <domain>` does.
+"""
 
 from __future__ import annotations
 
+import html
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
-from lab.world import Lab
+from lab.world import Lab, LabThread
+from probes.options import Options
 from tui.app import MxLensApp
+from tui.widgets.help_screen import HelpScreen
+from tui.widgets.target_prompt import TargetPrompt
 
 pytestmark = [pytest.mark.ui, pytest.mark.lab]
+
+SCENARIOS = ["healthy", "incomplete-chain", "expired", "no-starttls", "ocsp-unreachable", "hostile"]
+SIZE = (140, 50)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with LabThread(SCENARIOS) as running:
+        yield running
 
 
 def screen_text(app: MxLensApp) -> str:
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def terminal_bytes(app: MxLensApp) -> str:
+    """What the app would write to the terminal for a full redraw, escapes included."""
+    update = app.screen._compositor.render_full_update()
+    return update.render_segments(app.console)
 
 
 async def wait_done(pilot, app: MxLensApp) -> None:  # type: ignore[no-untyped-def]
@@ -25,48 +51,215 @@ async def wait_done(pilot, app: MxLensApp) -> None:  # type: ignore[no-untyped-d
     assert app.run_id and not app.running
 
 
-async def test_demo_mode_runs_the_lab(tmp_path: Path) -> None:
-    from probes.options import Options
+def open_app(lab: Lab, name: str, tmp_path: Path) -> MxLensApp:
+    return MxLensApp(
+        lab.domain(name),
+        lab.options(name),
+        keymap_path=tmp_path / "keys.conf",
+        export_dir=tmp_path / "export",
+        theme="ansi-dark",
+    )
 
+
+async def test_healthy_every_key(lab: Lab, tmp_path: Path) -> None:
+    app = open_app(lab, "healthy", tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_done(pilot, app)
+        text = screen_text(app)
+        assert "OK   no problems healthy.lab.test" in text.splitlines()[0]
+        assert "OK   10 mx1.healthy.lab.test" in text
+        assert "MTA-STS: enforce" in text and "TLS-RPT: mailto:tlsrpt@healthy.lab.test" in text
+        assert "FAIL" not in text and "WARN" not in text
+        # 1-5 each focus their pane; the pane bar marks it.
+        expected = {
+            1: "mx1.healthy.lab.test covered",
+            2: "C:  QUIT",
+            3: "[sent] mx1.healthy.lab.test",
+            4: "URLs for this address's chain",
+            5: "No findings: nothing wrong was seen on this route.",
+        }
+        for n, shown in expected.items():
+            await pilot.press(str(n))
+            await pilot.pause()
+            assert app.active_pane == n and app.focused is app.pane(n).focus_target()
+            assert f">{n} " in screen_text(app).splitlines()[0]
+            assert shown in screen_text(app), (n, shown)
+        assert "TLS established: TLSv1.3" in screen_text(app)
+        assert "trusted by" in screen_text(app) and "NOT trusted" not in screen_text(app)
+        # Tab / shift+tab cycle.
+        await pilot.press("tab")
+        assert app.active_pane == 1
+        await pilot.press("shift+tab", "shift+tab")
+        assert app.active_pane == 4
+        # t: the side probes' own lines (TLS version sweep) appear in the transcript.
+        before = app.transcript_pane.lines.option_count
+        await pilot.press("t")
+        await pilot.pause()
+        assert app.transcript_pane.lines.option_count > before
+        prompts = [
+            str(app.transcript_pane.lines.get_option_at_index(i).prompt)
+            for i in range(app.transcript_pane.lines.option_count)
+        ]
+        assert any("[tls-versions]" in p for p in prompts)
+        await pilot.press("t")
+        await pilot.pause()
+        assert app.transcript_pane.lines.option_count == before
+        # f: the firewall list names the lab's CA endpoint host and port.
+        await pilot.press("f")
+        await pilot.pause()
+        assert app.clipboard == f"pki.lab.test:{lab.http_port}\n"
+        assert app.last_export is not None and app.last_export.is_file()
+        # ? and F1: help, closed again.
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+        # r: a second real run gives the same verdict.
+        first = app.run_id
+        await pilot.press("r")
+        await pilot.pause(0.05)
+        await wait_done(pilot, app)
+        assert app.run_id == first + 1 and "OK   no problems" in screen_text(app)
+        # c while running: cancelled, every pane says so, r is offered.
+        await pilot.press("r")
+        await pilot.pause(0.05)
+        assert app.running
+        await pilot.press("c")
+        await wait_done(pilot, app)
+        assert app.cancelled and "cancelled, r = rerun" in screen_text(app).splitlines()[0]
+        # ctrl+c when idle quits cleanly.
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+async def test_new_target_and_quit_on_the_lab(lab: Lab, tmp_path: Path) -> None:
+    app = open_app(lab, "healthy", tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_done(pilot, app)
+        # "/" asks for a domain: the no-STARTTLS domain of the same lab.
+        await pilot.press("slash")
+        await pilot.pause()
+        assert isinstance(app.screen, TargetPrompt)
+        app.screen.query_one(Input).value = lab.domain("no-starttls")
+        await pilot.press("enter")
+        await pilot.pause(0.05)
+        await wait_done(pilot, app)
+        text = screen_text(app)
+        assert app.target == "no-starttls.lab.test"
+        assert "1 FAIL no-starttls.lab.test" in text.splitlines()[0]
+        assert "FAIL 10 mx1.no-starttls.lab.test" in text
+        assert "FAIL tls.starttls_not_offered" in text
+        # The transcript shows the EHLO answer without STARTTLS, and where it stopped.
+        assert "250 8BITMIME" in text and "C:  STARTTLS" not in text
+        assert "session stopped at: starttls" in text
+        assert "this address never got to a TLS handshake" in text
+        # "g" is the other key for the prompt; ctrl+g gives up without a new run.
+        run = app.run_id
+        await pilot.press("g")
+        await pilot.pause()
+        assert isinstance(app.screen, TargetPrompt)
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert app.run_id == run and not isinstance(app.screen, TargetPrompt)
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+async def test_incomplete_chain_shows_the_aia_intermediate(lab: Lab, tmp_path: Path) -> None:
+    app = open_app(lab, "incomplete-chain", tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_done(pilot, app)
+        text = screen_text(app)
+        assert "1 FAIL incomplete-chain.lab.test" in text.splitlines()[0]
+        assert "FAIL 127." in text  # the address's own status word
+        assert "NOT trusted as sent: complete only via AIA" in text
+        assert "[aia] incomplete-chain-ca" in text and "[sent] mx1.incomplete-chain" in text
+        # Enter on the finding jumps to the chain pane.
+        await pilot.press("5")
+        app.findings_bar.olist.highlighted = 0
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.active_pane == 3
+        assert "FAIL cert.incomplete_chain" in screen_text(app)
+
+
+async def test_expired_certificate(lab: Lab, tmp_path: Path) -> None:
+    app = open_app(lab, "expired", tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_done(pilot, app)
+        await pilot.press("5")
+        ids = [f.id for f in app.findings_bar.findings]
+        assert "cert.expired" in ids
+        app.findings_bar.olist.highlighted = ids.index("cert.expired")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.active_pane == 3
+        text = screen_text(app)
+        assert "FAIL cert.expired" in text
+        assert "EXPIRED 1 days ago" in text or "EXPIRED" in text
+        assert "FAIL [sent] mx1.expired.lab.test" in text
+
+
+async def test_ocsp_unreachable_endpoint_pane(lab: Lab, tmp_path: Path) -> None:
+    app = open_app(lab, "ocsp-unreachable", tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:  # the small terminal: one pane at a time
+        await wait_done(pilot, app)
+        assert "WARN ocsp-unreachable.lab.test" in screen_text(app).splitlines()[0]
+        await pilot.press("5")
+        await pilot.pause()
+        ids = [f.id for f in app.findings_bar.findings]
+        app.findings_bar.olist.highlighted = ids.index("ca.ocsp_unreachable")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.active_pane == 4 and app.pane(4).display and not app.pane(5).display
+        text = screen_text(app)
+        assert "1 failing" in text
+        # The cursor row is the failing OCSP URL, spelled out in full under the table.
+        failing = app.endpoints_pane.highlighted()
+        assert failing is not None and failing.kind == "ocsp" and not failing.ok
+        assert f"FAIL OCSP {failing.url}" in text
+        assert "HTTP 404" in text
+        await pilot.press("f")
+        await pilot.pause()
+        assert app.clipboard == f"pki.lab.test:{lab.http_port}\n"
+
+
+async def test_hostile_lab_server_stays_inert(lab: Lab, tmp_path: Path) -> None:
+    app = open_app(lab, "hostile", tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_done(pilot, app)
+        await pilot.press("2")
+        app.transcript_pane.jump(0)  # the greeting
+        await pilot.pause()
+        text = screen_text(app)
+        # Markup stays literal text; control characters are shown, not obeyed.
+        assert "220 [bold red]mx1[/] ␛[2J␛[31mESMTP␛[0m ␛]0;pwned␇" in text
+        assert "[bold" in text
+        svg = app.export_screenshot()
+        assert "[bold&#160;red]mx1[/]" in svg or "[bold red]mx1[/]" in html.unescape(svg)
+        assert "\x1b" not in svg and "\x07" not in svg and "\x9b" not in svg
+        stream = terminal_bytes(app)
+        for raw in ("\x1b[2J", "\x1b]0;", "\x07", "\x9b", "\u202e"):
+            assert raw not in stream, repr(raw)
+        assert "␛[2J" in stream  # the same bytes, made visible
+
+
+async def test_demo_mode_runs_the_lab(tmp_path: Path) -> None:
     app = MxLensApp(
-        None,
+        "expired.lab.test",
         Options(),
         lab=True,
         keymap_path=tmp_path / "k",
         export_dir=tmp_path,
         theme="ansi-dark",
     )
-    async with app.run_test(size=(140, 50)) as pilot:
+    async with app.run_test(size=SIZE) as pilot:
         await wait_done(pilot, app)
-        assert app.target == "healthy.lab.test"
-        assert app.error is None
-        text = screen_text(app)
-        assert "OK   10 mx1.healthy.lab.test" in text
-        assert "trusted by" in text and "[sent] mx1.healthy.lab.test" in text
-        assert "FAIL" not in text
+        assert app.target == "expired.lab.test" and app.error is None
+        assert "FAIL cert.expired" in screen_text(app)
         assert app._lab is not None
     assert app._lab is None  # the lab was stopped on exit
-
-
-async def test_hostile_lab_server_stays_inert(tmp_path: Path) -> None:
-    async with Lab(["hostile"]) as lab:
-        app = MxLensApp(
-            lab.domain("hostile"),
-            lab.options("hostile"),
-            keymap_path=tmp_path / "k",
-            export_dir=tmp_path,
-            theme="ansi-dark",
-        )
-        async with app.run_test(size=(140, 50)) as pilot:
-            await wait_done(pilot, app)
-            pane = app.transcript_pane
-            shown = [
-                str(pane.lines.get_option_at_index(i).prompt)
-                for i in range(pane.lines.option_count)
-            ]
-            assert any("␛" in line for line in shown), shown[:5]
-            assert not any("\x1b" in line for line in shown)
-            everything = "".join(
-                seg.text for strip in app.screen._compositor.render_strips() for seg in strip
-            )
-            assert "\x1b" not in everything and "\x07" not in everything

@@ -26,7 +26,7 @@ from textual.app import App, ComposeResult
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Container
 from textual.message import Message
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import Worker
 
 from probes.errors import CheckError
@@ -41,6 +41,7 @@ from .widgets.domain_pane import DomainPane
 from .widgets.endpoints_pane import EndpointsPane, firewall_lines
 from .widgets.findings_bar import FindingsBar
 from .widgets.help_screen import HelpScreen
+from .widgets.key_bar import KeyBar
 from .widgets.target_prompt import TargetPrompt
 from .widgets.transcript_pane import TranscriptPane
 
@@ -170,7 +171,7 @@ class MxLensApp(App[int]):
             yield ChainPane(id="pane-3")
             yield EndpointsPane(id="pane-4")
             yield FindingsBar(id="pane-5")
-        yield Footer(compact=True)
+        yield KeyBar(id="key-bar")
 
     def pane(self, number: int) -> Pane:
         return self.query_one(f"#pane-{number}", Pane)
@@ -440,6 +441,14 @@ class MxLensApp(App[int]):
             if out.cell_len <= width:
                 break
         bar.update(out)
+        self.query_one(KeyBar).update_keys(self.keymap, self._action_enabled)
+
+    def _action_enabled(self, action: str) -> bool:
+        if action == "cancel":
+            return self.running
+        if action == "rerun":
+            return bool(self.target)
+        return True
 
     def _pane_tabs(self, full: bool) -> Text:
         parts: list[Text | str] = []
@@ -502,6 +511,16 @@ class MxLensApp(App[int]):
                 self.start(value)
 
         self.push_screen(TargetPrompt(self.target), chosen)
+
+    def action_explain(self) -> None:
+        """The bounce decoder: paste a text, read its decoding, check what it names."""
+        from .widgets.explain_prompt import ExplainPrompt
+
+        def chosen(value: str | None) -> None:
+            if value:
+                self.start(value)
+
+        self.push_screen(ExplainPrompt(), chosen)
 
     def action_rerun(self) -> None:
         if self.target:

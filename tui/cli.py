@@ -12,13 +12,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 from probes.errors import CheckError
 from probes.options import POLICIES, MxOverride, Options
 
 EXIT_BAD_INPUT = 3
-COMMANDS = ("check", "lab", "demo")
+COMMANDS = ("check", "lab", "demo", "explain")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,6 +45,16 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-extra-probes", action="store_true", help="skip the TLS version sweep and the STARTTLS injection test")
     p.add_argument("--lab", action="store_true", help="start the built-in lab and check one of its domains (no network needed)")
     p.add_argument("--https-port", default="443", help=argparse.SUPPRESS)  # MTA-STS policy port: only labs use another
+    p.add_argument("--walk", action="store_true", help="add the step-by-step walk-through (JSON keys walk, first_failure; text: before the report)")
+    p.add_argument("--connector", metavar="NAME", help="judge as this sender/connector profile (sets --policy; prints its verdict first): " + ", ".join(_connector_names()))
+    p.add_argument("--ticket", choices=("md", "text"), help="also save a ticket report (Markdown or plain text); its path goes to stderr")
+    p.add_argument("--ticket-to", metavar="FILE", help="save the ticket report to FILE (default: $MXLENS_EXPORT_DIR, else $XDG_STATE_HOME/mxlens)")
+
+
+def _connector_names() -> list[str]:
+    from probes.connectors import PROFILES
+
+    return list(PROFILES)
 
 
 def _parser_for(command: str) -> _Parser:
@@ -57,6 +68,16 @@ def _parser_for(command: str) -> _Parser:
     elif command == "demo":
         p = _Parser(prog="mxlens demo", description="Start the built-in lab and open the UI on it.")
         p.add_argument("domain", nargs="?", metavar="DOMAIN", help="a lab domain (default healthy.lab.test)")
+        _add_check_options(p)
+    elif command == "explain":
+        p = _Parser(
+            prog="mxlens explain",
+            description="Decode a bounce (NDR) or MTA log text: codes, remote host, recipient domain, "
+            "the walk step where delivery stops and the findings that can cause it. Exit 0 recognised, "
+            "1 not recognised, 3 bad input; with --run, the check's exit code.",
+        )
+        p.add_argument("text", metavar="TEXT|-", help="the text, or - to read it from stdin")
+        p.add_argument("--run", action="store_true", help="then check the host or domain the text names and confirm the cause")
         _add_check_options(p)
     else:
         p = _Parser(
@@ -108,6 +129,15 @@ def options_from_args(ns: argparse.Namespace) -> Options:
     """Turn parsed flags into Options, with a one-line CheckError for any bad value."""
     from probes.dns import parse_resolver
 
+    if getattr(ns, "connector", None):
+        from probes.connectors import get_profile
+
+        profile = get_profile(ns.connector)
+        if profile.needs_name and not ns.expect_name and not getattr(ns, "lab", False):
+            raise CheckError(f"--connector {profile.name} needs --expect-name NAME (its {profile.name_label})")
+        ns.policy = profile.policy
+        if profile.policy == "domain" and not ns.expect_name:
+            ns.policy = "verify"  # the lab scenario supplies the name; the connector re-grades with it
     if ns.policy not in POLICIES:
         raise CheckError(f"--policy must be one of {', '.join(POLICIES)}, not {ns.policy!r}")
     if ns.policy == "domain" and not ns.expect_name:
@@ -147,7 +177,7 @@ def _merge_lab(options: Options, lab_options: Options) -> Options:
     )
 
 
-async def _check(domain: str, options: Options, *, as_json: bool, use_lab: bool) -> int:
+async def _check(domain: str, options: Options, *, as_json: bool, use_lab: bool, extras: argparse.Namespace | None = None) -> int:
     from probes.diagnose import diagnose
     from probes.report import Report
 
@@ -159,15 +189,109 @@ async def _check(domain: str, options: Options, *, as_json: bool, use_lab: bool)
             if scenario is None:
                 known = ", ".join(s.domain for s in lab.scenarios.values())
                 raise CheckError(f"{domain} is not a lab domain; try one of: {known}")
-            return await _check(domain, _merge_lab(options, lab.options(scenario.name)), as_json=as_json, use_lab=False)
+            return await _check(domain, _merge_lab(options, lab.options(scenario.name)), as_json=as_json, use_lab=False, extras=extras)
     report = Report(domain, options)
     async for event in diagnose(domain, options):
         report.add(event)
+    if extras is not None and (extras.walk or extras.connector or extras.ticket or extras.ticket_to):
+        return _check_extras(report, extras, as_json=as_json)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(report.to_text())
     return report.exit_code()
+
+
+def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
+    """--walk, --connector and --ticket: the walk-through, a connector's verdict, a ticket file."""
+    from probes.connectors import judge
+    from probes.ticket import render, save_ticket, ticket_path
+    from probes.walk import build_walk, walk_text
+
+    result = judge(report, ns.connector, report.options.expect_name) if ns.connector else None
+    if result is not None:
+        report.findings = list(result.findings)  # severities and exit code as the connector sees them
+    walk = result.walk if result is not None else build_walk(report)
+    if as_json:
+        doc = report.to_json()
+        if ns.walk:
+            doc.update(walk.to_json())
+        if result is not None:
+            doc["connector"] = result.to_json()
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    else:
+        from probes.safetext import visible
+
+        if result is not None:
+            sys.stdout.write(f"{visible(result.verdict)}  [connector {result.profile.name}, policy {result.profile.policy}]\n\n")
+        if ns.walk:
+            sys.stdout.write(walk_text(walk) + "\n")
+        sys.stdout.write(report.to_text())
+    if ns.ticket or ns.ticket_to:
+        fmt = ns.ticket or ("md" if ns.ticket_to.lower().endswith((".md", ".markdown")) else "text")
+        path = Path(ns.ticket_to) if ns.ticket_to else ticket_path(report.target, fmt)
+        try:
+            save_ticket(render(report, fmt, walk, result), path)
+        except OSError as exc:
+            raise CheckError(f"cannot write the ticket report {path}: {exc.strerror}") from None
+        sys.stderr.write(f"mxlens: ticket report saved to {path}\n")
+    return int(report.exit_code())
+
+
+def _read_text(arg: str) -> str:
+    from probes.explain import MAX_TEXT
+
+    if arg != "-":
+        return arg
+    try:
+        data = sys.stdin.buffer.read(MAX_TEXT + 1)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise CheckError(f"cannot read the text from stdin: {exc}") from None
+    return data[:MAX_TEXT].decode("utf-8", errors="replace")
+
+
+async def _explain(ns: argparse.Namespace, options: Options) -> int:
+    """`mxlens explain`: decode, print, and with --run check what the text names (lab too)."""
+    from probes.explain import check_options, explain, run_check, to_text
+
+    expl = explain(_read_text(ns.text))
+    if not ns.run:
+        if ns.json:
+            sys.stdout.write(json.dumps(expl.to_json(), indent=2, ensure_ascii=False) + "\n")
+        else:
+            sys.stdout.write(to_text(expl))
+        return 0 if expl.recognised else 1
+    if expl.target() is None:
+        if ns.json:
+            sys.stdout.write(json.dumps({**expl.to_json(), "check": None, "cause": None}, indent=2, ensure_ascii=False) + "\n")
+        else:
+            sys.stdout.write(to_text(expl))
+        check_options(expl, options)  # raises the one-line CheckError (exit 3)
+    if ns.lab:
+        from lab.scenarios import SCENARIOS
+        from lab.world import Lab
+
+        target = expl.target()
+        assert target is not None
+        names = [n for n, s in SCENARIOS.items() if any(t and (t == s.domain or t.endswith("." + s.domain)) for t in target)]
+        if not names:
+            raise CheckError(f"{target[0]} is not a lab domain (mxlens lab lists them)")
+        async with Lab(scenarios=names[:1]) as lab:
+            options = _merge_lab(options, lab.options(names[0]))
+            doc, code = await run_check(expl, options)
+    else:
+        doc, code = await run_check(expl, options)
+    if ns.json:
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    else:
+        from probes.safetext import visible
+
+        sys.stdout.write(to_text(expl))
+        sys.stdout.write(f"Confirmed cause: {visible(doc['cause'] or 'none of the candidates was found')}\n\n")
+        findings = [f for f in doc["check"]["findings"] if f["severity"] in ("error", "warning")]
+        for f in findings:
+            sys.stdout.write(f"  {f['severity'].upper():7} {f['id']:28} {visible(f['where'])}: {visible(f['summary'])}\n")
+    return code
 
 
 def _run_lab(scenarios: list[str]) -> int:
@@ -190,9 +314,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = parser.parse_args(rest)
         if command == "check":
             options = options_from_args(ns)
-            return asyncio.run(_check(ns.domain, options, as_json=ns.json, use_lab=ns.lab))
+            return asyncio.run(_check(ns.domain, options, as_json=ns.json, use_lab=ns.lab, extras=ns))
         if command == "lab":
             return _run_lab(ns.scenario)
+        if command == "explain":
+            return asyncio.run(_explain(ns, options_from_args(ns)))
         options = options_from_args(ns)
         if command == "demo" or ns.lab:
             from tui.app import run_app

@@ -37,7 +37,6 @@ class ActionSpec:
     show: bool = True  # shown in the footer
     priority: bool = False  # checked before the focused widget (tab, ctrl+c)
     key_display: str | None = None
-    group: str | None = None  # footer group: consecutive keys shown together ("12345 Pane")
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
@@ -65,19 +64,28 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Side",
         "Show or hide the side-probe sessions (TLS versions, injection) in the transcript.",
     ),
+    ActionSpec(
+        "explain",
+        "x",
+        "explain",
+        "Explain",
+        "Paste a bounce or mail log line: decode it, then check the domain it names.",
+    ),
     ActionSpec("help", "question_mark,f1", "help", "Help", "Show the help screen (also F1)."),
     ActionSpec(
-        "pane_1", "1", "pane(1)", "Domain", "Go to pane 1: domain, MX and policies.", group="Pane"
+        "pane_1", "1", "pane(1)", "Domain", "Go to pane 1: domain, MX and policies.", show=False
     ),
     ActionSpec(
-        "pane_2", "2", "pane(2)", "Transcript", "Go to pane 2: the SMTP/TLS transcript.", group="Pane"
+        "pane_2", "2", "pane(2)", "Transcript", "Go to pane 2: the SMTP/TLS transcript.", show=False
     ),
     ActionSpec(
-        "pane_3", "3", "pane(3)", "Chain", "Go to pane 3: the certificate chain.", group="Pane"
+        "pane_3", "3", "pane(3)", "Chain", "Go to pane 3: the certificate chain.", show=False
     ),
-    ActionSpec("pane_4", "4", "pane(4)", "Endpoints", "Go to pane 4: the CA endpoints.", group="Pane"),
     ActionSpec(
-        "pane_5", "5", "pane(5)", "Findings", "Go to pane 5: the findings list.", group="Pane"
+        "pane_4", "4", "pane(4)", "Endpoints", "Go to pane 4: the CA endpoints.", show=False
+    ),
+    ActionSpec(
+        "pane_5", "5", "pane(5)", "Findings", "Go to pane 5: the findings list.", show=False
     ),
     ActionSpec(
         "next_pane",
@@ -86,8 +94,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Next pane",
         "Go to the next pane.",
         priority=True,
-        key_display="Tab",
-        group="Next/prev",
+        show=False,
     ),
     ActionSpec(
         "prev_pane",
@@ -96,8 +103,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Previous pane",
         "Go to the previous pane.",
         priority=True,
-        key_display="S-Tab",
-        group="Next/prev",
+        show=False,
     ),
     ActionSpec(
         "interrupt",
@@ -106,7 +112,6 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Stop",
         "Cancel the running diagnosis; when nothing runs, quit.",
         priority=True,
-        key_display="^c",
     ),
 )
 
@@ -116,9 +121,6 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9_+\-]+$|^[^\s,]$")
 
 def bindings() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
     """The app's bindings, each with its id so a keymap can replace its keys."""
-    groups = {
-        name: Binding.Group(name, compact=True) for name in {a.group for a in ACTIONS if a.group}
-    }
     return [
         Binding(
             a.keys,
@@ -129,7 +131,6 @@ def bindings() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
             id=a.id,
             key_display=a.key_display,
             tooltip=a.help,
-            group=groups.get(a.group) if a.group else None,
         )
         for a in ACTIONS
     ]

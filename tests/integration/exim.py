@@ -8,7 +8,6 @@ mail, and the configuration has no remote transport.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
@@ -253,13 +252,3 @@ def start_exim(
             stop_process(proc)
         shutil.rmtree(workdir, ignore_errors=True)
         raise
-
-
-@contextlib.contextmanager
-def running_exim(address: str, **kwargs: object):  # type: ignore[no-untyped-def]
-    """start_exim as a context manager that always stops the daemon."""
-    server = start_exim(address, **kwargs)  # type: ignore[arg-type]
-    try:
-        yield server
-    finally:
-        server.stop()

@@ -14,6 +14,8 @@ daemon it spawns), so only processes this instance started are ever signalled.
 from __future__ import annotations
 
 import os
+import pty
+import pwd
 import shutil
 import signal
 import subprocess
@@ -59,7 +61,6 @@ def unavailable_reason() -> str | None:
         return "Postfix's master daemon must be started as root"
     try:
         import grp
-        import pwd
 
         pwd.getpwnam("postfix")
         grp.getgrnam("postdrop")
@@ -128,10 +129,13 @@ class Postfix:
             "local_recipient_maps": "",
             "alias_maps": "",
             "alias_database": "",
-            "inet_interfaces": self.address,
+            # Postfix refuses an inet_interfaces address that no interface carries, and the
+            # 127.x addresses beyond 127.0.0.1 are only routed to lo; master.cf binds ours.
+            "inet_interfaces": "loopback-only",
             "inet_protocols": "ipv4",
             "mynetworks": "127.0.0.0/8",
             "maillog_file": str(b / "maillog"),
+            "maillog_file_prefixes": str(b),
             # No reverse lookups of the client: there is no resolver for 127.x here, and a
             # hanging lookup would delay the greeting past mxlens's timeout.
             "smtpd_peername_lookup": "no",
@@ -146,8 +150,14 @@ class Postfix:
         return conf
 
     def write_config(self) -> None:
+        # The daemons run as the postfix user: they must traverse the base directory (mkdtemp
+        # makes it 0700) and write the data directory; Postfix creates the rest of the queue.
+        os.chmod(self.base, 0o755)
         self.config_dir.mkdir(parents=True, exist_ok=True)
+        (self.base / "queue").mkdir(exist_ok=True)
         (self.base / "data").mkdir(exist_ok=True)
+        pw = pwd.getpwnam("postfix")
+        os.chown(self.base / "data", pw.pw_uid, pw.pw_gid)
         lines = [f"{k} = {v}\n" for k, v in self.main_cf().items()]
         (self.config_dir / "main.cf").write_text("".join(lines))
         (self.config_dir / "master.cf").write_text(
@@ -180,7 +190,7 @@ class Postfix:
         self.started = True  # even on failure: stop() cleans up whatever did start
         if done.returncode != 0:
             raise PostfixError(
-                f"postfix start ({self.name}) failed: {done.stderr.strip()}\n{self.log()}"
+                f"postfix start ({self.name}) failed: {self._fatal_text()}\n{self.log()}"
             )
         deadline = time.monotonic() + timeout
         while not _listening(self.address, self.port):
@@ -228,6 +238,38 @@ class Postfix:
             if marker in env:
                 found.append(int(entry))
         return found
+
+    def _fatal_text(self) -> str:
+        """What `postfix check` says, through a pseudo-terminal: the postfix command writes
+        its fatal errors to stderr only when stderr is a terminal (otherwise to syslog)."""
+        leader, follower = pty.openpty()
+        try:
+            subprocess.run(
+                [POSTFIX, "-c", str(self.config_dir), "check"],
+                stdin=subprocess.DEVNULL,
+                stdout=follower,
+                stderr=follower,
+                timeout=30,
+                check=False,
+            )
+            os.close(follower)
+            follower = -1
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # EIO: the writer side is closed
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks).decode(errors="replace").strip()
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"(postfix check: {exc})"
+        finally:
+            os.close(leader)
+            if follower >= 0:
+                os.close(follower)
 
     def log(self) -> str:
         try:

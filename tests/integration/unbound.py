@@ -117,7 +117,8 @@ def sign_zone(zone: Zone, out: Path) -> str:
     if not zone.signed:
         z.to_file(str(out), relativize=False)
         return ""
-    priv = get_algorithm_cls(Algorithm.ECDSAP256SHA256).generate()
+    # generate() lives on the concrete classes, not on the base the lookup is typed as.
+    priv = get_algorithm_cls(Algorithm.ECDSAP256SHA256).generate()  # type: ignore[attr-defined]
     key = dns.dnssec.make_dnskey(priv.public_key(), Algorithm.ECDSAP256SHA256, flags=257)
     with z.writer() as txn:
         # Signatures valid from an hour ago (clock skew) for a week: a fixture lives minutes.
@@ -269,9 +270,11 @@ def start_unbound(address: str, zones: list[Zone], *, start_timeout: float = 15.
     except BaseException:
         if proc is not None:
             stop_process(proc)
-        log_text = (workdir / "unbound.log").read_text("utf-8", "replace") if (
-            workdir / "unbound.log"
-        ).exists() else ""
+        log_text = (
+            (workdir / "unbound.log").read_text("utf-8", "replace")
+            if (workdir / "unbound.log").exists()
+            else ""
+        )
         shutil.rmtree(workdir, ignore_errors=True)
         if log_text:
             raise RuntimeError(f"Unbound did not start:\n{log_text[-4000:]}") from None

@@ -20,6 +20,7 @@ from probes.events import (
     ChainLink,
     ChainReceived,
     ChainValidated,
+    DiagnosisFinished,
     Event,
     Finding,
     FindingRaised,
@@ -94,6 +95,7 @@ class ChainPane(Pane):
         self.validated: dict[AddrKey, ChainValidated] = {}
         self.findings: dict[AddrKey, list[Finding]] = defaultdict(list)
         self.current = 0
+        self.finished = False
         self._cert_nodes: list[TreeNode[int]] = []
         self._redraw()
 
@@ -126,6 +128,9 @@ class ChainPane(Pane):
             changed = key_of(event.where)
             if changed is not None:
                 self.validated[changed] = event
+        elif isinstance(event, DiagnosisFinished):
+            self.finished = True
+            changed = self.selected
         elif isinstance(event, FindingRaised):
             f = event.finding
             if cert_index(f) is not None:
@@ -178,13 +183,27 @@ class ChainPane(Pane):
         if self.selected is None:
             tree.root.set_label(Text("(choose an MX address in pane 1)", "dim"))
         elif not path:
-            tree.root.set_label(Text("(no certificate chain for this address yet)", "dim"))
+            text = (
+                "(no certificate chain: this address never got to a TLS handshake)"
+                if self.finished
+                else "(no certificate chain for this address yet)"
+            )
+            tree.root.set_label(Text(text, "dim"))
         else:
             v = self.validated.get(self.selected)
             if v is None:
                 tree.root.set_label(join(mark("running"), Text("chain received, validating...")))
             elif v.trusted:
                 tree.root.set_label(join(mark("ok"), Text("trusted by"), safe_text(v.trust_store)))
+            elif any(link.source == "aia" for link in path):
+                # The path exists, but only with a certificate the server did not send.
+                tree.root.set_label(
+                    join(
+                        mark("error"),
+                        Text("NOT trusted as sent: complete only via AIA; store"),
+                        safe_text(v.trust_store),
+                    )
+                )
             else:
                 tree.root.set_label(
                     join(mark("error"), Text("NOT trusted by"), safe_text(v.trust_store))

@@ -189,6 +189,7 @@ class DomainPane(Pane):
             self.finished = event
             self._render_root()
             self._relabel_all()
+            self._render_policies()  # "not checked yet" becomes "not checked"
 
     def mark_cancelled(self) -> None:
         self.cancelled = True
@@ -366,6 +367,8 @@ class DomainPane(Pane):
 
     def _tlsrpt_label(self) -> Text:
         r = self.tlsrpt
+        if r is None and self.finished:
+            return join(mark("info"), Text("TLS-RPT: not checked"))
         if r is None:
             return join(mark("pending"), Text("TLS-RPT: not checked yet"))
         if r.error:

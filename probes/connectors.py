@@ -1,0 +1,324 @@
+"""Connector simulation: judge a finished report as one specific sending (or receiving) setup.
+
+"Mail stopped after we enabled forced TLS" is a question about one connector: would an Exchange
+Online outbound connector with TlsSettings CertificateValidation deliver to this partner? Would
+Postfix at `smtp_tls_security_level = verify`? Each profile below names a sender, the sender
+policy of findings.md it maps to, and where it differs from that policy (which checks it skips
+or adds), with a source note. `judge()` re-grades the report's findings for the profile without
+probing again and retells the walk, so the UI can switch profiles instantly.
+
+Inbound profiles (an Exchange Online inbound connector with RequireTls and
+TlsSenderCertificateName) judge the certificate the partner presents. mxlens sees the
+certificate the partner's MX presents, which is usually the one its sending hosts present too;
+the verdict says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from .errors import CheckError
+from .events import CertInfo, Finding, Where
+from .findings import GradeContext, catalog, grade, raise_finding
+from .names import expected_name_matches, normalize
+from .options import Policy
+from .report import Report
+from .walk import STEPS, Walk, build_walk
+
+NameCheck = Literal["none", "mx", "tlsdomain", "nexthop"]
+
+_INBOUND_STEPS = STEPS[: STEPS.index("name_match") + 1]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    title: str
+    policy: Policy
+    source: str
+    direction: Literal["outbound", "inbound"] = "outbound"
+    # Which certificate name the sender insists on: none, the MX host name, the connector's
+    # TlsDomain / TlsSenderCertificateName (--expect-name), or Postfix's nexthop/dot-nexthop.
+    name_check: NameCheck = "none"
+    needs_name: bool = False  # a TlsDomain must be given
+    revocation: bool = False  # refuses a revoked chain or one whose revocation is uncheckable
+    mta_sts: bool = True  # honours the recipient's MTA-STS policy
+    dane: bool = True  # honours the recipient's DANE (TLSA) records
+    name_label: str = "TlsDomain"
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        return _INBOUND_STEPS if self.direction == "inbound" else STEPS
+
+
+_EXO = "Microsoft Learn, Set-OutboundConnector / Set-InboundConnector and 'technical reference details about encryption' (checked 2026-11, provider-facts.md)"
+_POSTFIX = "postconf(5) smtp_tls_security_level and TLS_README (Postfix 3.x, checked 2026-11)"
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            "exo-default",
+            "Exchange Online, no outbound connector",
+            "opportunistic",
+            f"Opportunistic TLS; MTA-STS always honoured; outbound DANE on since 2022-03. {_EXO}",
+        ),
+        Profile(
+            "exo-encryption-only",
+            "Exchange Online outbound connector, TlsSettings EncryptionOnly",
+            "encrypt",
+            f"TLS 1.2+ required, the certificate is not checked. {_EXO}",
+        ),
+        Profile(
+            "exo-certificate-validation",
+            "Exchange Online outbound connector, TlsSettings CertificateValidation",
+            "verify",
+            f"TLS required; chain trusted and in date; revocation checked (the partner CA's OCSP/CRL must be reachable); the MX name is not checked. {_EXO}",
+            revocation=True,
+        ),
+        Profile(
+            "exo-domain-validation",
+            "Exchange Online outbound connector, TlsSettings DomainValidation + TlsDomain",
+            "domain",
+            f"CertificateValidation plus the TlsDomain (wildcards allowed) must be in the certificate. {_EXO}",
+            name_check="tlsdomain",
+            needs_name=True,
+            revocation=True,
+        ),
+        Profile(
+            "exo-inbound-require-tls",
+            "Exchange Online inbound connector, RequireTls",
+            "encrypt",
+            f"The partner must send over TLS; judged from the certificate its MX presents (usually the one its sending hosts use). {_EXO}",
+            direction="inbound",
+            mta_sts=False,
+            dane=False,
+        ),
+        Profile(
+            "exo-inbound-certificate",
+            "Exchange Online inbound connector, RequireTls + TlsSenderCertificateName",
+            "domain",
+            f"The partner's certificate must be trusted, in date and carry TlsSenderCertificateName (wildcards allowed); judged from the certificate its MX presents. {_EXO}",
+            direction="inbound",
+            name_check="tlsdomain",
+            needs_name=True,
+            mta_sts=False,
+            dane=False,
+            name_label="TlsSenderCertificateName",
+        ),
+        Profile(
+            "postfix-may",
+            "Postfix, smtp_tls_security_level = may",
+            "opportunistic",
+            f"Opportunistic TLS, falls back to clear text; no MTA-STS without an add-on (postfix-mta-sts-resolver), no DANE below level dane. {_POSTFIX}",
+            mta_sts=False,
+            dane=False,
+        ),
+        Profile(
+            "postfix-encrypt",
+            "Postfix, smtp_tls_security_level = encrypt",
+            "encrypt",
+            f"TLS required, the certificate is not checked. {_POSTFIX}",
+            mta_sts=False,
+            dane=False,
+        ),
+        Profile(
+            "postfix-verify",
+            "Postfix, smtp_tls_security_level = verify",
+            "verify",
+            f"Trusted chain and the MX host name (smtp_tls_verify_cert_match = hostname); Postfix checks no OCSP/CRL. {_POSTFIX}",
+            name_check="mx",
+            mta_sts=False,
+            dane=False,
+        ),
+        Profile(
+            "postfix-secure",
+            "Postfix, smtp_tls_security_level = secure",
+            "verify",
+            f"Trusted chain and a certificate name of the next-hop domain or below (smtp_tls_secure_cert_match = nexthop, dot-nexthop; a match= list replaces it: give it as the TlsDomain); no OCSP/CRL. {_POSTFIX}",
+            name_check="nexthop",
+            mta_sts=False,
+            dane=False,
+            name_label="match= name",
+        ),
+        Profile(
+            "postfix-dane",
+            "Postfix, smtp_tls_security_level = dane",
+            "dane",
+            f"DANE where the MX has DNSSEC-valid TLSA records (RFC 7672), otherwise like may. {_POSTFIX}",
+            mta_sts=False,
+        ),
+        Profile(
+            "mta-sts",
+            "Any RFC 8461 sender (Gmail, Exchange Online, postfix-mta-sts-resolver)",
+            "mta-sts",
+            "The recipient's MTA-STS policy: in enforce mode a PKIX-valid chain with the MX name, and an MX the policy lists; opportunistic where none is published (RFC 8461 section 4).",
+            dane=False,
+        ),
+    )
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called name; CheckError (exit 3) with the known names otherwise."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise CheckError(f"unknown connector {name!r}; known: {', '.join(PROFILES)}") from None
+
+
+@dataclass(frozen=True)
+class ConnectorResult:
+    profile: Profile
+    tls_domain: str | None
+    findings: tuple[Finding, ...]  # the report's findings re-graded for the profile
+    walk: Walk
+    delivers: bool
+    verdict: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.profile.name,
+            "policy": self.profile.policy,
+            "delivers": self.delivers,
+            "verdict": self.verdict,
+            "title": self.profile.title,
+            "direction": self.profile.direction,
+            "tls_domain": self.tls_domain,
+            "source": self.profile.source,
+        }
+
+
+# --------------------------------------------------------------------------- grading
+
+
+def _leaf(session: Any) -> CertInfo | None:
+    if session.validation is not None and session.validation.path:
+        cert: CertInfo = session.validation.path[0].cert
+        return cert
+    if session.chain is not None and session.chain.certs:
+        first: CertInfo = session.chain.certs[0]
+        return first
+    return None
+
+
+def _nexthop_ok(cert: CertInfo, domain: str) -> bool:
+    """Postfix match=nexthop:dot-nexthop: the domain itself or any name below it."""
+    names = [n for n in cert.san if not n.startswith("IP:")] or ([cert.common_name] if cert.common_name else [])
+    for raw in names:
+        name = normalize(raw.strip().removeprefix("*.")) if raw.strip().startswith("*.") else normalize(raw)
+        if name is None:
+            continue
+        if name == domain or name.endswith("." + domain):
+            return True
+    return False
+
+
+def regrade(report: Report, profile: Profile, tls_domain: str | None = None) -> list[Finding]:
+    """The report's findings graded as `profile` would see them (no new probing)."""
+    name = tls_domain or report.options.expect_name
+    if profile.needs_name and not name:
+        raise CheckError(f"connector {profile.name} needs a {profile.name_label} (--expect-name NAME)")
+    mtasts_enforce = bool(report.mtasts and report.mtasts.mode == "enforce" and report.mtasts.error is None)
+    dane_hosts: set[str] = set()
+    dane_ee: set[tuple[str, str | None]] = set()
+    for mx in report.mx.values():
+        for s in mx.sessions.values():
+            if s.dane is not None and s.dane.authenticated and s.dane.usable > 0:
+                dane_hosts.add(mx.host)
+                if s.dane.matched is not None and s.dane.matched.usage == 3:
+                    dane_ee.add((mx.host, s.address))
+    recompute_names = profile.name_check in ("tlsdomain", "nexthop")
+    out: list[Finding] = []
+    for f in report.findings:
+        if recompute_names and f.id == "cert.expected_name_mismatch":
+            continue
+        entry = catalog().get(f.id)
+        base = replace(f, severity=entry["severity"]) if entry else f
+        ee = profile.dane and (f.where.host, f.where.address) in dane_ee
+        ctx = GradeContext(
+            policy=profile.policy,
+            mtasts_enforce=profile.mta_sts and mtasts_enforce,
+            dane_active=profile.dane and f.where.host in dane_hosts,
+            dane_ee_matched=ee,
+        )
+        g = grade(base, ctx)
+        sev = g.severity
+        if sev == "error" and (
+            (not profile.dane and f.id.startswith("dane."))
+            or (not profile.mta_sts and f.id.startswith("mtasts."))
+            or (not profile.revocation and f.id in ("cert.revoked", "ca.revocation_unavailable"))
+        ):
+            sev = "warning"
+        if profile.name_check == "mx" and f.id == "cert.name_mismatch" and not ee:
+            sev = "error"
+        out.append(g if sev == g.severity else replace(g, severity=sev))
+    if recompute_names:
+        out.extend(_name_findings(report, profile, name))
+    return out
+
+
+def _name_findings(report: Report, profile: Profile, name: str | None) -> list[Finding]:
+    domain = (report.target_ascii or report.target).lower().rstrip(".")
+    out: list[Finding] = []
+    for mx in report.mx.values():
+        for s in mx.sessions.values():
+            cert = _leaf(s)
+            if cert is None:
+                continue
+            where = Where(mx.host, s.address, s.port)
+            if name:
+                if expected_name_matches(cert.san, cert.common_name, name):
+                    continue
+                summary = f"{profile.name_label} {name} is not in the certificate (SAN: {', '.join(cert.san) or 'none'})"
+            else:
+                if _nexthop_ok(cert, domain):
+                    continue
+                summary = f"no certificate name is {domain} or below it (Postfix secure matches nexthop, dot-nexthop; SAN: {', '.join(cert.san) or 'none'})"
+            out.append(
+                raise_finding(
+                    "cert.expected_name_mismatch", where, summary, evidence=("cert:0",), severity="error"
+                )
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def verdict(walk: Walk, profile: Profile) -> str:
+    """One sentence: does this connector deliver over the walk's route, and if not, why."""
+    step = next((s for s in walk.steps if s.name in profile.steps and s.status == "fail"), None)
+    if step is None:
+        if profile.direction == "inbound":
+            seen = any(s.name == "chain_trusted" and s.status == "pass" for s in walk.steps)
+            if not seen:
+                return "This connector cannot be judged: no certificate was seen on the partner's MX."
+            return "This connector would accept the partner's mail (judged from the certificate its MX presents)."
+        return "This connector would deliver."
+    reason = step.evidence[0] if step.evidence else step.why
+    reason = reason.rstrip(".")
+    if profile.direction == "inbound":
+        return f"This connector would reject the partner's mail at step {step.name} because {reason}."
+    return f"This connector would fail at step {step.name} because {reason}."
+
+
+def judge(report: Report, profile: Profile | str, tls_domain: str | None = None) -> ConnectorResult:
+    """Re-grade `report` for a connector profile and say whether it delivers."""
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    name = tls_domain or report.options.expect_name
+    findings = regrade(report, prof, name)
+    walk = build_walk(report, findings, policy=f"{prof.policy} (connector {prof.name})")
+    text = verdict(walk, prof)
+    delivers = text.startswith(("This connector would deliver", "This connector would accept"))
+    return ConnectorResult(prof, name if prof.name_check == "tlsdomain" else None, tuple(findings), walk, delivers, text)
+
+
+def profiles_text() -> str:
+    """The profile table for --help and the UI form."""
+    lines = []
+    for p in PROFILES.values():
+        needs = f" (needs {p.name_label})" if p.needs_name else ""
+        lines.append(f"{p.name:28} {p.title}{needs}")
+    return "\n".join(lines)

@@ -1,0 +1,187 @@
+"""Ticket reports: the walk-through and the findings as Markdown or plain text, for a helpdesk
+ticket or a mail to the partner's admin.
+
+Network text (banners, certificate fields, URLs, error strings that quote them) goes through
+`safetext.visible()` first; in Markdown it is then backslash-escaped inline, or put in a fenced
+block whose fence is longer than any backtick run inside, so a hostile banner can neither drive
+a terminal nor inject links, HTML or headings into the ticket system.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from .findings import sort_findings
+from .report import Report
+from .safetext import visible
+from .walk import Walk, build_walk, walk_text
+
+if TYPE_CHECKING:
+    from .connectors import ConnectorResult
+
+Format = Literal["md", "text"]
+# Inline Markdown that could format, link or embed: with "[" escaped no link can form, so
+# "(", "-" and "." stay readable; line-start markers are handled in md().
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
+_LINE_START = re.compile(r"^([#+\-=>]|\d+(?=[.)]))")
+_RESULT = {0: "OK: no problems found", 1: "WARNING: mail flows, with warnings", 2: "ERROR: mail over this route fails"}
+
+
+def md(text: str | None) -> str:
+    """Untrusted text as inert inline Markdown: controls visible, punctuation escaped."""
+    out = _MD_SPECIAL.sub(r"\\\1", visible(text or ""))
+    match = _LINE_START.match(out)
+    if match is not None:
+        end = match.end()
+        out = out[:end] + "\\" + out[end:] if match.group(1)[0].isdigit() else "\\" + out
+    return out
+
+
+def fenced(lines: list[str], info: str = "text") -> str:
+    """Lines (already visible()) in a fenced code block no line can close early."""
+    longest = max((len(m) for line in lines for m in re.findall(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return "\n".join([f"{fence}{info}", *lines, fence])
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def ticket_markdown(report: Report, walk: Walk | None = None, connector: ConnectorResult | None = None) -> str:
+    """The ticket report in Markdown."""
+    walk = walk or (connector.walk if connector else build_walk(report))
+    findings = list(connector.findings) if connector else report.findings
+    exit_code = _exit(findings)
+    out = [f"# Mail to {md(report.target)}: {_RESULT[exit_code]}", ""]
+    out.append(f"- Checked: {_now()} with mxlens, sender policy `{walk.policy}`")
+    if walk.route is not None:
+        out.append(f"- Route followed: {md(str(walk.route))} (the first MX address that answers)")
+    if report.target_ascii and report.target_ascii != report.target:
+        out.append(f"- Domain (IDNA): {md(report.target_ascii)}")
+    if connector is not None:
+        out.append(f"- Connector: {md(connector.profile.title)} (`{connector.profile.name}`)")
+        if connector.tls_domain:
+            out.append(f"- {md(connector.profile.name_label)}: {md(connector.tls_domain)}")
+    out.append("")
+    out.append("## Verdict")
+    out.append("")
+    if connector is not None:
+        out.append(f"**{md(connector.verdict)}**")
+        out.append("")
+    out.append(md(walk.verdict))
+    out.append("")
+    out.append("## Walk-through")
+    out.append("")
+    out.append("| # | Step | Result | Findings | Evidence |")
+    out.append("|---|---|---|---|---|")
+    for i, step in enumerate(walk.steps, 1):
+        ids = ", ".join(f"`{x}`" for x in step.findings + step.notes)
+        first = md(step.evidence[0]) if step.evidence else ""
+        out.append(f"| {i} | {md(step.title)} (`{step.name}`) | **{step.status.upper()}** | {ids} | {first} |")
+    out.append("")
+    if walk.first_failure is not None:
+        step = walk.step(walk.first_failure)
+        out.append(f"## Where it stops: {md(step.title)}")
+        out.append("")
+        if step.why:
+            out.append(f"**Why mail fails:** {md(step.why)}")
+            out.append("")
+        if step.fix:
+            out.append(f"**What to do:** {md(step.fix)}")
+            out.append("")
+        if step.evidence:
+            out.append("Evidence:")
+            out.append("")
+            out.append(fenced([visible(e) for e in step.evidence]))
+            out.append("")
+    shown = [f for f in sort_findings(findings) if f.severity != "ok"]
+    if shown:
+        out.append("## Findings (worst first)")
+        out.append("")
+        for f in shown:
+            out.append(f"### {f.severity.upper()} `{f.id}` at {md(str(f.where))}")
+            out.append("")
+            out.append(md(f.summary))
+            out.append("")
+            if f.severity in ("error", "warning"):
+                out.append(f"- **Why:** {md(f.detail)}")
+                if f.fix:
+                    out.append(f"- **Fix:** {md(f.fix)}")
+                out.append("")
+    if walk.elsewhere:
+        out.append("## Other MX hosts and addresses")
+        out.append("")
+        out.extend(f"- {md(line)}" for line in walk.elsewhere)
+        out.append("")
+    transcript = _route_transcript(report, walk)
+    if transcript:
+        out.append("## SMTP transcript of the route")
+        out.append("")
+        out.append(fenced(transcript))
+        out.append("")
+    return "\n".join(out)
+
+
+def ticket_text(report: Report, walk: Walk | None = None, connector: ConnectorResult | None = None) -> str:
+    """The ticket report as plain text (terminal-safe)."""
+    walk = walk or (connector.walk if connector else build_walk(report))
+    parts = [f"mxlens ticket report, {_now()}"]
+    if connector is not None:
+        parts.append(f"Connector {connector.profile.name} ({connector.profile.title}): {visible(connector.verdict)}")
+    parts.append("")
+    parts.append(walk_text(walk))
+    parts.append(report.to_text())
+    return "\n".join(parts)
+
+
+def _exit(findings: list) -> int:  # type: ignore[type-arg]
+    sevs = {f.severity for f in findings}
+    return 2 if "error" in sevs else (1 if "warning" in sevs else 0)
+
+
+def _route_transcript(report: Report, walk: Walk) -> list[str]:
+    if walk.route is None or walk.route.address is None:
+        return []
+    mx = report.mx.get(walk.route.host)
+    if mx is None:
+        return []
+    session = mx.sessions.get((walk.route.address, walk.route.port or 0))
+    if session is None:
+        return []
+    return [f"{line.t_ms:8.1f} ms {line.dir:>3}: {visible(line.text)}" for line in session.transcript[:60]]
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def export_dir() -> Path:
+    """Where exports go: $MXLENS_EXPORT_DIR, else $XDG_STATE_HOME/mxlens, else
+    ~/.local/state/mxlens (the same place as the UI's firewall list)."""
+    explicit = os.environ.get("MXLENS_EXPORT_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "mxlens"
+
+
+def ticket_path(target: str, fmt: Format, directory: Path | None = None) -> Path:
+    """A fresh file name for a ticket report of target."""
+    name = re.sub(r"[^a-z0-9.-]+", "_", target.lower())[:100] or "mxlens"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return (directory or export_dir()) / f"ticket-{name}-{stamp}.{'md' if fmt == 'md' else 'txt'}"
+
+
+def render(report: Report, fmt: Format, walk: Walk | None = None, connector: ConnectorResult | None = None) -> str:
+    return ticket_markdown(report, walk, connector) if fmt == "md" else ticket_text(report, walk, connector)
+
+
+def save_ticket(text: str, path: Path) -> Path:
+    """Write a ticket report; OSError propagates for the caller to report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, "utf-8")
+    return path

@@ -1,0 +1,122 @@
+"""Connector profiles: each delivers on one lab scenario and fails on another for its documented
+reason, judged by re-grading one diagnosis per scenario (no second probe)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab.world import Lab
+from probes.connectors import PROFILES, judge
+from probes.diagnose import diagnose
+from probes.errors import CheckError
+from probes.report import Report
+from tui.cli import main
+
+# (profile, scenario, TlsDomain or None, delivers, step it fails at)
+CASES = [
+    # EXO honours the recipient's MTA-STS (the lab baseline publishes enforce) and DANE.
+    ("exo-default", "revocation-unavailable", None, True, None),
+    ("exo-default", "mtasts-mx-not-covered", None, False, "mta_sts"),
+    ("exo-default", "dane-mismatch", None, False, "dane"),
+    ("exo-encryption-only", "weak-signature", None, True, None),
+    ("exo-encryption-only", "no-starttls", None, False, "starttls_offered"),
+    ("exo-certificate-validation", "name-mismatch", None, False, "name_match"),  # MTA-STS enforce
+    ("exo-certificate-validation", "no-tls13", None, True, None),
+    ("exo-certificate-validation", "expired", None, False, "chain_trusted"),
+    ("exo-certificate-validation", "revocation-unavailable", None, False, "revocation"),
+    ("exo-domain-validation", "healthy", "*.healthy.lab.test", True, None),
+    ("exo-domain-validation", "expected-name-mismatch", None, False, "name_match"),
+    ("exo-inbound-require-tls", "expired", None, True, None),
+    ("exo-inbound-require-tls", "no-starttls", None, False, "starttls_offered"),
+    ("exo-inbound-certificate", "healthy", "mx1.healthy.lab.test", True, None),
+    ("exo-inbound-certificate", "untrusted", "mx1.untrusted.lab.test", False, "chain_trusted"),
+    ("exo-inbound-certificate", "healthy", "mail.partner.example", False, "name_match"),
+    ("postfix-may", "dane-mismatch", None, True, None),
+    ("postfix-may", "no-starttls", None, True, None),
+    ("postfix-may", "connect-refused", None, False, "connect"),
+    ("postfix-encrypt", "expired", None, True, None),
+    ("postfix-encrypt", "starttls-refused", None, False, "starttls_accepted"),
+    ("postfix-verify", "revoked", None, True, None),  # Postfix checks no OCSP/CRL
+    ("postfix-verify", "name-mismatch", None, False, "name_match"),
+    ("postfix-verify", "self-signed", None, False, "chain_trusted"),
+    ("postfix-secure", "healthy", None, True, None),
+    ("postfix-secure", "name-mismatch", None, False, "name_match"),
+    ("postfix-dane", "dane-ok", None, True, None),
+    ("postfix-dane", "dane-mismatch", None, False, "dane"),
+    ("mta-sts", "dane-mismatch", None, True, None),
+    ("mta-sts", "mtasts-mx-not-covered", None, False, "mta_sts"),
+    ("mta-sts", "name-mismatch", None, False, "name_match"),
+]
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, Report]:
+    import asyncio
+
+    names = sorted({c[1] for c in CASES})
+
+    async def run() -> dict[str, Report]:
+        out: dict[str, Report] = {}
+        async with Lab(scenarios=names) as lab:
+            for name in names:
+                options = lab.options(name)
+                domain = lab.scenarios[name].domain
+                report = Report(domain, options)
+                async for event in diagnose(domain, options):
+                    report.add(event)
+                out[name] = report
+        return out
+
+    return asyncio.run(run())
+
+
+def test_every_profile_has_a_delivering_and_a_failing_case() -> None:
+    for name in PROFILES:
+        outcomes = {c[3] for c in CASES if c[0] == name}
+        assert outcomes == {True, False}, name
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(("profile", "scenario", "tls_domain", "delivers", "step"), CASES)
+def test_profile_verdict(
+    reports: dict[str, Report],
+    profile: str,
+    scenario: str,
+    tls_domain: str | None,
+    delivers: bool,
+    step: str | None,
+) -> None:
+    result = judge(reports[scenario], profile, tls_domain)
+    assert result.delivers is delivers, result.verdict
+    if delivers:
+        assert result.verdict.startswith(("This connector would deliver.", "This connector would accept"))
+        assert result.walk.first_failure is None or result.walk.first_failure not in PROFILES[profile].steps
+    else:
+        assert result.walk.first_failure == step, result.verdict
+        assert f"at step {step} because" in result.verdict
+
+
+@pytest.mark.lab
+def test_domain_validation_needs_a_tls_domain(reports: dict[str, Report]) -> None:
+    with pytest.raises(CheckError, match="TlsDomain"):
+        judge(reports["healthy"], "exo-domain-validation")
+
+
+@pytest.mark.lab
+def test_check_connector_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["check", "--lab", "--json", "--connector", "exo-encryption-only", "no-starttls.lab.test"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 2
+    assert doc["policy"] == "encrypt"
+    connector = doc["connector"]
+    assert connector["name"] == "exo-encryption-only" and connector["policy"] == "encrypt"
+    assert connector["delivers"] is False
+    assert connector["verdict"].startswith("This connector would fail at step starttls_offered")
+    assert "walk" not in doc  # only with --walk
+
+
+def test_unknown_connector_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--connector", "nope", "example.org"]) == 3
+    assert "unknown connector" in capsys.readouterr().err

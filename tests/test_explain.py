@@ -1,0 +1,354 @@
+"""The bounce decoder: the corpus of real and representative texts, the data file's integrity,
+the `mxlens explain` command (exit codes, JSON contract, stdin), `--run` against the lab, and
+the paste prompt in the UI."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from probes.errors import CheckError
+from probes.explain import SCHEMA, STEPS, confirmed_cause, explain, knowledge, rules, to_text
+from probes.findings import catalog
+from tui.cli import main
+
+CORPUS_FILE = Path(__file__).parent / "data" / "bounce_corpus.json"
+CORPUS: list[dict[str, Any]] = json.loads(CORPUS_FILE.read_text("utf-8"))["corpus"]
+CONTRACT_KEYS = {
+    "schema",
+    "recognised",
+    "status_code",
+    "reply_code",
+    "host",
+    "address",
+    "domain",
+    "stage",
+    "candidates",
+    "source",
+}
+
+
+# ------------------------------------------------------------------ the corpus
+
+
+def test_corpus_is_big_enough_and_sourced() -> None:
+    assert len(CORPUS) >= 40
+    for entry in CORPUS:
+        assert entry["source"].strip(), entry["text"]
+        assert entry["expect"].get("rule"), entry["text"]
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=[f"{i:02d}-{e['expect']['rule']}" for i, e in enumerate(CORPUS)])
+def test_corpus_text_is_decoded(entry: dict[str, Any]) -> None:
+    got = explain(entry["text"])
+    want = entry["expect"]
+    assert got.recognised, entry["text"]
+    assert got.rule == want["rule"], f"{entry['text']}\nmatched {got.matched!r}"
+    for key in ("status_code", "reply_code", "host", "address", "domain", "stage"):
+        if key in want:
+            assert getattr(got, key) == want[key], f"{key}: {entry['text']}"
+    if "cause" in want:
+        assert want["cause"] in got.candidates
+    assert got.candidates, "a recognised text names at least one candidate finding"
+
+
+def test_every_rule_is_exercised_by_the_corpus_or_its_own_example() -> None:
+    covered = {e["expect"]["rule"] for e in CORPUS}
+    for rule in rules():
+        if rule.example:
+            assert explain(rule.example).rule == rule.id, f"{rule.id}: its example matches another rule first"
+            covered.add(rule.id)
+    missing = [r.id for r in rules() if r.id not in covered]
+    assert not missing, f"rules no text exercises: {missing}"
+
+
+# ------------------------------------------------------------------ the data file
+
+
+def test_rules_name_real_findings_steps_and_sources() -> None:
+    ids = set(catalog())
+    seen: set[str] = set()
+    for rule in rules():
+        assert rule.id not in seen, f"duplicate rule id {rule.id}"
+        seen.add(rule.id)
+        unknown = [c for c in rule.candidates if c not in ids]
+        assert not unknown, f"{rule.id}: unknown finding ids {unknown}"
+        assert rule.stage is None or rule.stage in STEPS, f"{rule.id}: stage {rule.stage}"
+        assert rule.source.strip() and rule.meaning.strip()
+    assert knowledge().updated
+
+
+def test_exchange_codes_and_postfix_texts_from_the_brief_are_known() -> None:
+    texts = {
+        "450 4.4.316 Connection refused": "smtp.connect_refused",
+        "450 4.4.315 Connection timed out": "smtp.connect_timeout",
+        "450 4.4.318 Connection was closed abruptly": "smtp.timeout",
+        "450 4.4.312 DNS query failed": "dns.lookup_failed",
+        "451 4.7.320 Certificate validation failed": "cert.untrusted",
+        "4.7.321 starttls-not-supported": "tls.starttls_not_offered",
+        "4.7.322 certificate-expired": "cert.expired",
+        "4.7.323 tlsa-invalid": "dane.tlsa_mismatch",
+        "4.7.324 dnssec-invalid": "dane.lookup_failed",
+        "4.7.325 certificate-host-mismatch": "cert.name_mismatch",
+        "TLS is required, but host mx.x.example[192.0.2.1] refused to start TLS: 454 4.7.0 TLS not available": "tls.starttls_refused",
+        "no TLSA records found": "dane.dnssec_unsigned",
+    }
+    for text, cause in texts.items():
+        got = explain(text)
+        assert got.recognised and cause in got.candidates, text
+
+
+def test_the_outer_exchange_code_wins_over_the_inner_one() -> None:
+    got = explain("450 4.4.317 Cannot connect to remote server [Message=451 5.7.3 STARTTLS is required to send mail]")
+    assert (got.reply_code, got.status_code) == ("450", "4.4.317")
+    assert got.candidates[0] == "tls.starttls_not_offered"
+
+
+def test_ip_addresses_are_not_taken_for_status_codes() -> None:
+    got = explain("connect to mx.partner.example[4.4.4.4]:25: Connection refused")
+    assert got.status_code is None
+    assert got.address == "4.4.4.4"
+
+
+def test_ipv6_address_in_brackets() -> None:
+    got = explain("TLS is required, but was not offered by host mx.partner.example[2001:db8::25]")
+    assert (got.host, got.address) == ("mx.partner.example", "2001:db8::25")
+
+
+def test_the_sender_address_is_not_the_recipient_domain() -> None:
+    got = explain(
+        "postfix/qmgr[1]: ABC: from=<alice@sender.example>, size=100\n"
+        "postfix/smtp[2]: ABC: to=<bob@partner.example>, relay=mx.partner.example[192.0.2.7]:25, "
+        "dsn=4.7.4, status=deferred (TLS is required, but was not offered by host mx.partner.example[192.0.2.7])"
+    )
+    assert got.domain == "partner.example"
+
+
+def test_unknown_text_is_not_recognised_but_still_yields_a_domain() -> None:
+    got = explain("Delivery to bob@partner.example failed for reasons nobody wrote down.")
+    assert not got.recognised
+    assert got.candidates == () and got.stage is None and got.source is None
+    assert got.domain == "partner.example"
+    assert got.target() == ("partner.example", None)
+
+
+def test_unknown_text_without_domain_has_no_target() -> None:
+    got = explain("something went wrong")
+    assert not got.recognised and got.target() is None
+    assert "nothing to check" in to_text(got)
+
+
+def test_empty_text_is_bad_input() -> None:
+    with pytest.raises(CheckError):
+        explain("  \n ")
+
+
+def test_hostile_text_cannot_drive_the_terminal() -> None:
+    text = "TLS is required, but was not offered by host mx.\x1b]0;pwned\x07evil.example[192.0.2.7] to=<a@b\x1b[31m.example>"
+    out = to_text(explain(text))
+    assert "\x1b" not in out and "\x07" not in out
+
+
+def test_confirmed_cause_takes_the_first_candidate_found() -> None:
+    e = explain("Server certificate not verified")
+    assert confirmed_cause(e, ["cert.expired", "cert.untrusted"]) == "cert.untrusted"
+    assert confirmed_cause(e, ["tls.no_tls13"]) is None
+
+
+def test_a_huge_paste_is_capped_not_fatal() -> None:
+    got = explain("x" * 5_000_000 + " TLS is required, but was not offered")
+    assert not got.recognised  # the cap cut the tail: no hang, no crash
+
+
+# ------------------------------------------------------------------ the command
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["explain", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_json_follows_the_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(
+        capsys,
+        "to=<u@partner.example>, relay=mx.partner.example[192.0.2.7]:25, dsn=4.7.4, status=deferred "
+        "(TLS is required, but was not offered by host mx.partner.example[192.0.2.7])",
+        "--json",
+    )
+    assert code == 0 and err == ""
+    doc = json.loads(out)
+    assert CONTRACT_KEYS <= set(doc)
+    assert doc["schema"] == SCHEMA == "mxlens/explain/1"
+    assert doc["recognised"] is True
+    assert (doc["status_code"], doc["reply_code"]) == ("4.7.4", None)
+    assert (doc["host"], doc["address"], doc["domain"]) == ("mx.partner.example", "192.0.2.7", "partner.example")
+    assert doc["stage"] == "starttls_offered"
+    assert doc["candidates"] == ["tls.starttls_not_offered"]
+    assert "check" not in doc
+
+
+def test_cli_text_output_and_not_recognised_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "the printer is on fire")
+    assert code == 1
+    assert out.startswith("Not recognised")
+    code, out, _ = run_cli(capsys, "450 4.4.316 Connection refused")
+    assert code == 0 and "smtp.connect_refused" in out
+
+
+def test_cli_reads_stdin(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    data = "Cannot start TLS: handshake failure\n".encode()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code, out, _ = run_cli(capsys, "-", "--json")
+    assert code == 0 and json.loads(out)["candidates"][0] == "tls.handshake_failed"
+
+
+def test_cli_bad_input_exits_3_with_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, err = run_cli(capsys, "")
+    assert code == 3 and out == "" and err.count("\n") == 1
+
+    class Broken:
+        @property
+        def buffer(self) -> Any:
+            raise OSError("stdin is closed")
+
+    monkeypatch.setattr("sys.stdin", Broken())
+    code, out, err = run_cli(capsys, "-")
+    assert code == 3 and err.startswith("mxlens: cannot read") and err.count("\n") == 1
+
+
+def test_cli_run_without_a_target_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "the printer is on fire", "--run", "--json")
+    assert code == 3
+    assert json.loads(out)["check"] is None
+    assert "nothing to check" in err
+
+
+# ------------------------------------------------------------------ --run against the lab
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(
+    ("text", "cause", "exit_code"),
+    [
+        (
+            "postfix/smtp[9]: 1A: to=<bob@no-starttls.lab.test>, relay=mx1.no-starttls.lab.test[127.0.0.9]:25, "
+            "dsn=4.7.4, status=deferred (TLS is required, but was not offered by host mx1.no-starttls.lab.test[127.0.0.9])",
+            "tls.starttls_not_offered",
+            2,
+        ),
+        (
+            "postfix/smtp[9]: certificate verification failed for mx1.untrusted.lab.test[127.0.0.9]:25: "
+            "untrusted issuer /CN=somebody",
+            "cert.untrusted",
+            2,
+        ),
+        (
+            "450 4.4.316 Connection refused [Message=Socket error code 10061] "
+            "[LastAttemptedServerName=mx1.connect-refused.lab.test] [LastAttemptedServerIP=127.0.0.9:25]",
+            "smtp.connect_refused",
+            2,
+        ),
+        (
+            "TLS negotiation failed with error RevocationCheckFailure; recipient ann@revocation-unavailable.lab.test",
+            "ca.revocation_unavailable",
+            1,
+        ),
+    ],
+)
+def test_run_against_the_lab_confirms_the_cause(
+    capsys: pytest.CaptureFixture[str], text: str, cause: str, exit_code: int
+) -> None:
+    code, out, _ = run_cli(capsys, text, "--run", "--lab", "--json", "--no-extra-probes")
+    doc = json.loads(out)
+    assert doc["cause"] == cause
+    assert doc["check"]["schema"] == "mxlens/1"
+    assert code == exit_code == doc["check"]["exit_code"]
+
+
+@pytest.mark.lab
+def test_run_on_unrecognised_text_checks_the_domain_found(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "mail to bob@healthy.lab.test bounced, no idea why", "--run", "--lab", "--json")
+    doc = json.loads(out)
+    assert doc["recognised"] is False and doc["cause"] is None
+    assert doc["check"]["target"] == "healthy.lab.test"
+    assert [m["host"] for m in doc["check"]["mx"]] == ["mx1.healthy.lab.test"]
+    assert code == 0
+
+
+@pytest.mark.lab
+def test_run_text_output_names_the_cause(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(
+        capsys, "TLS is required, but was not offered by host mx1.no-starttls.lab.test[127.0.0.9]", "--run", "--lab"
+    )
+    assert code == 2
+    assert "Confirmed cause: tls.starttls_not_offered" in out
+
+
+# ------------------------------------------------------------------ the paste prompt
+
+
+@pytest.mark.ui
+async def test_paste_prompt_decodes_and_offers_the_check(tmp_path: Path) -> None:
+    from textual.widgets import Static, TextArea
+
+    from probes.options import Options
+    from tui.app import MxLensApp
+    from tui.fake_stream import fake_diagnose
+    from tui.widgets.explain_prompt import ExplainPrompt
+
+    app = MxLensApp(
+        "example.org",
+        Options(),
+        source=fake_diagnose,
+        keymap_path=tmp_path / "keys.conf",
+        export_dir=tmp_path / "export",
+        theme="ansi-dark",
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("x")
+        await pilot.pause()
+        prompt = app.screen
+        assert isinstance(prompt, ExplainPrompt)
+        area = prompt.query_one(TextArea)
+        area.load_text(
+            "to=<bob@partner.example>, dsn=4.7.4, status=deferred (TLS is required, but was not offered "
+            "by host mx.partner.example[192.0.2.7]) \x1b[2J"
+        )
+        await pilot.pause()
+        shown = str(prompt.query_one("#explain-result", Static).render())
+        assert "tls.starttls_not_offered" in shown
+        assert "mx.partner.example [192.0.2.7]" in shown
+        assert "\x1b" not in shown
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert not isinstance(app.screen, ExplainPrompt)
+        assert app.target == "partner.example"
+
+
+@pytest.mark.ui
+async def test_paste_prompt_without_target_stays_open(tmp_path: Path) -> None:
+    from textual.app import App
+
+    from tui.widgets.explain_prompt import ExplainPrompt
+
+    results: list[str | None] = []
+
+    class Host(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(ExplainPrompt("nothing useful here"), results.append)
+
+    app = Host()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, ExplainPrompt) and results == []
+        await pilot.press("escape")
+        await pilot.pause()
+        assert results == [None]

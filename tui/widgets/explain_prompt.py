@@ -1,0 +1,93 @@
+"""The bounce decoder prompt ("x"): paste an NDR or a mail log line, read what it means, and
+start the check of the domain (or host) it names.
+
+Decoding is pure and fast (probes.explain), so it runs on every change of the text. The
+pasted text is hostile like network text: the decoding shown is built by `explain.to_text`,
+which passes every extracted string through `safetext.visible()`, and is rendered as a
+`rich.text.Text`, never as markup.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static, TextArea
+
+from probes.errors import CheckError
+from probes.explain import Explanation, explain, to_text
+
+HINT = "Paste a bounce (NDR) or a mail log line. ctrl+r checks the domain it names; Esc or ctrl+g closes."
+
+
+class ExplainPrompt(ModalScreen[str | None]):
+    """Returns the domain (or host) to check, or None when the user closed the prompt."""
+
+    DEFAULT_CSS = """
+    ExplainPrompt { align: center middle; }
+    #explain-box {
+        width: 90%; max-width: 110; height: 90%;
+        border: round $accent; padding: 0 1; background: $surface;
+    }
+    #explain-input { height: 8; }
+    #explain-scroll { height: 1fr; }
+    """
+
+    BINDINGS = [
+        Binding("ctrl+r,f5", "run_check", "Check it", id="explain_run"),
+        Binding("escape,ctrl+g", "give_up", "Close", id="explain_cancel"),
+    ]
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__(id="explain-prompt")
+        self._initial = text
+        self.explanation: Explanation | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="explain-box") as box:
+            box.border_title = "Explain a bounce"
+            yield Static(Text(HINT), id="explain-hint")
+            yield TextArea(self._initial, id="explain-input", soft_wrap=True, show_line_numbers=False)
+            with VerticalScroll(id="explain-scroll"):
+                yield Static(Text("Nothing pasted yet."), id="explain-result", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one(TextArea).focus()
+        if self._initial:
+            self._decode(self._initial)
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        event.stop()
+        self._decode(event.text_area.text)
+
+    def _decode(self, text: str) -> None:
+        result = self.query_one("#explain-result", Static)
+        try:
+            self.explanation = explain(text)
+        except CheckError:  # empty text
+            self.explanation = None
+            result.update(Text("Nothing pasted yet."))
+            return
+        body = to_text(self.explanation)
+        if self.explanation.target() is not None:
+            body += "Press ctrl+r to check it now.\n"
+        result.update(Text(body))
+
+    def target(self) -> str | None:
+        """The domain the check would run on (the recipient domain, else the named host)."""
+        if self.explanation is None:
+            return None
+        found = self.explanation.target()
+        return found[0] if found else None
+
+    def action_run_check(self) -> None:
+        target = self.target()
+        if target is None:
+            self.notify("No domain or host found in the text: nothing to check.", markup=False)
+            return
+        self.dismiss(target)
+
+    def action_give_up(self) -> None:
+        self.dismiss(None)
