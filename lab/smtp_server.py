@@ -67,6 +67,14 @@ class Behaviour:
     handshake_fail: str | None = None
     # A listener whose accept queue is full, so SYNs are dropped: connect timeout.
     blackhole: bool = False
+    # The first N connections get "421 ... Too many connections" and a hang-up (a throttle
+    # that clears: the client's retry is served normally).
+    throttle_first: int = 0
+    # Every even-numbered connection does not offer STARTTLS: a load balancer with one
+    # node that lacks it (mxlens --attempts 2 sees the difference).
+    starttls_alternate: bool = False
+    # TLS from the first byte (submission on port 465), no STARTTLS.
+    implicit_tls: bool = False
 
     def __post_init__(self) -> None:
         if self.endless is not None and self.endless not in ENDLESS_MODES:
@@ -142,6 +150,9 @@ class _Session(asyncio.Protocol):
         log.active += 1
         log.max_active = max(log.max_active, log.active)
         self.conn = log.connections
+        if self.b.implicit_tls:
+            self.tls = True  # create_server(ssl=...) completed the handshake already
+            log.handshakes += 1
         self.task = asyncio.get_running_loop().create_task(self._run())
         self.server._sessions.add(self)
 
@@ -234,6 +245,9 @@ class _Session(asyncio.Protocol):
         if b.endless is not None and b.endless_at == "greeting":
             await self._endless("220")
             return
+        if self.conn <= b.throttle_first:
+            self.reply(f"421 4.7.0 {b.hostname} Too many connections, try again later")
+            return
         self.reply(b.greeting_line())
         greeting_ok = b.banner is not None or b.greeting_code == 220
         if not greeting_ok and 400 <= b.greeting_code < 500:
@@ -278,7 +292,8 @@ class _Session(asyncio.Protocol):
             self.reply(f"250 {b.hostname}")
             return True
         exts = list(b.extensions)
-        if b.offer_starttls and (not self.tls or b.offer_starttls_after_tls):
+        offer = b.offer_starttls and not (b.starttls_alternate and self.conn % 2 == 0)
+        if offer and (not self.tls or b.offer_starttls_after_tls):
             exts.insert(1, "STARTTLS")
         first = f"{b.hostname} Hello {arg or 'there'}"
         if b.malformed:
@@ -297,7 +312,7 @@ class _Session(asyncio.Protocol):
         if self.tls and not b.offer_starttls_after_tls:
             self.reply("554 5.5.1 TLS already active")
             return False
-        if not b.offer_starttls:
+        if not b.offer_starttls or (b.starttls_alternate and self.conn % 2 == 0):
             self.reply("502 5.5.1 STARTTLS not supported")
             return False
         if not b.starttls_reply.startswith("220"):
@@ -427,7 +442,13 @@ class SmtpServer:
             return
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Session(self), self.host, self.port, reuse_address=True, backlog=64
+            lambda: _Session(self),
+            self.host,
+            self.port,
+            reuse_address=True,
+            backlog=64,
+            ssl=self.context if self.behaviour.implicit_tls else None,
+            ssl_handshake_timeout=30.0 if self.behaviour.implicit_tls else None,
         )
         if self.port == 0:
             sockets: list[socket.socket] = list(getattr(self._server, "sockets", None) or [])

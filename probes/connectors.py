@@ -205,9 +205,15 @@ def _leaf(session: Any) -> CertInfo | None:
 
 def _nexthop_ok(cert: CertInfo, domain: str) -> bool:
     """Postfix match=nexthop:dot-nexthop: the domain itself or any name below it."""
-    names = [n for n in cert.san if not n.startswith("IP:")] or ([cert.common_name] if cert.common_name else [])
+    names = [n for n in cert.san if not n.startswith("IP:")] or (
+        [cert.common_name] if cert.common_name else []
+    )
     for raw in names:
-        name = normalize(raw.strip().removeprefix("*.")) if raw.strip().startswith("*.") else normalize(raw)
+        name = (
+            normalize(raw.strip().removeprefix("*."))
+            if raw.strip().startswith("*.")
+            else normalize(raw)
+        )
         if name is None:
             continue
         if name == domain or name.endswith("." + domain):
@@ -219,8 +225,12 @@ def regrade(report: Report, profile: Profile, tls_domain: str | None = None) -> 
     """The report's findings graded as `profile` would see them (no new probing)."""
     name = tls_domain or report.options.expect_name
     if profile.needs_name and not name:
-        raise CheckError(f"connector {profile.name} needs a {profile.name_label} (--expect-name NAME)")
-    mtasts_enforce = bool(report.mtasts and report.mtasts.mode == "enforce" and report.mtasts.error is None)
+        raise CheckError(
+            f"connector {profile.name} needs a {profile.name_label} (--expect-name NAME)"
+        )
+    mtasts_enforce = bool(
+        report.mtasts and report.mtasts.mode == "enforce" and report.mtasts.error is None
+    )
     dane_hosts: set[str] = set()
     dane_ee: set[tuple[str, str | None]] = set()
     for mx in report.mx.values():
@@ -278,7 +288,11 @@ def _name_findings(report: Report, profile: Profile, name: str | None) -> list[F
                 summary = f"no certificate name is {domain} or below it (Postfix secure matches nexthop, dot-nexthop; SAN: {', '.join(cert.san) or 'none'})"
             out.append(
                 raise_finding(
-                    "cert.expected_name_mismatch", where, summary, evidence=("cert:0",), severity="error"
+                    "cert.expected_name_mismatch",
+                    where,
+                    summary,
+                    evidence=("cert:0",),
+                    severity="error",
                 )
             )
     return out
@@ -294,13 +308,17 @@ def verdict(walk: Walk, profile: Profile) -> str:
         if profile.direction == "inbound":
             seen = any(s.name == "chain_trusted" and s.status == "pass" for s in walk.steps)
             if not seen:
-                return "This connector cannot be judged: no certificate was seen on the partner's MX."
+                return (
+                    "This connector cannot be judged: no certificate was seen on the partner's MX."
+                )
             return "This connector would accept the partner's mail (judged from the certificate its MX presents)."
         return "This connector would deliver."
     reason = step.evidence[0] if step.evidence else step.why
     reason = reason.rstrip(".")
     if profile.direction == "inbound":
-        return f"This connector would reject the partner's mail at step {step.name} because {reason}."
+        return (
+            f"This connector would reject the partner's mail at step {step.name} because {reason}."
+        )
     return f"This connector would fail at step {step.name} because {reason}."
 
 
@@ -312,7 +330,14 @@ def judge(report: Report, profile: Profile | str, tls_domain: str | None = None)
     walk = build_walk(report, findings, policy=f"{prof.policy} (connector {prof.name})")
     text = verdict(walk, prof)
     delivers = text.startswith(("This connector would deliver", "This connector would accept"))
-    return ConnectorResult(prof, name if prof.name_check == "tlsdomain" else None, tuple(findings), walk, delivers, text)
+    return ConnectorResult(
+        prof,
+        name if prof.name_check == "tlsdomain" else None,
+        tuple(findings),
+        walk,
+        delivers,
+        text,
+    )
 
 
 def profiles_text() -> str:

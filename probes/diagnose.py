@@ -17,7 +17,7 @@ import ipaddress
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .dane import TlsaLookup, is_usable, judge_dane, lookup_tlsa
 from .certificates import validate_chain
@@ -40,6 +40,7 @@ from .events import (
     PtrResolved,
     SessionFinished,
     TlsNegotiated,
+    TlsVersionsProbed,
     Where,
 )
 from .findings import GradeContext, grade, raise_finding, worst
@@ -47,7 +48,7 @@ from .http import Fetcher
 from .mtasts import check_mtasts
 from .options import Options
 from .smtp import smtp_session
-from .tls import starttls_injection_test, tls_version_sweep
+from .tls import starttls_injection_test, tls12_cipher_probe, tls_version_sweep, weak_cipher_reason
 from .tlsrpt import check_tlsrpt
 from .trust import Roots, load_roots
 
@@ -62,12 +63,30 @@ class _SessionFacts:
     starttls: bool | None = None
     outcome: str = ""
     version: str | None = None
+    cipher: str | None = None
+    forward_secrecy: bool | None = None
     leaf: str | None = None
+    leaf_subject: str | None = None
+    throttled: bool = False
     trusted: bool | None = None
     problems: set[str] = field(default_factory=set)
 
     def signature(self) -> tuple[object, ...]:
         return (self.starttls, self.outcome, self.version, self.trusted, frozenset(self.problems))
+
+    def attempt_signature(self) -> tuple[object, ...]:
+        # Attempts hit the same address: a different leaf there means a different node.
+        return (self.starttls, self.outcome, self.version, self.leaf)
+
+    def describe_attempt(self) -> str:
+        if self.outcome not in ("ok", ""):
+            return f"stopped at {self.outcome}" + ("" if self.starttls is not False else " (no STARTTLS)")
+        parts = ["STARTTLS" if self.starttls else "no STARTTLS"]
+        if self.version:
+            parts.append(self.version)
+        if self.leaf:
+            parts.append(f"leaf {self.leaf_subject or '?'} (sha256 {self.leaf[:16]}...)")
+        return "; ".join(parts)
 
     def describe(self) -> str:
         if self.outcome != "ok" and self.outcome:
@@ -338,23 +357,94 @@ class _Run:
                 facts.outcome = event.outcome
             elif isinstance(event, TlsNegotiated):
                 facts.version = event.version
+                facts.cipher = event.cipher
+                facts.forward_secrecy = event.forward_secrecy
             elif isinstance(event, ChainReceived):
                 chain = event
+        if chain is not None and chain.certs:
+            facts.leaf = chain.certs[0].sha256
+            facts.leaf_subject = chain.certs[0].subject
+        if self.options.attempts > 1:
+            await self.attempts(where, lock, facts)
         if chain is None or not chain.certs:
             return
-        facts.leaf = chain.certs[0].sha256
-        extra = (
-            self.extra_probes(where, lock)
-            if self.options.extra_probes and not self.options.implicit_tls
-            else _nothing()
-        )
+        extra = self.extra_probes(where, lock, facts) if self.options.extra_probes else _nothing()
         await asyncio.gather(self.chain(where, chain, facts), extra)
 
-    async def extra_probes(self, where: Where, lock: asyncio.Lock) -> None:
+    async def attempts(self, where: Where, lock: asyncio.Lock, first: _SessionFacts) -> None:
+        """--attempts N: N-1 more main sessions, one after another. A load balancer whose
+        nodes differ (another leaf certificate, no STARTTLS on one node) shows as attempts
+        that disagree; pool.inconsistent names the odd ones. Only the first attempt is judged
+        in full; the others are compared, and a throttle on them is reported as such."""
+        runs: list[tuple[int, _SessionFacts]] = [(1, first)]
+        total = self.options.attempts
+        for number in range(2, total + 1):
+            facts = _SessionFacts(where)
+            async with lock:
+                async for event in smtp_session(
+                    where, self.options, purpose="attempt", ehlo_name=self.ehlo
+                ):
+                    if isinstance(event, FindingRaised):
+                        if event.finding.id == "smtp.rate_limited":
+                            facts.throttled = True
+                            finding = event.finding
+                            self.finding(
+                                replace(finding, summary=f"attempt {number}: {finding.summary}")
+                            )
+                        continue  # judged on the first attempt; compared below
+                    if isinstance(event, TlsNegotiated):
+                        facts.version = event.version
+                    elif isinstance(event, ChainReceived):
+                        if event.certs:
+                            facts.leaf = event.certs[0].sha256
+                            facts.leaf_subject = event.certs[0].subject
+                        continue  # the report keeps the first attempt's chain
+                    elif isinstance(event, SessionFinished):
+                        facts.starttls = event.starttls
+                        facts.outcome = event.outcome
+                    self.put(event)
+            if facts.throttled and facts.outcome != "ok":
+                continue  # a throttle says nothing about the node behind it
+            runs.append((number, facts))
+        groups: dict[tuple[object, ...], list[tuple[int, _SessionFacts]]] = defaultdict(list)
+        for number, facts in runs:
+            groups[facts.attempt_signature()].append((number, facts))
+        if len(groups) < 2:
+            return
+        # The majority is the reference; on a tie, the group with the first attempt.
+        ordered = sorted(groups.values(), key=lambda g: (-len(g), g[0][0]))
+        ref_number, ref = ordered[0][0]
+        for group in ordered[1:]:
+            for number, odd in group:
+                self.finding(
+                    raise_finding(
+                        "pool.inconsistent",
+                        where,
+                        f"attempt {number} of {total} at {where} differs from attempt "
+                        f"{ref_number}: {odd.describe_attempt()} (vs {ref.describe_attempt()}); "
+                        "a load balancer with nodes that differ",
+                    )
+                )
+
+    async def extra_probes(self, where: Where, lock: asyncio.Lock, facts: _SessionFacts) -> None:
         async with lock:
             sweep = await self.pump(tls_version_sweep(where, self.options, ehlo_name=self.ehlo))
         if any(isinstance(e, FindingRaised) and e.finding.id == "smtp.rate_limited" for e in sweep):
             return  # throttled: one more connection would only add to the count
+        tls12 = next((dict(e.accepted).get("TLSv1.2") for e in sweep if isinstance(e, TlsVersionsProbed)), None)
+        # Ask only what the main session left open: a negotiated suite without forward
+        # secrecy or a weak one is already reported (tls.no_forward_secrecy / weak_cipher).
+        non_fs = facts.forward_secrecy is not False
+        weak = not (facts.cipher and weak_cipher_reason(facts.cipher))
+        if tls12 is not False and (non_fs or weak):
+            async with lock:
+                probe = await self.pump(
+                    tls12_cipher_probe(where, self.options, ehlo_name=self.ehlo, non_fs=non_fs, weak=weak)
+                )
+            if any(isinstance(e, FindingRaised) and e.finding.id == "smtp.rate_limited" for e in probe):
+                return
+        if self.options.implicit_tls:
+            return  # nothing is sent in clear text, so nothing can be injected
         async with lock:
             await self.pump(starttls_injection_test(where, self.options, ehlo_name=self.ehlo))
 

@@ -16,7 +16,7 @@ from typing import Literal
 
 Severity = Literal["error", "warning", "info", "ok"]
 Direction = Literal["S", "C", "TLS", "!"]
-SessionPurpose = Literal["main", "tls-versions", "injection", "cipher-probe"]
+SessionPurpose = Literal["main", "tls-versions", "injection", "cipher-probe", "attempt"]
 EndpointKind = Literal["ocsp", "crl", "ca_issuers"]
 CertSource = Literal["sent", "aia", "store"]
 

@@ -216,18 +216,20 @@ def explain(text: str) -> Explanation:
     k = knowledge()
     flat = _normalise(text)
     host, address = _remote(k, flat)
-    common = {
-        "status_code": _first(k.status_code, flat),
-        "reply_code": _first(k.reply_code, flat),
-        "host": host,
-        "address": address,
-        "domain": _recipient_domain(k, flat),
-    }
+    base = Explanation(
+        recognised=False,
+        status_code=_first(k.status_code, flat),
+        reply_code=_first(k.reply_code, flat),
+        host=host,
+        address=address,
+        domain=_recipient_domain(k, flat),
+    )
     for rule in k.rules:
         m = rule.pattern.search(flat)
         if m is None:
             continue
-        return Explanation(
+        return replace(
+            base,
             recognised=True,
             stage=rule.stage,
             candidates=rule.candidates,
@@ -237,9 +239,8 @@ def explain(text: str) -> Explanation:
             title=rule.title,
             meaning=rule.meaning,
             matched=m.group(0)[:300],
-            **common,
         )
-    return Explanation(recognised=False, **common)
+    return base
 
 
 def confirmed_cause(explanation: Explanation, finding_ids: Iterable[str]) -> str | None:

@@ -43,4 +43,7 @@ class Options:
     extra_probes: bool = True
     # Repeated main sessions per address, to catch load-balanced nodes that differ.
     attempts: int = 1
+    # Seconds to wait after a 421 / "too many connections" before the one retry of the main
+    # session; None = min(5, timeout). Tests set it small.
+    rate_limit_backoff: float | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)

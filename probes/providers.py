@@ -92,7 +92,9 @@ def provider_for(mx_host: str) -> Provider | None:
     host = _norm(mx_host)
     for p in providers():
         for suffix in p.mx_suffixes:
-            if (host == suffix or host.endswith("." + suffix)) and (best is None or len(suffix) > best[0]):
+            if (host == suffix or host.endswith("." + suffix)) and (
+                best is None or len(suffix) > best[0]
+            ):
                 best = (len(suffix), p)
     return best[1] if best else None
 
@@ -121,7 +123,9 @@ def summarise(mx_hosts: Iterable[str], endpoint_urls: Iterable[str]) -> dict[str
     matched: dict[str, Provider] = {}
     for host in mx_hosts:
         p = provider_for(host)
-        mx_rows.append({"host": host, "provider": p.id if p else None, "name": p.name if p else None})
+        mx_rows.append(
+            {"host": host, "provider": p.id if p else None, "name": p.name if p else None}
+        )
         if p is not None:
             matched[p.id] = p
     hosts = url_hosts(endpoint_urls)
@@ -146,14 +150,18 @@ def summary_text(summary: dict[str, Any]) -> list[str]:
     out.append(f"Providers (knowledge dated {summary['updated']}):")
     for row in summary["mx"]:
         out.append(f"  {visible(row['host'])}: {row['name'] or 'no known provider'}")
-    for pid, p in summary["details"].items():
+    for p in summary["details"].values():
         if p["tls_min"]:
             out.append(f"  {p['name']} expects {p['tls_min']} or newer.")
         for names in p["certificate_names"]:
-            out.append(f"    its certificate names: {', '.join(names['names'])} (seen {names.get('seen', '?')})")
+            out.append(
+                f"    its certificate names: {', '.join(names['names'])} (seen {names.get('seen', '?')})"
+            )
         current = [r for r in p["roots"] if not r.get("until")]
         for root in current:
-            out.append(f"    trust root: {root['name']} (from {root.get('from', '?')}): {root.get('note', '')}")
+            out.append(
+                f"    trust root: {root['name']} (from {root.get('from', '?')}): {root.get('note', '')}"
+            )
         revocation = sorted({h for g in p["revocation_hosts"] for h in g.get("hosts", ())})
         if revocation:
             out.append(f"    its revocation hosts: {', '.join(revocation)}")

@@ -806,6 +806,14 @@ def _stop_findings(conn: SmtpConnection, where: Where) -> Iterator[FindingRaised
         what = conn.stop_what
         if conn.stop_failure == "overflow":
             yield make("smtp.malformed_reply", f"the {what} broke the size caps; reading stopped")
+            # The reply never ends, so no sender gets past this step either: it waits until
+            # its own timeout or buffer limit and defers. That is a dialogue failure (an
+            # error), which smtp.malformed_reply, a warning about syntax, does not say.
+            yield make(
+                "smtp.timeout",
+                f"the {what} never ended (more than {MAX_REPLY_LINES} lines or "
+                f"{MAX_REPLY_OCTETS // 1024} KiB without a final line): the dialogue cannot go on",
+            )
         elif conn.stop_failure == "timeout":
             yield make("smtp.timeout", f"no {what} within {conn.timeout:.1f} s")
         elif conn.stop_failure in ("closed", "reset"):
@@ -876,35 +884,101 @@ def _tls_findings(conn: SmtpConnection, where: Where) -> Iterator[FindingRaised]
         )
 
 
+def rate_limit_backoff(options: Options) -> float:
+    """Seconds to wait after a throttle before the one retry: min(5, timeout) unless set."""
+    if options.rate_limit_backoff is not None:
+        return max(0.0, float(options.rate_limit_backoff))
+    return min(5.0, float(options.timeout))
+
+
+def throttled(conn: SmtpConnection) -> bool:
+    """The dialogue stopped on a throttle (421 / "too many connections"), not a verdict."""
+    reply = conn.stop_reply
+    if reply is None or conn.stopped_at not in ("greeting", "ehlo", "ehlo-tls", "starttls"):
+        return False
+    return reply.code == 421 or (conn.stopped_at == "greeting" and _is_rate_limit(reply))
+
+
 async def smtp_session(
     where: Where,
     options: Options,
     *,
     purpose: SessionPurpose = "main",
     ehlo_name: str,
+    retry_throttled: bool = True,
 ) -> AsyncIterator[Event]:
     """One SMTP dialogue with where.address:port, as far as TLS and a second EHLO.
 
     Yields SessionStarted, TranscriptLines as they happen, TlsNegotiated, ChainReceived,
     findings, and SessionFinished whose outcome is "ok" or the step where it stopped
     (connect, greeting, ehlo, starttls, handshake, ehlo-tls). Never sends MAIL/RCPT/DATA.
+
+    Politeness: when the server throttles (421 / "too many connections"), the session waits
+    `rate_limit_backoff(options)` seconds and tries ONE more connection (same transcript).
+    If the retry works, the result is that of the retry plus smtp.rate_limited as info (a
+    throttle that cleared: senders retry too, mail flows); if it is throttled again,
+    smtp.rate_limited keeps its catalog severity (warning) and nothing else is judged.
+    SessionFinished.connections counts both connections.
     """
     yield SessionStarted(where, purpose)
     transcript = Transcript(where, purpose)
-    conn = smtp_connection(where, options, transcript)
     implicit = options.implicit_tls
-    try:
-        async for event in _dialogue(conn, where, ehlo_name, implicit):
-            yield event
-    finally:
-        await conn.close()
+    connections = 0
+    first_throttle: tuple[int | None, str] | None = None
+    while True:
+        connections += 1
+        conn = smtp_connection(where, options, transcript)
+        retry_left = retry_throttled and connections == 1
+        try:
+            async for event in _dialogue(
+                conn, where, ehlo_name, implicit, judge_throttle=not retry_left
+            ):
+                yield event
+        finally:
+            await conn.close()
+        if retry_left and throttled(conn):
+            assert conn.stop_reply is not None
+            first_throttle = (conn.stop_index, _first_line(conn.stop_reply)[:120])
+            wait = rate_limit_backoff(options)
+            yield transcript.line(
+                "!", f"throttled by the server; waiting {wait:.1f} s before one retry"
+            )
+            await asyncio.sleep(wait)
+            yield transcript.line("!", "connection 2: retrying once after the throttle")
+            continue
+        break
+    if first_throttle is not None:
+        index, shown = first_throttle
+        if throttled(conn):
+            # The retry's own smtp.rate_limited (a warning) was yielded by _dialogue.
+            yield transcript.line("!", "throttled again on the retry; giving up politely")
+        else:
+            yield FindingRaised(
+                raise_finding(
+                    "smtp.rate_limited",
+                    where,
+                    f"first connection throttled ({shown}); the retry after "
+                    f"{rate_limit_backoff(options):.1f} s was answered",
+                    evidence=(f"transcript:{index}",),
+                    severity="info",
+                )
+            )
     outcome = conn.stopped_at or "ok"
-    yield SessionFinished(where, purpose, outcome, None if implicit else conn.starttls)
+    yield SessionFinished(
+        where, purpose, outcome, None if implicit else conn.starttls, connections=connections
+    )
 
 
 async def _dialogue(
-    conn: SmtpConnection, where: Where, ehlo_name: str, implicit: bool
+    conn: SmtpConnection,
+    where: Where,
+    ehlo_name: str,
+    implicit: bool,
+    *,
+    judge_throttle: bool = True,
 ) -> AsyncIterator[Event]:
+    """The steps of one connection, then the findings they show. With judge_throttle False
+    a throttled connection yields no findings: the caller retries and judges the retry."""
     async for event in prepare_tls(conn, ehlo_name, implicit=implicit):
         yield event
     if conn.stopped_at is None:
@@ -950,6 +1024,8 @@ async def _dialogue(
         if conn.stopped_at is None:
             async for event in conn.quit():
                 yield event
+    if not judge_throttle and throttled(conn):
+        return
     for finding in _stop_findings(conn, where):
         yield finding
     if conn.malformed:

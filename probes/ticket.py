@@ -28,7 +28,11 @@ Format = Literal["md", "text"]
 # "(", "-" and "." stay readable; line-start markers are handled in md().
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
 _LINE_START = re.compile(r"^([#+\-=>]|\d+(?=[.)]))")
-_RESULT = {0: "OK: no problems found", 1: "WARNING: mail flows, with warnings", 2: "ERROR: mail over this route fails"}
+_RESULT = {
+    0: "OK: no problems found",
+    1: "WARNING: mail flows, with warnings",
+    2: "ERROR: mail over this route fails",
+}
 
 
 def md(text: str | None) -> str:
@@ -52,7 +56,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def ticket_markdown(report: Report, walk: Walk | None = None, connector: ConnectorResult | None = None) -> str:
+def ticket_markdown(
+    report: Report, walk: Walk | None = None, connector: ConnectorResult | None = None
+) -> str:
     """The ticket report in Markdown."""
     walk = walk or (connector.walk if connector else build_walk(report))
     findings = list(connector.findings) if connector else report.findings
@@ -82,7 +88,9 @@ def ticket_markdown(report: Report, walk: Walk | None = None, connector: Connect
     for i, step in enumerate(walk.steps, 1):
         ids = ", ".join(f"`{x}`" for x in step.findings + step.notes)
         first = md(step.evidence[0]) if step.evidence else ""
-        out.append(f"| {i} | {md(step.title)} (`{step.name}`) | **{step.status.upper()}** | {ids} | {first} |")
+        out.append(
+            f"| {i} | {md(step.title)} (`{step.name}`) | **{step.status.upper()}** | {ids} | {first} |"
+        )
     out.append("")
     if walk.first_failure is not None:
         step = walk.step(walk.first_failure)
@@ -127,12 +135,16 @@ def ticket_markdown(report: Report, walk: Walk | None = None, connector: Connect
     return "\n".join(out)
 
 
-def ticket_text(report: Report, walk: Walk | None = None, connector: ConnectorResult | None = None) -> str:
+def ticket_text(
+    report: Report, walk: Walk | None = None, connector: ConnectorResult | None = None
+) -> str:
     """The ticket report as plain text (terminal-safe)."""
     walk = walk or (connector.walk if connector else build_walk(report))
     parts = [f"mxlens ticket report, {_now()}"]
     if connector is not None:
-        parts.append(f"Connector {connector.profile.name} ({connector.profile.title}): {visible(connector.verdict)}")
+        parts.append(
+            f"Connector {connector.profile.name} ({connector.profile.title}): {visible(connector.verdict)}"
+        )
     parts.append("")
     parts.append(walk_text(walk))
     parts.append(report.to_text())
@@ -153,7 +165,10 @@ def _route_transcript(report: Report, walk: Walk) -> list[str]:
     session = mx.sessions.get((walk.route.address, walk.route.port or 0))
     if session is None:
         return []
-    return [f"{line.t_ms:8.1f} ms {line.dir:>3}: {visible(line.text)}" for line in session.transcript[:60]]
+    return [
+        f"{line.t_ms:8.1f} ms {line.dir:>3}: {visible(line.text)}"
+        for line in session.transcript[:60]
+    ]
 
 
 # --------------------------------------------------------------------------- saving
@@ -176,8 +191,14 @@ def ticket_path(target: str, fmt: Format, directory: Path | None = None) -> Path
     return (directory or export_dir()) / f"ticket-{name}-{stamp}.{'md' if fmt == 'md' else 'txt'}"
 
 
-def render(report: Report, fmt: Format, walk: Walk | None = None, connector: ConnectorResult | None = None) -> str:
-    return ticket_markdown(report, walk, connector) if fmt == "md" else ticket_text(report, walk, connector)
+def render(
+    report: Report, fmt: Format, walk: Walk | None = None, connector: ConnectorResult | None = None
+) -> str:
+    return (
+        ticket_markdown(report, walk, connector)
+        if fmt == "md"
+        else ticket_text(report, walk, connector)
+    )
 
 
 def save_ticket(text: str, path: Path) -> Path:

@@ -267,6 +267,7 @@ def build_client_context(
     *,
     version: str | None = None,
     recorder: HandshakeRecorder | None = None,
+    ciphers: str | None = None,
 ) -> ssl.SSLContext:
     """A client context for diagnosis, not for trust.
 
@@ -288,8 +289,10 @@ def build_client_context(
     try:
         # ALL:eNULL, not DEFAULT: DEFAULT removes NULL and anonymous suites for good, and then
         # a server that only has them looks like a handshake failure, not a weak cipher.
-        ctx.set_ciphers("ALL:eNULL:@SECLEVEL=0")
+        ctx.set_ciphers(ciphers or "ALL:eNULL:@SECLEVEL=0")
     except ssl.SSLError:
+        if ciphers is not None:
+            raise  # a probe asked for suites this OpenSSL lacks: the caller must know
         pass  # an OpenSSL without SECLEVEL keeps its defaults; legacy servers may then fail
     if recorder is not None:
         try:
@@ -462,6 +465,136 @@ async def tls_version_sweep(
     yield SessionFinished(where, purpose, outcome, starttls, connections=max(connections, 1))
 
 
+# TLS 1.2 suites without forward secrecy: static RSA key exchange only. NULL and anonymous
+# suites are left out so that this probe answers one question; the weak probe asks the other.
+NON_FS_CIPHERS = "kRSA:!eNULL:!aNULL:!PSK:!SRP:@SECLEVEL=0"
+# Weak TLS 1.2 suite families (label, OpenSSL cipher-string term). Anonymous suites that do
+# encrypt (ADH-AES..., AECDH-AES...) are deliberately not probed: Postfix and Exim enable them
+# by default for opportunistic TLS, where the server is unauthenticated anyway, and a sender
+# that verifies certificates never offers them, so flagging them would warn on every stock
+# Postfix. (Anonymous NULL suites are covered by eNULL.)
+WEAK_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("NULL", "eNULL"),
+    ("EXPORT", "EXPORT"),
+    ("RC4", "RC4"),
+    ("3DES", "3DES"),
+    ("DES", "DES"),
+)
+
+
+def _tls12_suites(cipher_string: str) -> list[str]:
+    """The TLS <= 1.2 suites this OpenSSL offers for a cipher string (empty: none)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.set_ciphers(cipher_string)
+    except ssl.SSLError:
+        return []
+    return [c["name"] for c in ctx.get_ciphers() if c.get("protocol") != "TLSv1.3"]
+
+
+def weak_families_available() -> tuple[list[str], list[str]]:
+    """(families this host can offer, families it cannot). On OpenSSL 3.0 without the legacy
+    provider only NULL is offerable: RC4, 3DES, DES and EXPORT are gone even at
+    @SECLEVEL=0, so a server that accepts only those cannot be detected from this host."""
+    can: list[str] = []
+    cannot: list[str] = []
+    for label, term in WEAK_FAMILIES:
+        suites = _tls12_suites(f"{term}:!PSK:!SRP:@SECLEVEL=0")
+        (can if suites else cannot).append(label)
+    return can, cannot
+
+
+def weak_cipher_string() -> str | None:
+    """The cipher string offering every weak family this host has, or None if none."""
+    can, _ = weak_families_available()
+    if not can:
+        return None
+    terms = [term for label, term in WEAK_FAMILIES if label in can]
+    return ":".join(terms) + ":!PSK:!SRP:@SECLEVEL=0"
+
+
+async def tls12_cipher_probe(
+    where: Where,
+    options: Options,
+    *,
+    ehlo_name: str,
+    non_fs: bool = True,
+    weak: bool = True,
+) -> AsyncIterator[Event]:
+    """Does the server still accept TLS 1.2 suites it should not? One connection per question,
+    one after the other, each offering TLS 1.2 only and only the suites in question:
+
+    - non_fs: static-RSA (kRSA) suites -> tls.non_fs_accepted when one is accepted;
+    - weak: NULL / EXPORT / RC4 / 3DES / DES, as far as this OpenSSL can offer them
+      (weak_families_available) -> tls.weak_suite_accepted.
+
+    The caller asks only what the main session did not already answer (a negotiated suite
+    without forward secrecy is tls.no_forward_secrecy; a weak one is tls.weak_cipher).
+    Yields SessionStarted, the transcript (purpose "cipher-probe"), findings, SessionFinished.
+    """
+    from .smtp import Transcript, prepare_tls, smtp_connection, throttle_findings
+
+    purpose: SessionPurpose = "cipher-probe"
+    yield SessionStarted(where, purpose)
+    transcript = Transcript(where, purpose)
+    questions: list[tuple[str, str, str]] = []
+    if non_fs and _tls12_suites(NON_FS_CIPHERS):
+        questions.append(("static-RSA (no forward secrecy)", NON_FS_CIPHERS, "tls.non_fs_accepted"))
+    elif non_fs:
+        yield transcript.line("!", "this host's OpenSSL cannot offer static-RSA suites; not tested")
+    if weak:
+        can, cannot = weak_families_available()
+        weak_string = weak_cipher_string()
+        if cannot:
+            yield transcript.line(
+                "!",
+                f"this host's OpenSSL cannot offer {', '.join(cannot)} suites; "
+                "a server accepting only those is not detected",
+            )
+        if weak_string is not None:
+            questions.append((f"weak ({', '.join(can)})", weak_string, "tls.weak_suite_accepted"))
+    outcome = "ok"
+    starttls: bool | None = None
+    connections = 0
+    for number, (label, ciphers, fid) in enumerate(questions, start=1):
+        yield transcript.line("!", f"connection {number}: TLSv1.2 only, offering only {label} suites")
+        connections += 1
+        conn = smtp_connection(where, options, transcript)
+        try:
+            async for event in prepare_tls(conn, ehlo_name, implicit=options.implicit_tls):
+                yield event
+            if conn.stopped_at is not None:
+                outcome = conn.stopped_at
+                starttls = conn.starttls if starttls is None else starttls
+                for finding in throttle_findings(conn, where, f"cipher probe, {label}"):
+                    yield finding
+                break
+            starttls = conn.starttls if not options.implicit_tls else None
+            recorder = HandshakeRecorder(transcript.t_ms)
+            ctx = build_client_context(version="TLSv1.2", recorder=recorder, ciphers=ciphers)
+            async for event in conn.handshake(ctx, recorder, sni_for(where.host)):
+                yield event
+            if conn.tls is not None:
+                yield FindingRaised(
+                    raise_finding(
+                        fid,
+                        where,
+                        f"accepted {conn.tls.cipher} ({conn.tls.version}) when offered only "
+                        f"{label} suites",
+                        evidence=(f"transcript:{conn.tls_index}",),
+                    )
+                )
+                async for event in conn.quit():
+                    yield event
+            elif not recorder.client_hello_sent or conn.tls_timed_out:
+                yield transcript.line("!", f"{label} suites: could not be tested")
+            else:
+                yield transcript.line("!", f"{label} suites refused, as they should be")
+        finally:
+            await conn.close()
+    yield SessionFinished(where, purpose, outcome, starttls, connections=connections)
+
+
 async def starttls_injection_test(
     where: Where, options: Options, *, ehlo_name: str
 ) -> AsyncIterator[Event]:
@@ -496,32 +629,41 @@ async def starttls_injection_test(
             if conn.tls is None:
                 outcome = "handshake"
             else:
-                wait = min(2.0, options.timeout)
-                async for event in conn.read_reply("a reply to the NOOP", timeout=wait, quiet=True):
+                # No idle wait for a NOOP reply that should never come: send QUIT and read
+                # ONE reply. A vulnerable server queued the 250 for the pipelined NOOP before
+                # it read QUIT, so its first reply inside TLS is 250; a correct server never
+                # saw the NOOP and answers 221. One round trip either way.
+                for line in conn.send("QUIT"):
+                    yield line
+                async for event in conn.read_reply("first reply inside TLS", quiet=True):
                     yield event
-                if conn.reply is not None:
+                reply = conn.reply
+                if reply is not None and reply.code != 221:
                     yield FindingRaised(
                         raise_finding(
                             "tls.plaintext_injection",
                             where,
                             "NOOP sent in clear text with STARTTLS was answered inside TLS: "
-                            f"{conn.reply.lines[0][:80] if conn.reply.lines else ''}",
+                            f"{reply.lines[0][:80] if reply.lines else ''}",
                             evidence=(f"transcript:{conn.reply_index}",),
                         )
                     )
-                    async for event in conn.quit():
+                    # The QUIT's own 221 follows; a missing one proves nothing.
+                    async for event in conn.read_reply(
+                        "QUIT reply", timeout=min(2.0, options.timeout), quiet=True
+                    ):
                         yield event
-                elif conn.failure == "timeout":
+                elif reply is not None:
                     yield transcript.line(
                         "!",
-                        f"no reply to the pipelined NOOP inside TLS within {wait:.1f} s: "
-                        "the server discarded it (not vulnerable)",
+                        "the first reply inside TLS answers QUIT, not the pipelined NOOP: "
+                        "the server discarded the clear-text command (not vulnerable)",
                     )
-                    async for event in conn.quit():
-                        yield event
                 else:
                     yield transcript.line(
-                        "!", "connection ended after the handshake; the NOOP was not answered"
+                        "!",
+                        f"no reply inside TLS ({conn.failure or 'nothing'}): "
+                        "the injection test is inconclusive",
                     )
     finally:
         await conn.close()

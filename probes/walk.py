@@ -89,6 +89,8 @@ STEP_OF: dict[str, str] = {
     "tls.no_tls13": "handshake",
     "tls.no_forward_secrecy": "handshake",
     "tls.weak_cipher": "handshake",
+    "tls.non_fs_accepted": "handshake",
+    "tls.weak_suite_accepted": "handshake",
     "cert.untrusted": "chain_trusted",
     "cert.self_signed": "chain_trusted",
     "cert.incomplete_chain": "chain_trusted",
@@ -128,7 +130,15 @@ STEP_OF: dict[str, str] = {
 # The steps a session goes through in order; a failure blocks the ones after it.
 _CHAIN = STEPS[:11]
 # SessionFinished.outcome -> how far the main session got (the step it stopped at).
-_OUTCOME_RANK = {"connect": 0, "greeting": 1, "ehlo": 2, "starttls": 3, "handshake": 4, "ehlo-tls": 5, "ok": 6}
+_OUTCOME_RANK = {
+    "connect": 0,
+    "greeting": 1,
+    "ehlo": 2,
+    "starttls": 3,
+    "handshake": 4,
+    "ehlo-tls": 5,
+    "ok": 6,
+}
 _OUTCOME_STEP = {
     "connect": "connect",
     "greeting": "greeting",
@@ -261,7 +271,11 @@ def step_of(finding: Finding, report: Report) -> str:
     """The walk step a finding belongs to."""
     fid = finding.id
     if fid == "dns.lookup_failed":
-        return "resolve_address" if finding.where.host in report.mx and not report.implicit_mx else "resolve_mx"
+        return (
+            "resolve_address"
+            if finding.where.host in report.mx and not report.implicit_mx
+            else "resolve_mx"
+        )
     if fid == "smtp.timeout":
         session = _session_at(report, finding.where)
         return _OUTCOME_STEP.get(session.outcome or "", "greeting") if session else "greeting"
@@ -305,7 +319,9 @@ def _ref_index(evidence: tuple[str, ...], kind: str) -> int | None:
 # --------------------------------------------------------------------------- building
 
 
-def build_walk(report: Report, findings: list[Finding] | None = None, *, policy: str | None = None) -> Walk:
+def build_walk(
+    report: Report, findings: list[Finding] | None = None, *, policy: str | None = None
+) -> Walk:
     """Retell `report` as the walk-through. `findings` replaces the report's own findings
     (a connector re-grades them without probing again), `policy` names what they were graded for."""
     all_findings = list(report.findings if findings is None else findings)
@@ -341,10 +357,14 @@ def build_walk(report: Report, findings: list[Finding] | None = None, *, policy:
         evidence, refs = ev.of(name)
         reached, fact_fail = ev.reached(name)
         if name in _CHAIN and blocked_by is not None:
-            steps.append(_skip(name, f"not reached: step {blocked_by} failed", evidence, route, refs))
+            steps.append(
+                _skip(name, f"not reached: step {blocked_by} failed", evidence, route, refs)
+            )
             continue
         if name in ("mta_sts", "dane") and blocked_by in ("resolve_mx",):
-            steps.append(_skip(name, "not reached: the domain has no usable MX", evidence, route, refs))
+            steps.append(
+                _skip(name, "not reached: the domain has no usable MX", evidence, route, refs)
+            )
             continue
         if errors or fact_fail:
             lead = errors[0] if errors else (notes[0] if notes else None)
@@ -422,7 +442,9 @@ def _elsewhere_lines(elsewhere: list[Finding], verdict_fs: list[Finding]) -> lis
     return list(dict.fromkeys(out))
 
 
-def _skip(name: str, reason: str, evidence: tuple[str, ...], route: Where | None, refs: tuple[str, ...]) -> WalkStep:
+def _skip(
+    name: str, reason: str, evidence: tuple[str, ...], route: Where | None, refs: tuple[str, ...]
+) -> WalkStep:
     return WalkStep(name, "skip", (), (), (reason,) + evidence, "", "", route, refs)
 
 
@@ -528,25 +550,38 @@ class _Evidence:
             if s is not None and s.address in mx.ptr:
                 ptr = mx.ptr[s.address]
                 out.append(f"PTR {s.address}: {', '.join(ptr.names) or 'none'}")
-        elif s is not None and name in ("connect", "greeting", "ehlo", "starttls_offered", "starttls_accepted"):
+        elif s is not None and name in (
+            "connect",
+            "greeting",
+            "ehlo",
+            "starttls_offered",
+            "starttls_accepted",
+        ):
             out.extend(self._transcript_evidence(name, refs))
         elif s is not None and name == "handshake":
             if s.tls is not None:
                 fs = "forward secrecy" if s.tls.forward_secrecy else "no forward secrecy"
                 out.append(f"{s.tls.version} {s.tls.cipher} ({fs})")
             if s.versions is not None:
-                acc = " ".join(f"{v}:{'yes' if ok else ('no' if ok is False else '?')}" for v, ok in s.versions.accepted)
+                acc = " ".join(
+                    f"{v}:{'yes' if ok else ('no' if ok is False else '?')}"
+                    for v, ok in s.versions.accepted
+                )
                 out.append(f"versions {acc}")
             self._transcript_dir("TLS", refs)
         elif s is not None and name == "chain_trusted":
             leaf = self._leaf()
             if leaf is not None:
-                out.append(f"leaf: {leaf.subject}, issuer {leaf.issuer}, valid {leaf.not_before} to {leaf.not_after}")
+                out.append(
+                    f"leaf: {leaf.subject}, issuer {leaf.issuer}, valid {leaf.not_before} to {leaf.not_after}"
+                )
                 refs.append("cert:0")
             if s.validation is not None:
                 v = s.validation
                 out.append(
-                    f"chain trusted ({v.trust_store})" if v.trusted else f"chain NOT trusted: {v.error or 'no path'}"
+                    f"chain trusted ({v.trust_store})"
+                    if v.trusted
+                    else f"chain NOT trusted: {v.error or 'no path'}"
                 )
         elif s is not None and name == "name_match":
             leaf = self._leaf()
@@ -555,7 +590,9 @@ class _Evidence:
             if r.options.expect_name:
                 out.append(f"expected name: {r.options.expect_name}")
             if leaf is not None:
-                out.append(f"certificate SAN: {', '.join(leaf.san) or 'none'} (CN {leaf.common_name or 'none'})")
+                out.append(
+                    f"certificate SAN: {', '.join(leaf.san) or 'none'} (CN {leaf.common_name or 'none'})"
+                )
                 refs.append("cert:0")
         elif s is not None and name == "revocation":
             for e in s.endpoints[:6]:
@@ -565,16 +602,18 @@ class _Evidence:
             if s.endpoints:
                 refs.append(f"endpoint:{s.endpoints[0].url}")
         elif name == "mta_sts" and r.mtasts is not None:
-            m = r.mtasts
-            if m.record is None:
+            sts = r.mtasts
+            if sts.record is None:
                 out.append("no _mta-sts record")
             else:
-                out.append(f"mode {m.mode or 'unknown'}; mx: {' '.join(m.mx_patterns) or 'none'}")
-                if m.error:
-                    out.append(m.error)
+                out.append(f"mode {sts.mode or 'unknown'}; mx: {' '.join(sts.mx_patterns) or 'none'}")
+                if sts.error:
+                    out.append(sts.error)
         elif s is not None and name == "dane" and s.dane is not None:
             d = s.dane
-            out.append(f"TLSA {d.status}, {'DNSSEC-validated' if d.authenticated else 'not validated'}, {len(d.records)} record(s)")
+            out.append(
+                f"TLSA {d.status}, {'DNSSEC-validated' if d.authenticated else 'not validated'}, {len(d.records)} record(s)"
+            )
             if d.matched is not None:
                 out.append(f"matched {d.matched}")
         return tuple(out), tuple(refs)
@@ -633,10 +672,15 @@ class _Evidence:
             if s.starttls is None:
                 return []
             keywords = ", ".join(t[4:].split(" ", 1)[0] for t in reply[1:6])
-            return [("EHLO reply lists STARTTLS" if s.starttls else "EHLO reply does not list STARTTLS") + (f" ({keywords})" if keywords else "")]
+            return [
+                ("EHLO reply lists STARTTLS" if s.starttls else "EHLO reply does not list STARTTLS")
+                + (f" ({keywords})" if keywords else "")
+            ]
         out = [f"C: {_short(lines[start].text)}"]
         if reply:
-            out.append(f"S: {_short(reply[0])}" + (f" (+{len(reply) - 1} lines)" if len(reply) > 1 else ""))
+            out.append(
+                f"S: {_short(reply[0])}" + (f" (+{len(reply) - 1} lines)" if len(reply) > 1 else "")
+            )
         return out
 
 
@@ -656,7 +700,10 @@ def walk_text(walk: Walk) -> str:
         out.append(f"route: {visible(str(walk.route))}")
     for i, step in enumerate(walk.steps, 1):
         ids = " ".join(step.findings + step.notes)
-        out.append(f"{i:2}. {step.status.upper():4} {step.name:18} {step.title}" + (f"  [{ids}]" if ids else ""))
+        out.append(
+            f"{i:2}. {step.status.upper():4} {step.name:18} {step.title}"
+            + (f"  [{ids}]" if ids else "")
+        )
         for item in step.evidence[:5]:
             out.append(f"          {visible(item)}")
         if step.status == "fail" or step.notes:

@@ -91,8 +91,13 @@ def test_profile_verdict(
     result = judge(reports[scenario], profile, tls_domain)
     assert result.delivers is delivers, result.verdict
     if delivers:
-        assert result.verdict.startswith(("This connector would deliver.", "This connector would accept"))
-        assert result.walk.first_failure is None or result.walk.first_failure not in PROFILES[profile].steps
+        assert result.verdict.startswith(
+            ("This connector would deliver.", "This connector would accept")
+        )
+        assert (
+            result.walk.first_failure is None
+            or result.walk.first_failure not in PROFILES[profile].steps
+        )
     else:
         assert result.walk.first_failure == step, result.verdict
         assert f"at step {step} because" in result.verdict
@@ -106,7 +111,9 @@ def test_domain_validation_needs_a_tls_domain(reports: dict[str, Report]) -> Non
 
 @pytest.mark.lab
 def test_check_connector_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["check", "--lab", "--json", "--connector", "exo-encryption-only", "no-starttls.lab.test"])
+    code = main(
+        ["check", "--lab", "--json", "--connector", "exo-encryption-only", "no-starttls.lab.test"]
+    )
     doc = json.loads(capsys.readouterr().out)
     assert code == 2
     assert doc["policy"] == "encrypt"

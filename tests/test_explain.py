@@ -42,7 +42,9 @@ def test_corpus_is_big_enough_and_sourced() -> None:
         assert entry["expect"].get("rule"), entry["text"]
 
 
-@pytest.mark.parametrize("entry", CORPUS, ids=[f"{i:02d}-{e['expect']['rule']}" for i, e in enumerate(CORPUS)])
+@pytest.mark.parametrize(
+    "entry", CORPUS, ids=[f"{i:02d}-{e['expect']['rule']}" for i, e in enumerate(CORPUS)]
+)
 def test_corpus_text_is_decoded(entry: dict[str, Any]) -> None:
     got = explain(entry["text"])
     want = entry["expect"]
@@ -60,7 +62,9 @@ def test_every_rule_is_exercised_by_the_corpus_or_its_own_example() -> None:
     covered = {e["expect"]["rule"] for e in CORPUS}
     for rule in rules():
         if rule.example:
-            assert explain(rule.example).rule == rule.id, f"{rule.id}: its example matches another rule first"
+            assert explain(rule.example).rule == rule.id, (
+                f"{rule.id}: its example matches another rule first"
+            )
             covered.add(rule.id)
     missing = [r.id for r in rules() if r.id not in covered]
     assert not missing, f"rules no text exercises: {missing}"
@@ -103,7 +107,9 @@ def test_exchange_codes_and_postfix_texts_from_the_brief_are_known() -> None:
 
 
 def test_the_outer_exchange_code_wins_over_the_inner_one() -> None:
-    got = explain("450 4.4.317 Cannot connect to remote server [Message=451 5.7.3 STARTTLS is required to send mail]")
+    got = explain(
+        "450 4.4.317 Cannot connect to remote server [Message=451 5.7.3 STARTTLS is required to send mail]"
+    )
     assert (got.reply_code, got.status_code) == ("450", "4.4.317")
     assert got.candidates[0] == "tls.starttls_not_offered"
 
@@ -186,7 +192,11 @@ def test_cli_json_follows_the_contract(capsys: pytest.CaptureFixture[str]) -> No
     assert doc["schema"] == SCHEMA == "mxlens/explain/1"
     assert doc["recognised"] is True
     assert (doc["status_code"], doc["reply_code"]) == ("4.7.4", None)
-    assert (doc["host"], doc["address"], doc["domain"]) == ("mx.partner.example", "192.0.2.7", "partner.example")
+    assert (doc["host"], doc["address"], doc["domain"]) == (
+        "mx.partner.example",
+        "192.0.2.7",
+        "partner.example",
+    )
     assert doc["stage"] == "starttls_offered"
     assert doc["candidates"] == ["tls.starttls_not_offered"]
     assert "check" not in doc
@@ -200,14 +210,18 @@ def test_cli_text_output_and_not_recognised_exit_1(capsys: pytest.CaptureFixture
     assert code == 0 and "smtp.connect_refused" in out
 
 
-def test_cli_reads_stdin(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    data = "Cannot start TLS: handshake failure\n".encode()
+def test_cli_reads_stdin(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = b"Cannot start TLS: handshake failure\n"
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
     code, out, _ = run_cli(capsys, "-", "--json")
     assert code == 0 and json.loads(out)["candidates"][0] == "tls.handshake_failed"
 
 
-def test_cli_bad_input_exits_3_with_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_bad_input_exits_3_with_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, out, err = run_cli(capsys, "")
     assert code == 3 and out == "" and err.count("\n") == 1
 
@@ -271,8 +285,12 @@ def test_run_against_the_lab_confirms_the_cause(
 
 
 @pytest.mark.lab
-def test_run_on_unrecognised_text_checks_the_domain_found(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, "mail to bob@healthy.lab.test bounced, no idea why", "--run", "--lab", "--json")
+def test_run_on_unrecognised_text_checks_the_domain_found(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run_cli(
+        capsys, "mail to bob@healthy.lab.test bounced, no idea why", "--run", "--lab", "--json"
+    )
     doc = json.loads(out)
     assert doc["recognised"] is False and doc["cause"] is None
     assert doc["check"]["target"] == "healthy.lab.test"
@@ -283,7 +301,10 @@ def test_run_on_unrecognised_text_checks_the_domain_found(capsys: pytest.Capture
 @pytest.mark.lab
 def test_run_text_output_names_the_cause(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(
-        capsys, "TLS is required, but was not offered by host mx1.no-starttls.lab.test[127.0.0.9]", "--run", "--lab"
+        capsys,
+        "TLS is required, but was not offered by host mx1.no-starttls.lab.test[127.0.0.9]",
+        "--run",
+        "--lab",
     )
     assert code == 2
     assert "Confirmed cause: tls.starttls_not_offered" in out

@@ -176,6 +176,23 @@ async def test_no_color_keeps_status_words(tmp_path: Path, monkeypatch: pytest.M
         assert app.no_color
         text = screen_text(app)
         assert "FAIL 2001:db8::10" in text and "OK   [sent]" in text
+        # No colour at all reaches the terminal: the terminal's own foreground/background
+        # (a greyscale filter would turn ANSI colours into black on black on 16 colours).
+        colours = {
+            (seg.style.color, seg.style.bgcolor)
+            for strip in app.screen._compositor.render_strips()
+            for seg in strip
+            if seg.style is not None
+        }
+        for fg, bg in colours:
+            assert fg is None or fg.is_default, fg
+            assert bg is None or bg.is_default, bg
+        # The cursor line is still visible: reverse video, not a background colour.
+        assert any(
+            seg.style is not None and seg.style.reverse
+            for strip in app.screen._compositor.render_strips()
+            for seg in strip
+        )
 
 
 async def test_findings_jump_to_evidence(tmp_path: Path) -> None:
@@ -278,6 +295,14 @@ async def test_quit_key(tmp_path: Path) -> None:
         await pilot.pause(0.05)
         await pilot.press("q")
         await pilot.pause()
+    assert app.return_code == 0
+
+
+async def test_quit_while_events_are_still_queued(tmp_path: Path) -> None:
+    """q right after start: events already posted must not reach panes being torn down."""
+    app = make_app(tmp_path, source=functools.partial(fake_diagnose, delay=0.0))
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("q")
     assert app.return_code == 0
 
 

@@ -79,7 +79,9 @@ async def test_every_scenario_first_failure_is_its_breaks() -> None:
             assert doc["first_failure"] is None, name
             got = doc["first_concern"]
         if got != scenario.breaks:
-            wrong.append(f"{name}: breaks={scenario.breaks} got={got} ({walk_text(build_walk(report))})")
+            wrong.append(
+                f"{name}: breaks={scenario.breaks} got={got} ({walk_text(build_walk(report))})"
+            )
         step = next((s for s in walk if s["step"] == scenario.breaks), None)
         if step is not None:
             ids = set(step["findings"]) | set(step["notes"])

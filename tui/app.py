@@ -25,6 +25,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Container
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Static
 from textual.worker import Worker
@@ -32,6 +33,7 @@ from textual.worker import Worker
 from probes.errors import CheckError
 from probes.events import ChainReceived, ChainValidated, DiagnosisFinished, Event, Finding
 from probes.options import Options
+from probes.report import Report
 
 from .keymap import ACTIONS, bindings, display_key, keys_for, load_keymap
 from .safe import join, mark, safe_text
@@ -160,6 +162,9 @@ class MxLensApp(App[int]):
         self.active_pane = 1
         self._worker: Worker[None] | None = None
         self.last_export: Path | None = None
+        self.report: Report | None = None  # the run's events, for the walk, connectors, tickets
+        self.connector: Any = None  # the ConnectorResult the user kept in the connector form
+        self.walk_when_done = False
 
     # ------------------------------------------------------------------ layout
 
@@ -172,6 +177,14 @@ class MxLensApp(App[int]):
             yield EndpointsPane(id="pane-4")
             yield FindingsBar(id="pane-5")
         yield KeyBar(id="key-bar")
+
+    def _panes_alive(self) -> bool:
+        """False while the app shuts down: messages still queued must not touch the panes."""
+        try:
+            self.query_one("#pane-1", Pane)
+        except NoMatches:
+            return False
+        return True
 
     def pane(self, number: int) -> Pane:
         return self.query_one(f"#pane-{number}", Pane)
@@ -275,6 +288,8 @@ class MxLensApp(App[int]):
         self.finished = None
         self.error = None
         self.selected = None
+        self.report = Report(target, self.options)
+        self.connector = None
         for n in range(1, PANE_COUNT + 1):
             self.pane(n).reset()
         self.domain_pane.start(target)
@@ -319,11 +334,13 @@ class MxLensApp(App[int]):
 
     @on(EventArrived)
     def _on_event(self, message: EventArrived) -> None:
-        if message.run != self.run_id:
-            return  # a straggler from a cancelled or replaced run
+        if message.run != self.run_id or not self._panes_alive():
+            return  # a straggler from a cancelled or replaced run, or the app is closing
         event = message.event
         for n in range(1, PANE_COUNT + 1):
             self.pane(n).add_event(event)
+        if self.report is not None:
+            self.report.add(event)
         if isinstance(event, (ChainReceived, ChainValidated)) and self.selected is not None:
             if (event.where.host, event.where.address) == self.selected:
                 self._refilter_endpoints()  # the chain now says which endpoints are ours
@@ -335,7 +352,7 @@ class MxLensApp(App[int]):
 
     @on(RunEnded)
     def _on_run_ended(self, message: RunEnded) -> None:
-        if message.run != self.run_id:
+        if message.run != self.run_id or not self._panes_alive():
             return
         self.running = False
         if message.error:
@@ -346,6 +363,9 @@ class MxLensApp(App[int]):
             self.domain_pane.mark_cancelled()
         self._render_bar()
         self.refresh_bindings()
+        if self.walk_when_done and self.finished is not None:
+            self.walk_when_done = False  # `mxlens demo --walk`: once, on the first finished run
+            self.action_walk()
 
     # ------------------------------------------------------------------ selection
 
@@ -586,8 +606,77 @@ class MxLensApp(App[int]):
         )
 
 
-def run_app(target: str | None, options: Options, *, lab: bool = False) -> int:
+    # ------------------------------------------------------------------ walk, connector, ticket
+
+    def _finished_report(self) -> Report | None:
+        if self.report is None or self.finished is None:
+            self.notify("The walk-through needs a finished diagnosis.", markup=False)
+            return None
+        return self.report
+
+    def action_walk(self) -> None:
+        """Open the walk-through; Enter on a step jumps to its evidence."""
+        from probes.events import Where
+        from probes.walk import WalkStep
+
+        from .widgets.walk_screen import WalkScreen
+
+        report = self._finished_report()
+        if report is None:
+            return
+        walk = self.connector.walk if self.connector is not None else None
+        if walk is None:
+            from probes.walk import build_walk
+
+            walk = build_walk(report)
+
+        def chosen(step: WalkStep | None) -> None:
+            if step is None:
+                return
+            where = step.where or Where(self.target or "")
+            self.jump_to(Finding(f"{step.pane_prefix}.walk", "ok", where, step.title, "", "", step.refs))
+
+        heading = self.connector.verdict if self.connector is not None else None
+        self.push_screen(WalkScreen(walk, heading=heading), chosen)
+
+    def action_connector(self) -> None:
+        """Pick a connector profile and see its verdict (re-grades, no new probe)."""
+        from .widgets.connector_form import ConnectorForm
+
+        report = self._finished_report()
+        if report is None:
+            return
+
+        def kept(result: Any) -> None:
+            if result is not None:
+                self.connector = result
+                self.notify(result.verdict, title=result.profile.name, markup=False, timeout=10)
+
+        current = self.connector.profile.name if self.connector is not None else None
+        self.push_screen(ConnectorForm(report, profile=current), kept)
+
+    def action_ticket(self) -> None:
+        """Copy the ticket report (Markdown) with OSC 52 and save it where the path is shown."""
+        from probes.ticket import export_dir, save_ticket, ticket_markdown, ticket_path
+
+        report = self._finished_report()
+        if report is None:
+            return
+        text = ticket_markdown(report, connector=self.connector)
+        self.copy_to_clipboard(text)
+        path = ticket_path(report.target, "md", self._export_dir or export_dir())
+        try:
+            save_ticket(text, path)
+        except OSError as exc:
+            self.notify(f"Copied the ticket report; could not write {path}: {exc.strerror}", severity="warning", markup=False)
+            return
+        self.last_export = path
+        self.notify(f"Copied the ticket report (Markdown) and saved it to {path}", title="Ticket", markup=False, timeout=10)
+
+
+def run_app(target: str | None, options: Options, *, lab: bool = False, walk: bool = False) -> int:
     """Create and run the UI; returns the app's exit code (0 unless something failed)."""
     app = MxLensApp(target, options, lab=lab)
+    app.walk_when_done = walk
     result = app.run()
     return int(result or 0) if app.return_code is None else app.return_code

@@ -323,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "demo" or ns.lab:
             from tui.app import run_app
 
-            return run_app(ns.domain, options, lab=True) or 0
+            return run_app(ns.domain, options, lab=True, walk=ns.walk) or 0
         from tui.app import run_app
 
         return run_app(ns.domain, options, lab=False) or 0

@@ -65,6 +65,27 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Show or hide the side-probe sessions (TLS versions, injection) in the transcript.",
     ),
     ActionSpec(
+        "walk",
+        "w",
+        "walk",
+        "Walk",
+        "Walk-through: the steps a sender takes, the first failing one selected; Enter shows its evidence.",
+    ),
+    ActionSpec(
+        "connector",
+        "o",
+        "connector",
+        "Connector",
+        "Judge as a connector (Exchange Online, Postfix, MTA-STS): would it deliver? No new probe.",
+    ),
+    ActionSpec(
+        "ticket",
+        "m",
+        "ticket",
+        "Ticket",
+        "Copy the walk-through and findings as Markdown (OSC 52) and save them to a file.",
+    ),
+    ActionSpec(
         "explain",
         "x",
         "explain",

@@ -159,6 +159,7 @@ class World:
     lab: Lab
     ca: CA
     peers: dict[str, Peer]
+    cache: dict[str, Outcome] = field(default_factory=dict)
 
     def options(self, name: str, **overrides: Any) -> Options:
         """Options that diagnose case `name` through the lab DNS with the lab roots."""
@@ -166,6 +167,13 @@ class World:
         base: dict[str, Any] = {"port": peer.port, "timeout": 5.0, "ehlo": "mxlens-test.lab.test"}
         base.update(overrides)
         return self.lab.options(**base)
+
+    async def once(self, name: str) -> Outcome:
+        """The diagnosis of case `name` with default options, made once per session: tests
+        that read different facts of the same run share it (a run takes seconds)."""
+        if name not in self.cache:
+            self.cache[name] = await self.diagnose(name)
+        return self.cache[name]
 
     async def diagnose(self, name: str, **overrides: Any) -> Outcome:
         """Run the real engine on case `name`'s domain; every event and the report."""

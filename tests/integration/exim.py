@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -121,7 +122,26 @@ class EximServer:
 
     def stop(self) -> None:
         stop_process(self.proc)
+        # The daemon forks one process per connection, and those outlive it for a moment
+        # (writing to the mainlog, which Exim re-creates): end the daemon's own process
+        # group, which holds only what it started, before removing the directory.
+        _end_group(self.proc.pid)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _end_group(pgid: int, timeout: float = 3.0) -> None:
+    """SIGTERM the process group pgid, then wait until it is empty (or timeout)."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
 
 
 def _config(
@@ -236,6 +256,8 @@ def start_exim(
             # reaches it.
             proc = subprocess.Popen(
                 [binary, "-C", str(conf), "-bdf"],
+                # A process group of its own, so stop() can end the per-connection children.
+                start_new_session=True,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
@@ -250,5 +272,6 @@ def start_exim(
     except BaseException:
         if proc is not None:
             stop_process(proc)
+            _end_group(proc.pid)
         shutil.rmtree(workdir, ignore_errors=True)
         raise

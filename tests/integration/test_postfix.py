@@ -66,7 +66,7 @@ def _sha256(cert: object) -> str:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 async def test_case_reports_exactly_its_findings(postfix_world: World, name: str) -> None:
-    out = await postfix_world.diagnose(name)
+    out = await postfix_world.once(name)
     assert out.ids == EXPECTED[name], f"{name}: {out.peer.case.description}\n{out.describe()}"
     main = out.main(SessionFinished)
     assert main is not None
@@ -79,7 +79,7 @@ async def test_case_reports_exactly_its_findings(postfix_world: World, name: str
 
 
 async def test_healthy_chain_and_endpoints(postfix_world: World) -> None:
-    out = await postfix_world.diagnose("healthy")
+    out = await postfix_world.once("healthy")
     peer = out.peer
     chain = out.main(ChainReceived)
     assert chain is not None
@@ -100,7 +100,7 @@ async def test_healthy_chain_and_endpoints(postfix_world: World) -> None:
 
 @pytest.mark.parametrize("name", sorted(VERSIONS))
 async def test_version_sweep_matches_postfix_protocols(postfix_world: World, name: str) -> None:
-    out = await postfix_world.diagnose(name)
+    out = await postfix_world.once(name)
     probed = out.of(TlsVersionsProbed)
     assert len(probed) == 1, out.describe()
     assert dict(probed[0].accepted) == VERSIONS[name]
@@ -110,7 +110,7 @@ async def test_version_sweep_matches_postfix_protocols(postfix_world: World, nam
 
 
 async def test_missing_intermediate_is_fetched_from_aia(postfix_world: World) -> None:
-    out = await postfix_world.diagnose("no-intermediate")
+    out = await postfix_world.once("no-intermediate")
     chain = out.main(ChainReceived)
     assert chain is not None and len(chain.certs) == 1
     validated = out.main(ChainValidated)
@@ -126,7 +126,7 @@ async def test_missing_intermediate_is_fetched_from_aia(postfix_world: World) ->
 async def test_expired_is_an_error_strict_and_a_warning_opportunistic(
     postfix_world: World,
 ) -> None:
-    strict = await postfix_world.diagnose("expired")
+    strict = await postfix_world.once("expired")
     assert strict.report.exit_code() == 2
     validated = strict.main(ChainValidated)
     assert validated is not None and validated.trusted is False
@@ -137,7 +137,7 @@ async def test_expired_is_an_error_strict_and_a_warning_opportunistic(
 
 
 async def test_wrong_name_names_both(postfix_world: World) -> None:
-    out = await postfix_world.diagnose("wrong-name")
+    out = await postfix_world.once("wrong-name")
     validated = out.main(ChainValidated)
     assert validated is not None
     assert validated.trusted is True and validated.name_matches is False
@@ -147,7 +147,7 @@ async def test_wrong_name_names_both(postfix_world: World) -> None:
 
 
 async def test_no_starttls_stops_before_tls(postfix_world: World) -> None:
-    out = await postfix_world.diagnose("no-starttls")
+    out = await postfix_world.once("no-starttls")
     main = out.main(SessionFinished)
     assert main is not None and main.starttls is False and main.outcome == "starttls"
     assert out.main(TlsNegotiated) is None and out.main(ChainReceived) is None

@@ -49,7 +49,9 @@ class ExplainPrompt(ModalScreen[str | None]):
         with Vertical(id="explain-box") as box:
             box.border_title = "Explain a bounce"
             yield Static(Text(HINT), id="explain-hint")
-            yield TextArea(self._initial, id="explain-input", soft_wrap=True, show_line_numbers=False)
+            yield TextArea(
+                self._initial, id="explain-input", soft_wrap=True, show_line_numbers=False
+            )
             with VerticalScroll(id="explain-scroll"):
                 yield Static(Text("Nothing pasted yet."), id="explain-result", markup=False)
 

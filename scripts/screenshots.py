@@ -1,0 +1,95 @@
+"""Regenerate the SVG screenshots in screenshots/ from the built-in lab (no network needed).
+
+    /work/venv/bin/python scripts/screenshots.py [--out DIR] [--theme NAME]
+
+Each shot opens the UI on one lab domain, waits for the diagnosis to finish, presses the keys
+that show the pane in question and saves an SVG. Addresses (127.N.x.y), times and the temp
+CA file name differ from run to run: these are pictures for people, not test snapshots
+(those live in tests/__snapshots__/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lab.world import Lab, LabThread  # noqa: E402
+from tui.app import MxLensApp  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Shot:
+    filename: str
+    scenario: str
+    size: tuple[int, int]
+    keys: tuple[str, ...]
+    title: str
+
+
+SHOTS = (
+    Shot("healthy.svg", "healthy", (120, 40), ("1",), "mxlens: a healthy domain"),
+    Shot(
+        "broken-chain.svg",
+        "incomplete-chain",
+        (120, 40),
+        ("3",),
+        "mxlens: the server does not send its intermediate",
+    ),
+    Shot("no-starttls.svg", "no-starttls", (120, 40), ("2",), "mxlens: no STARTTLS offered"),
+    Shot(
+        "ca-endpoint-failure.svg",
+        "ocsp-unreachable",
+        (120, 40),
+        ("4",),
+        "mxlens: an OCSP responder that cannot be reached",
+    ),
+    Shot("layout-80x24.svg", "expired", (80, 24), ("5",), "mxlens at 80x24: an expired certificate"),
+)
+
+
+async def take(lab: Lab, shot: Shot, out: Path, theme: str, scratch: Path) -> Path:
+    app = MxLensApp(
+        lab.domain(shot.scenario),
+        lab.options(shot.scenario),
+        keymap_path=scratch / "no-keys.conf",  # the default keys, whatever the user mapped
+        export_dir=scratch,
+        theme=theme,
+    )
+    async with app.run_test(size=shot.size) as pilot:
+        for _ in range(600):
+            if app.run_id and not app.running:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
+        if app.running:
+            raise RuntimeError(f"{shot.scenario}: the diagnosis did not finish")
+        for key in shot.keys:
+            await pilot.press(key)
+        await pilot.pause(0.3)
+        app.title = shot.title
+        return Path(app.save_screenshot(shot.filename, str(out)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "screenshots")
+    parser.add_argument("--theme", default="ansi-dark", help="Textual theme (default ansi-dark)")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    scenarios = sorted({s.scenario for s in SHOTS})
+    with LabThread(scenarios) as lab, tempfile.TemporaryDirectory() as scratch:
+        for shot in SHOTS:
+            path = asyncio.run(take(lab, shot, args.out, args.theme, Path(scratch)))
+            print(f"{path}  ({shot.scenario}, {shot.size[0]}x{shot.size[1]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""SVG snapshots of the main screens at 80x24 and 120x40 (pytest-textual-snapshot).
+
+The fake event stream feeds the app, so every byte is fixed: its timestamps and latencies
+are constants, the run time in "done in ... s" is pinned below, and "days left" is computed
+against a frozen date. Update after an intended change with:
+
+    pytest tests/test_snapshots.py --snapshot-update
+
+and look at the SVGs in tests/__snapshots__/test_snapshots/ before committing them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from probes.events import DiagnosisFinished, Event
+from probes.options import Options
+from tui.app import MxLensApp
+from tui.fake_stream import fake_diagnose
+from tui.widgets import chain_pane
+
+pytestmark = pytest.mark.ui
+
+FROZEN_NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
+SMALL = (80, 24)
+LARGE = (120, 40)
+
+
+async def frozen_source(target: str, options: Options) -> AsyncIterator[Event]:
+    async for event in fake_diagnose(target, options, delay=0.0):
+        if isinstance(event, DiagnosisFinished):
+            event = dataclasses.replace(event, elapsed_ms=412.0)
+        yield event
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        chain_pane, "days_left", functools.partial(chain_pane.days_left, now=FROZEN_NOW)
+    )
+    for name in ("NO_COLOR", "MXLENS_THEME", "COLORTERM"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def make_app(tmp_path: Path, theme: str = "ansi-dark") -> MxLensApp:
+    return MxLensApp(
+        "example.org",
+        Options(),
+        source=frozen_source,
+        keymap_path=tmp_path / "keys.conf",
+        export_dir=tmp_path / "export",
+        theme=theme,
+    )
+
+
+async def finished(pilot: Pilot) -> None:
+    app = pilot.app
+    assert isinstance(app, MxLensApp)
+    for _ in range(200):
+        if app.run_id and not app.running:
+            break
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
+def test_main_screen(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    """After a run: pane 1 (80x24) or all five panes (120x40)."""
+    assert snap_compare(make_app(tmp_path), terminal_size=size, run_before=finished)
+
+
+@pytest.mark.parametrize("pane", ["2", "3", "4", "5"])
+def test_each_pane_small(snap_compare, tmp_path: Path, pane: str) -> None:  # type: ignore[no-untyped-def]
+    """At 80x24 one pane fills the screen; the number keys switch."""
+    assert snap_compare(make_app(tmp_path), press=[pane], terminal_size=SMALL, run_before=finished)
+
+
+def test_findings_jump_large(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Enter on the first finding selects its address and highlights the transcript line."""
+    assert snap_compare(
+        make_app(tmp_path), press=["5", "enter"], terminal_size=LARGE, run_before=finished
+    )
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
+def test_help_screen(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(
+        make_app(tmp_path), press=["question_mark"], terminal_size=size, run_before=finished
+    )
+
+
+def test_truecolour_theme_large(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Textual's own theme, as a truecolour terminal gets it."""
+    assert snap_compare(
+        make_app(tmp_path, theme="textual-dark"), terminal_size=LARGE, run_before=finished
+    )
+
+
+def test_no_color_small(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """NO_COLOR: the terminal's default colours; every status still a word."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert snap_compare(make_app(tmp_path), press=["5"], terminal_size=SMALL, run_before=finished)

@@ -1,0 +1,73 @@
+"""Ticket reports: Markdown and text, safe against hostile network text, saved where shown."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from probes.ticket import fenced, md
+from tui.cli import main
+
+
+def test_md_escapes_markup_and_controls() -> None:
+    out = md("[click](http://evil) <img src=x> `code` *b* \x1b[2J")
+    assert "\x1b" not in out
+    assert "\\[click\\]" in out and "\\<img" in out and "\\`code\\`" in out and "\\*b\\*" in out
+    assert md("# heading").startswith("\\#")
+    assert md("1. item") == "1\\. item"
+
+
+def test_fence_is_longer_than_any_backtick_run() -> None:
+    block = fenced(["a ````` b", "plain"])
+    first = block.splitlines()[0]
+    assert first.startswith("``````") and block.endswith("``````")
+
+
+@pytest.mark.lab
+def test_check_ticket_md_for_a_hostile_banner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MXLENS_EXPORT_DIR", str(tmp_path))
+    code = main(["check", "--lab", "--json", "--ticket", "md", "hostile.lab.test"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.out.lstrip().startswith("{")  # stdout stays one JSON document
+    saved = re.search(r"ticket report saved to (\S+)", captured.err)
+    assert saved is not None
+    path = Path(saved.group(1))
+    assert path.parent == tmp_path and path.suffix == ".md"
+    text = path.read_text("utf-8")
+    assert text.startswith("# Mail to hostile.lab.test: OK")
+    assert "| 4 | Receive the 220 greeting (`greeting`) | **PASS** |" in text
+    assert "\x1b" not in text and "\x9b" not in text and "\u202e" not in text
+    # Outside fences the banner's markup is escaped; inside, it sits in a fenced block.
+    body, _, transcript = text.partition("## SMTP transcript of the route")
+    assert "[bold red]" not in body
+    assert "\\[bold red\\]" in body
+    assert transcript.strip().startswith("```text") and "[bold red]" in transcript
+
+
+@pytest.mark.lab
+def test_check_ticket_text_to_a_file_with_connector(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "t" / "report.txt"
+    code = main(
+        [
+            "check",
+            "--lab",
+            "--connector",
+            "postfix-encrypt",
+            "--ticket-to",
+            str(target),
+            "expired.lab.test",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 1  # Postfix encrypt does not check the certificate: a warning only
+    assert out.startswith("This connector would deliver.")
+    text = target.read_text("utf-8")
+    assert "Connector postfix-encrypt" in text and "WARN" not in text.split("\n", 1)[0]
+    assert "chain_trusted" in text and "cert.expired" in text
