@@ -24,7 +24,9 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
     smtp.connect_refused        connect-refused       smtp.connect_timeout     connect-timeout
     smtp.greeting_rejected      greeting-rejected     smtp.timeout             silent, endless
     smtp.rate_limited           rate-limited          smtp.ehlo_rejected       ehlo-rejected
-    smtp.malformed_reply        malformed
+    smtp.malformed_reply        malformed, endless-lines
+    smtp.rate_limited (info)    rate-limited-once     tls.non_fs_accepted      tls-non-fs
+    tls.weak_suite_accepted     tls-weak-suite        pool.inconsistent        lb-alternating (--attempts 2)
     tls.starttls_not_offered    no-starttls           tls.starttls_refused     starttls-refused
     tls.handshake_failed        handshake-failed      tls.legacy_only          legacy-only
     tls.legacy_accepted         legacy-accepted       tls.no_tls13             no-tls13 (+ no-forward-secrecy, weak-cipher)
@@ -329,6 +331,13 @@ _LIST: list[Scenario] = [
         ),
     ),
     _s(
+        "rate-limited-once",
+        "The first connection gets 421 'Too many connections' and a hang-up; later connections are served normally. mxlens waits min(5 s, timeout) and retries once: the healthy result plus smtp.rate_limited as info (a throttle that cleared).",
+        ("smtp.rate_limited",),
+        "greeting",
+        mx=_server(throttle_first=1),
+    ),
+    _s(
         "silent",
         "The server accepts the connection and never says a word.",
         ("smtp.timeout",),
@@ -341,6 +350,13 @@ _LIST: list[Scenario] = [
         ("smtp.timeout",),
         "greeting",
         mx=_server(endless="drip"),
+    ),
+    _s(
+        "endless-lines",
+        "The greeting is an endless stream of '220-' continuation lines. mxlens stops at 100 lines: smtp.malformed_reply (the reply breaks the caps) and smtp.timeout (the dialogue cannot go on: a sender waits until its own limit and defers).",
+        ("smtp.malformed_reply", "smtp.timeout"),
+        "greeting",
+        mx=_server(endless="lines", lines_interval=0.0),
     ),
     _s(
         "ehlo-rejected",
@@ -417,6 +433,25 @@ _LIST: list[Scenario] = [
         ("tls.weak_cipher", "tls.no_tls13"),
         "handshake",
         mx=_server(tls_max=_TLS12, ciphers="ECDHE-ECDSA-NULL-SHA:@SECLEVEL=0"),
+    ),
+    _s(
+        "tls-non-fs",
+        "TLS 1.2 and 1.3, RSA 2048 leaf; the TLS 1.2 list is ECDHE-RSA-AES128-GCM-SHA256 (preferred) then static-RSA AES128-GCM-SHA256. A normal client gets ECDHE; the cipher probe offering only kRSA suites is still accepted.",
+        ("tls.non_fs_accepted",),
+        "handshake",
+        mx=(
+            MxSpec(
+                server={"ciphers": "ECDHE-RSA-AES128-GCM-SHA256:AES128-GCM-SHA256"},
+                cert=CertSpec(key="rsa2048"),
+            ),
+        ),
+    ),
+    _s(
+        "tls-weak-suite",
+        "TLS 1.2 and 1.3; the TLS 1.2 list is ECDHE-ECDSA-AES128-GCM-SHA256 (preferred) then the NULL suite ECDHE-ECDSA-NULL-SHA. A normal client gets AES-GCM; the cipher probe offering only weak suites gets NULL (RC4/3DES/DES/EXPORT cannot be offered by this OpenSSL 3).",
+        ("tls.weak_suite_accepted",),
+        "handshake",
+        mx=_server(ciphers="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-NULL-SHA:@SECLEVEL=0"),
     ),
     _s(
         "starttls-still-offered",
@@ -501,7 +536,11 @@ _LIST: list[Scenario] = [
         "The leaf key is RSA 1024 (server at @SECLEVEL=0 so it can be used).",
         ("cert.weak_key",),
         "chain_trusted",
-        mx=(MxSpec(server={"ciphers": "DEFAULT:@SECLEVEL=0"}, cert=CertSpec(key="rsa1024")),),
+        # !kRSA: the baseline has ECDHE only; DEFAULT would also accept static RSA with this
+        # RSA key, which the cipher probe rightly reports (tls.non_fs_accepted).
+        mx=(
+            MxSpec(server={"ciphers": "DEFAULT:!kRSA:@SECLEVEL=0"}, cert=CertSpec(key="rsa1024")),
+        ),
     ),
     _s(
         "weak-signature",
@@ -675,6 +714,14 @@ _LIST: list[Scenario] = [
             ),
             MxSpec(label="mx2", preference=20),
         ),
+    ),
+    _s(
+        "lb-alternating",
+        "One MX address behind a load balancer whose nodes differ: every second connection gets no STARTTLS. Checked with --attempts 2, the two main sessions disagree: pool.inconsistent names attempt 2. With --attempts 1 nothing is reported.",
+        ("pool.inconsistent",),
+        None,
+        options={"attempts": 2},
+        mx=_server(starttls_alternate=True),
     ),
 ]
 

@@ -49,6 +49,7 @@ class Behaviour:
     endless: str | None = None
     endless_at: str = "greeting"  # "greeting" | "ehlo"
     drip_interval: float = 0.05
+    lines_interval: float = 0.01  # pause between endless continuation lines
     endless_limit: float = 60.0  # the server gives up after this many seconds
     ehlo_code: int = 250  # anything else rejects EHLO (and HELO) with this code
     malformed: bool = False  # mixed codes and an over-long line in the EHLO reply
@@ -371,7 +372,7 @@ class _Session(asyncio.Protocol):
                 n += 1
                 self._write(f"{code}-{b.hostname} continuation line {n}\r\n".encode())
                 await self._flow()
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(b.lines_interval)
 
 
 def server_context(b: Behaviour) -> ssl.SSLContext:

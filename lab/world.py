@@ -142,6 +142,8 @@ class Lab:
             parts.append(f"--expect-name {_shell_quote(s.options['expect_name'])}")
         if "policy" in s.options:
             parts.append(f"--policy {s.options['policy']}")
+        if "attempts" in s.options:
+            parts.append(f"--attempts {int(s.options['attempts'])}")
         return " ".join(parts)
 
     # ---- start / stop ---------------------------------------------------------------------

@@ -19,8 +19,8 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
-from .dane import TlsaLookup, is_usable, judge_dane, lookup_tlsa
 from .certificates import validate_chain
+from .dane import TlsaLookup, is_usable, judge_dane, lookup_tlsa
 from .dns import Answer, Resolver, local_fqdn, to_ascii
 from .endpoints import check_endpoints
 from .errors import CheckError

@@ -49,6 +49,10 @@ class Roots:
         if self._context is None:
             ctx = ssl.create_default_context(cadata=self.pem())
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            # Python 3.13 turns on X509_STRICT by default; MTA-STS senders (Postfix, Exchange
+            # Online) validate like plain OpenSSL, so a policy host they accept must pass here
+            # too, whatever Python runs mxlens.
+            ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
             self._context = ctx
         return self._context
 

@@ -50,7 +50,9 @@ SHOTS = (
         ("4",),
         "mxlens: an OCSP responder that cannot be reached",
     ),
-    Shot("layout-80x24.svg", "expired", (80, 24), ("5",), "mxlens at 80x24: an expired certificate"),
+    Shot(
+        "layout-80x24.svg", "expired", (80, 24), ("5",), "mxlens at 80x24: an expired certificate"
+    ),
 )
 
 

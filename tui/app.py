@@ -605,7 +605,6 @@ class MxLensApp(App[int]):
             timeout=10,
         )
 
-
     # ------------------------------------------------------------------ walk, connector, ticket
 
     def _finished_report(self) -> Report | None:
@@ -634,7 +633,9 @@ class MxLensApp(App[int]):
             if step is None:
                 return
             where = step.where or Where(self.target or "")
-            self.jump_to(Finding(f"{step.pane_prefix}.walk", "ok", where, step.title, "", "", step.refs))
+            self.jump_to(
+                Finding(f"{step.pane_prefix}.walk", "ok", where, step.title, "", "", step.refs)
+            )
 
         heading = self.connector.verdict if self.connector is not None else None
         self.push_screen(WalkScreen(walk, heading=heading), chosen)
@@ -668,10 +669,19 @@ class MxLensApp(App[int]):
         try:
             save_ticket(text, path)
         except OSError as exc:
-            self.notify(f"Copied the ticket report; could not write {path}: {exc.strerror}", severity="warning", markup=False)
+            self.notify(
+                f"Copied the ticket report; could not write {path}: {exc.strerror}",
+                severity="warning",
+                markup=False,
+            )
             return
         self.last_export = path
-        self.notify(f"Copied the ticket report (Markdown) and saved it to {path}", title="Ticket", markup=False, timeout=10)
+        self.notify(
+            f"Copied the ticket report (Markdown) and saved it to {path}",
+            title="Ticket",
+            markup=False,
+            timeout=10,
+        )
 
 
 def run_app(target: str | None, options: Options, *, lab: bool = False, walk: bool = False) -> int:

@@ -42,7 +42,8 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ehlo", metavar="NAME", help="EHLO name to announce (default: this host's FQDN)")
     p.add_argument("--timeout", default="10", help="per-step network timeout in seconds (default 10)")
     p.add_argument("--no-endpoints", action="store_true", help="skip the CA endpoint (OCSP/CRL/AIA) checks")
-    p.add_argument("--no-extra-probes", action="store_true", help="skip the TLS version sweep and the STARTTLS injection test")
+    p.add_argument("--no-extra-probes", action="store_true", help="skip the TLS version sweep, the TLS 1.2 cipher probe and the STARTTLS injection test")
+    p.add_argument("--attempts", default="1", metavar="N", help="main SMTP sessions per address, one after another (default 1); differing attempts (a load balancer with differing nodes) give pool.inconsistent")
     p.add_argument("--lab", action="store_true", help="start the built-in lab and check one of its domains (no network needed)")
     p.add_argument("--https-port", default="443", help=argparse.SUPPRESS)  # MTA-STS policy port: only labs use another
     p.add_argument("--walk", action="store_true", help="add the step-by-step walk-through (JSON keys walk, first_failure; text: before the report)")
@@ -157,8 +158,19 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         timeout=_positive_float(ns.timeout, "--timeout"),
         endpoints=not ns.no_endpoints,
         extra_probes=not ns.no_extra_probes,
+        attempts=_attempts(ns.attempts),
         https_port=_port(ns.https_port, "--https-port"),
     )
+
+
+def _attempts(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise CheckError(f"--attempts must be a whole number from 1 to 20, not {text!r}") from None
+    if not 1 <= value <= 20:
+        raise CheckError(f"--attempts must be a whole number from 1 to 20, not {text!r}")
+    return value
 
 
 def _merge_lab(options: Options, lab_options: Options) -> Options:
@@ -172,6 +184,7 @@ def _merge_lab(options: Options, lab_options: Options) -> Options:
         ehlo=options.ehlo,
         endpoints=options.endpoints,
         extra_probes=options.extra_probes,
+        attempts=options.attempts if options.attempts != 1 else lab_options.attempts,
         mx=options.mx,
         timeout=options.timeout if options.timeout != 10.0 else lab_options.timeout,
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -49,7 +49,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[Any]
+) -> Generator[None, Any, None]:
     outcome = yield
     report = outcome.get_result()
     if report.skipped and _in_ci() and item.get_closest_marker("integration") is not None:
@@ -99,7 +101,9 @@ CASES: dict[str, Case] = {
             cert="no-intermediate",
         ),
         Case("expired", "the certificate's notAfter was yesterday", cert="expired"),
-        Case("wrong-name", "the certificate names www.<domain>, not the MX host", cert="wrong-name"),
+        Case(
+            "wrong-name", "the certificate names www.<domain>, not the MX host", cert="wrong-name"
+        ),
         Case(
             "no-starttls",
             "smtpd_tls_security_level = none: STARTTLS is not offered",
@@ -266,7 +270,9 @@ def postfix_world() -> Iterator[World]:
                 lab.dns.add(domain, "MX", [f"10 {mx}."])
                 lab.dns.add(mx, "A", [address])
                 lab.dns.add(rev, "PTR", [f"{mx}."])
-                lab.dns.add(f"_smtp._tls.{domain}", "TXT", [f'"v=TLSRPTv1; rua=mailto:tls@{domain}"'])
+                lab.dns.add(
+                    f"_smtp._tls.{domain}", "TXT", [f'"v=TLSRPTv1; rua=mailto:tls@{domain}"']
+                )
             # `postfix start` takes a few seconds (integrity checks): start them side by side.
             with ThreadPoolExecutor(max_workers=len(peers)) as pool:
                 list(pool.map(lambda p: p.postfix.start(), peers.values()))

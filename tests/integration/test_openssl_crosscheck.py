@@ -65,7 +65,12 @@ _GROUP_NAMES = {
     "secp521r1": "secp521r1",
 }
 
-_VERSION_FLAGS = {"TLSv1": "-tls1", "TLSv1.1": "-tls1_1", "TLSv1.2": "-tls1_2", "TLSv1.3": "-tls1_3"}
+_VERSION_FLAGS = {
+    "TLSv1": "-tls1",
+    "TLSv1.1": "-tls1_1",
+    "TLSv1.2": "-tls1_2",
+    "TLSv1.3": "-tls1_3",
+}
 
 
 @dataclass
