@@ -230,7 +230,7 @@ class _Run:
             return list(overrides)
         answer = await self.resolver.query(self.domain, "MX")
         if answer.status == "TIMEOUT" or answer.status.startswith("ERROR"):
-            why = "no reply in %g s" % self.options.timeout if answer.status == "TIMEOUT" else answer.status
+            why = f"no reply in {self.options.timeout:g} s" if answer.status == "TIMEOUT" else answer.status
             raise CheckError(
                 f"the resolver {self.resolver.describe()} does not answer ({why}); "
                 "check --resolver or the network"

@@ -69,7 +69,9 @@ def to_ascii(domain: str) -> str:
         if not label:
             raise CheckError(f"not a valid domain name: {domain!r} has an empty label")
         if len(label) > 63:
-            raise CheckError(f"not a valid domain name: label {label[:20]}... is over 63 characters")
+            raise CheckError(
+                f"not a valid domain name: label {label[:20]}... is over 63 characters"
+            )
     try:
         ascii_name = idna.encode(text, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError) as exc:
@@ -81,8 +83,14 @@ def to_ascii(domain: str) -> str:
         if not label:
             raise CheckError(f"not a valid domain name: {domain!r} has an empty label")
         if len(label) > 63:
-            raise CheckError(f"not a valid domain name: label {label[:20]}... is over 63 characters")
-        if not all(c.isalnum() or c in "-_" for c in label) or label.startswith("-") or label.endswith("-"):
+            raise CheckError(
+                f"not a valid domain name: label {label[:20]}... is over 63 characters"
+            )
+        if (
+            not all(c.isalnum() or c in "-_" for c in label)
+            or label.startswith("-")
+            or label.endswith("-")
+        ):
             raise CheckError(f"not a valid domain name: {domain!r}")
     if len(labels) < 2:
         raise CheckError(f"not a fully qualified domain name: {domain!r}")
@@ -197,7 +205,9 @@ class Resolver:
         return Answer(name, rtype, last_status, (), False)
 
     @staticmethod
-    def _answer(name: str, rtype: str, qname: dns.name.Name, response: dns.message.Message) -> Answer:
+    def _answer(
+        name: str, rtype: str, qname: dns.name.Name, response: dns.message.Message
+    ) -> Answer:
         rcode = response.rcode()
         ad = bool(response.flags & dns.flags.AD)
         if rcode == dns.rcode.NXDOMAIN:

@@ -102,8 +102,8 @@ class Report:
             self.target_ascii = event.domain_ascii
             self.null_mx = event.null_mx
             self.implicit_mx = event.implicit
-            for mx in event.hosts:
-                self._mx(mx.host).preference = mx.preference
+            for host in event.hosts:
+                self._mx(host.host).preference = host.preference
         elif isinstance(event, AddressesResolved):
             mx = self._mx(event.host)
             mx.addresses = list(event.addresses)
@@ -249,9 +249,17 @@ class Report:
 
     def to_text(self) -> str:
         out: list[str] = []
-        name = self.target if self.target_ascii in (None, self.target) else f"{self.target} ({self.target_ascii})"
+        name = (
+            self.target
+            if self.target_ascii in (None, self.target)
+            else f"{self.target} ({self.target_ascii})"
+        )
         out.append(f"mxlens check {visible(name)}  policy: {self.options.policy}")
-        verdict = {0: "OK: no problems found", 1: "WARNING: mail flows, with warnings", 2: "ERROR: mail over this route fails"}
+        verdict = {
+            0: "OK: no problems found",
+            1: "WARNING: mail flows, with warnings",
+            2: "ERROR: mail over this route fails",
+        }
         out.append(verdict[self.exit_code()])
         out.append("")
         findings = sort_findings(self.findings)
@@ -269,10 +277,21 @@ class Report:
         if self.mtasts or self.tlsrpt:
             out.append("Domain policies:")
             if self.mtasts is not None:
-                state = self.mtasts.mode or ("not published" if self.mtasts.record is None else "error")
-                out.append(f"  MTA-STS: {visible(state)}" + (f"  mx: {visible(' '.join(self.mtasts.mx_patterns))}" if self.mtasts.mx_patterns else ""))
+                state = self.mtasts.mode or (
+                    "not published" if self.mtasts.record is None else "error"
+                )
+                out.append(
+                    f"  MTA-STS: {visible(state)}"
+                    + (
+                        f"  mx: {visible(' '.join(self.mtasts.mx_patterns))}"
+                        if self.mtasts.mx_patterns
+                        else ""
+                    )
+                )
             if self.tlsrpt is not None:
-                out.append(f"  TLS-RPT: {visible(self.tlsrpt.record) if self.tlsrpt.record else 'not published'}")
+                out.append(
+                    f"  TLS-RPT: {visible(self.tlsrpt.record) if self.tlsrpt.record else 'not published'}"
+                )
             out.append("")
         from .providers import summary_text
 
@@ -307,7 +326,10 @@ class Report:
         return sorted(self.mx.values(), key=rank)
 
     def _mx_text(self, mx: MxReport) -> list[str]:
-        out = [f"MX {mx.preference} {visible(mx.host)}" + (f" (CNAME {visible(mx.cname)})" if mx.cname else "")]
+        out = [
+            f"MX {mx.preference} {visible(mx.host)}"
+            + (f" (CNAME {visible(mx.cname)})" if mx.cname else "")
+        ]
         if not mx.addresses:
             out.append("  no addresses")
         for addr in mx.addresses:
@@ -321,13 +343,22 @@ class Report:
                 group = f", {s.tls.group}" if s.tls.group else ""
                 out.append(f"    TLS: {s.tls.version} {s.tls.cipher} ({fs}{group})")
             if s.versions is not None:
-                acc = " ".join(f"{v}:{'yes' if ok else ('no' if ok is False else '?')}" for v, ok in s.versions.accepted)
+                acc = " ".join(
+                    f"{v}:{'yes' if ok else ('no' if ok is False else '?')}"
+                    for v, ok in s.versions.accepted
+                )
                 out.append(f"    versions: {acc}")
             if s.validation is not None:
-                state = "trusted" if s.validation.trusted else f"NOT trusted ({visible(s.validation.error or '')})"
+                state = (
+                    "trusted"
+                    if s.validation.trusted
+                    else f"NOT trusted ({visible(s.validation.error or '')})"
+                )
                 out.append(f"    chain: {state} [{visible(s.validation.trust_store)}]")
                 for i, link in enumerate(s.validation.path):
-                    out.append(f"      {i} {link.source:5} {visible(link.cert.subject)}  until {link.cert.not_after}")
+                    out.append(
+                        f"      {i} {link.source:5} {visible(link.cert.subject)}  until {link.cert.not_after}"
+                    )
             elif s.chain is not None:
                 for i, cert in enumerate(s.chain.certs):
                     out.append(f"      {i} sent  {visible(cert.subject)}  until {cert.not_after}")

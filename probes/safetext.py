@@ -10,9 +10,20 @@ from __future__ import annotations
 
 # Characters that reorder or hide text without being control characters in the C0/C1 sense.
 _INVISIBLE = {
-    0x200B, 0x200C, 0x200D, 0x200E, 0x200F,  # zero-width and direction marks
-    0x202A, 0x202B, 0x202C, 0x202D, 0x202E,  # bidi embeddings and overrides
-    0x2066, 0x2067, 0x2068, 0x2069,  # bidi isolates
+    0x200B,
+    0x200C,
+    0x200D,
+    0x200E,
+    0x200F,  # zero-width and direction marks
+    0x202A,
+    0x202B,
+    0x202C,
+    0x202D,
+    0x202E,  # bidi embeddings and overrides
+    0x2066,
+    0x2067,
+    0x2068,
+    0x2069,  # bidi isolates
     0xFEFF,  # zero-width no-break space / BOM
 }
 

@@ -50,7 +50,9 @@ def test_json_validates_and_exit_code_follows_findings(name: str, code: int) -> 
     jsonschema.validate(doc, SCHEMA)
     assert rc == code, doc["findings"]
     assert doc["target"] == domain
-    assert {f["id"] for f in doc["findings"] if f["severity"] != "ok"} == set(SCENARIOS[name].expect)
+    assert {f["id"] for f in doc["findings"] if f["severity"] != "ok"} == set(
+        SCENARIOS[name].expect
+    )
 
 
 def test_json_session_facts_for_healthy() -> None:

@@ -71,7 +71,9 @@ def test_bad_flags_exit_3(flags: list[str], word: str) -> None:
 def test_unreadable_ca_file_exits_3(tmp_path) -> None:
     bad = tmp_path / "roots.pem"
     bad.write_text("this is not PEM\n")
-    proc = run("check", "example.org", "--ca-file", str(bad), "--resolver", "127.0.0.1:9", "--timeout", "1")
+    proc = run(
+        "check", "example.org", "--ca-file", str(bad), "--resolver", "127.0.0.1:9", "--timeout", "1"
+    )
     assert_one_line_error(proc, "--ca-file")
 
 

