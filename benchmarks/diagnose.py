@@ -134,7 +134,9 @@ def main() -> int:
         )
     if args.cli:
         print()
-        print(f"`mxlens check --lab DOMAIN`, median of {args.n} runs, seconds (lab start-up included)")
+        print(
+            f"`mxlens check --lab DOMAIN`, median of {args.n} runs, seconds (lab start-up included)"
+        )
         for name in args.scenarios:
             print(f"{name:22} {cli(name, max(1, args.n)):6.2f}")
     return 0

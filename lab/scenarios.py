@@ -538,9 +538,7 @@ _LIST: list[Scenario] = [
         "chain_trusted",
         # !kRSA: the baseline has ECDHE only; DEFAULT would also accept static RSA with this
         # RSA key, which the cipher probe rightly reports (tls.non_fs_accepted).
-        mx=(
-            MxSpec(server={"ciphers": "DEFAULT:!kRSA:@SECLEVEL=0"}, cert=CertSpec(key="rsa1024")),
-        ),
+        mx=(MxSpec(server={"ciphers": "DEFAULT:!kRSA:@SECLEVEL=0"}, cert=CertSpec(key="rsa1024")),),
     ),
     _s(
         "weak-signature",

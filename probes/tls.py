@@ -4,7 +4,8 @@ smtp.py stays about SMTP; everything that knows TLS internals lives here: how a 
 client context is built (no verification, legacy versions and weak ciphers allowed so broken
 servers still complete and can be judged), how handshake messages are read from OpenSSL's
 message callback, how the chain is taken from an `ssl.SSLObject` on every Python version, and
-the two extra probes that need their own connections (version sweep, STARTTLS injection).
+the extra probes that need their own connections (version sweep, TLS 1.2 cipher probe,
+STARTTLS injection).
 """
 
 from __future__ import annotations
@@ -557,7 +558,9 @@ async def tls12_cipher_probe(
     starttls: bool | None = None
     connections = 0
     for number, (label, ciphers, fid) in enumerate(questions, start=1):
-        yield transcript.line("!", f"connection {number}: TLSv1.2 only, offering only {label} suites")
+        yield transcript.line(
+            "!", f"connection {number}: TLSv1.2 only, offering only {label} suites"
+        )
         connections += 1
         conn = smtp_connection(where, options, transcript)
         try:

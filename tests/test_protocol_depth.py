@@ -157,7 +157,9 @@ async def test_attempts_two_name_the_odd_attempt() -> None:
 
 async def test_attempts_one_does_not_see_the_odd_node() -> None:
     async with Lab(scenarios=["lb-alternating"]) as lab:
-        report, _ = await run(lab.domain("lb-alternating"), lab.options("lb-alternating", attempts=1))
+        report, _ = await run(
+            lab.domain("lb-alternating"), lab.options("lb-alternating", attempts=1)
+        )
     assert ids(report) == {}
 
 

@@ -127,10 +127,7 @@ async def test_healthy_every_key(lab: Lab, tmp_path: Path) -> None:
         await wait_done(pilot, app)
         assert app.run_id == first + 1 and "OK   no problems" in screen_text(app)
         # c while running: cancelled, every pane says so, r is offered.
-        await pilot.press("r")
-        await pilot.pause(0.05)
-        assert app.running
-        await pilot.press("c")
+        await pilot.press("r", "c")  # c straight after r: the run is still going
         await wait_done(pilot, app)
         assert app.cancelled and "cancelled, r = rerun" in screen_text(app).splitlines()[0]
         # ctrl+c when idle quits cleanly.

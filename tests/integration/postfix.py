@@ -188,8 +188,8 @@ class Postfix:
     def start(self, timeout: float = 20) -> None:
         """Write the configuration, start the instance, wait until it listens."""
         self.write_config()
+        self.started = True  # before trying: stop() cleans up whatever did start
         done = self._postfix("start", timeout=timeout)
-        self.started = True  # even on failure: stop() cleans up whatever did start
         if done.returncode != 0:
             raise PostfixError(
                 f"postfix start ({self.name}) failed: {self._fatal_text()}\n{self.log()}"
