@@ -23,7 +23,15 @@ from tui.widgets.target_prompt import TargetPrompt
 
 pytestmark = [pytest.mark.ui, pytest.mark.lab]
 
-SCENARIOS = ["healthy", "incomplete-chain", "expired", "no-starttls", "ocsp-unreachable", "hostile"]
+SCENARIOS = [
+    "healthy",
+    "incomplete-chain",
+    "expired",
+    "no-starttls",
+    "ocsp-unreachable",
+    "hostile",
+    "silent",
+]
 SIZE = (140, 50)
 
 
@@ -127,7 +135,14 @@ async def test_healthy_every_key(lab: Lab, tmp_path: Path) -> None:
         await wait_done(pilot, app)
         assert app.run_id == first + 1 and "OK   no problems" in screen_text(app)
         # c while running: cancelled, every pane says so, r is offered.
-        await pilot.press("r", "c")  # c straight after r: the run is still going
+        # (the "silent" server never answers, so the run is still going when c arrives)
+        await pilot.press("slash")
+        await pilot.pause()
+        app.screen.query_one(Input).value = lab.domain("silent")
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert app.running
+        await pilot.press("c")
         await wait_done(pilot, app)
         assert app.cancelled and "cancelled, r = rerun" in screen_text(app).splitlines()[0]
         # ctrl+c when idle quits cleanly.
