@@ -7,6 +7,7 @@ so one unsupported extension does not hide the rest of what the server sent.
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
@@ -467,8 +468,23 @@ def _verifier_path(
             warnings.simplefilter("ignore")
             result = verifier.verify(leaf, intermediates)
     except Exception as exc:  # noqa: BLE001 - VerificationError, or an unsupported certificate
-        return None, " ".join(str(exc).split())[:300] or type(exc).__name__
+        return None, _verifier_message(exc)
     return list(result.chain), None
+
+
+_ENCOUNTERED = re.compile(
+    r"\s*\(encountered processing <Certificate\(subject=<Name\((?P<name>[^)]*)\)>.*$"
+)
+
+
+def _verifier_message(exc: Exception) -> str:
+    """cryptography's message without the Python repr of the certificate it names:
+    "cert is not valid at validation time (at CN=mx1.example.org)"."""
+    text = " ".join(str(exc).split())
+    text = _ENCOUNTERED.sub(lambda m: f" (at {m.group('name')})", text)
+    if text.startswith("validation failed: "):
+        text = text[len("validation failed: ") :]
+    return text[:300] or type(exc).__name__
 
 
 def _window(certs: list[x509.Certificate]) -> datetime | None:
