@@ -80,7 +80,9 @@ class _SessionFacts:
 
     def describe_attempt(self) -> str:
         if self.outcome not in ("ok", ""):
-            return f"stopped at {self.outcome}" + ("" if self.starttls is not False else " (no STARTTLS)")
+            return f"stopped at {self.outcome}" + (
+                "" if self.starttls is not False else " (no STARTTLS)"
+            )
         parts = ["STARTTLS" if self.starttls else "no STARTTLS"]
         if self.version:
             parts.append(self.version)
@@ -212,7 +214,9 @@ class _Run:
 
     async def policies(self, mx_hosts: list[str]) -> None:
         async def mtasts() -> None:
-            for event in await self.pump(check_mtasts(self.domain, mx_hosts, self.resolver, self.fetcher)):
+            for event in await self.pump(
+                check_mtasts(self.domain, mx_hosts, self.resolver, self.fetcher)
+            ):
                 if isinstance(event, MtaStsChecked):
                     self.mtasts_enforce = event.mode == "enforce" and event.error is None
 
@@ -230,42 +234,66 @@ class _Run:
             return list(overrides)
         answer = await self.resolver.query(self.domain, "MX")
         if answer.status == "TIMEOUT" or answer.status.startswith("ERROR"):
-            why = f"no reply in {self.options.timeout:g} s" if answer.status == "TIMEOUT" else answer.status
+            why = (
+                f"no reply in {self.options.timeout:g} s"
+                if answer.status == "TIMEOUT"
+                else answer.status
+            )
             raise CheckError(
                 f"the resolver {self.resolver.describe()} does not answer ({why}); "
                 "check --resolver or the network"
             )
         if answer.status == "NXDOMAIN":
             self.put(MxResolved(self.target, self.domain, ()))
-            self.finding(raise_finding("dns.nxdomain", where, f"{self.domain} does not exist (NXDOMAIN)"))
+            self.finding(
+                raise_finding("dns.nxdomain", where, f"{self.domain} does not exist (NXDOMAIN)")
+            )
             return []
         if answer.status not in ("NOERROR", "NODATA"):
             self.put(MxResolved(self.target, self.domain, ()))
             self.finding(
-                raise_finding("dns.lookup_failed", where, f"MX lookup for {self.domain}: {answer.status}")
+                raise_finding(
+                    "dns.lookup_failed", where, f"MX lookup for {self.domain}: {answer.status}"
+                )
             )
             return []
         if answer.status == "NODATA":
             return await self.implicit_mx(answer)
         hosts = self.parse_mx(answer)
         if hosts is None:
-            self.put(MxResolved(self.target, self.domain, (), null_mx=True, authenticated=answer.authenticated))
-            self.finding(raise_finding("dns.null_mx", where, f"{self.domain} publishes a null MX (0 .)"))
+            self.put(
+                MxResolved(
+                    self.target, self.domain, (), null_mx=True, authenticated=answer.authenticated
+                )
+            )
+            self.finding(
+                raise_finding("dns.null_mx", where, f"{self.domain} publishes a null MX (0 .)")
+            )
             return []
         checked = []
         for mx in hosts:
             if mx.is_ip_literal:
                 self.finding(
-                    raise_finding("dns.mx_is_ip", Where(mx.host), f"MX target {mx.host} is an IP address, not a host name")
+                    raise_finding(
+                        "dns.mx_is_ip",
+                        Where(mx.host),
+                        f"MX target {mx.host} is an IP address, not a host name",
+                    )
                 )
             checked.append(mx)
-        self.put(MxResolved(self.target, self.domain, tuple(checked), authenticated=answer.authenticated))
+        self.put(
+            MxResolved(self.target, self.domain, tuple(checked), authenticated=answer.authenticated)
+        )
         return [mx for mx in checked if not mx.is_ip_literal]
 
     async def implicit_mx(self, answer: Answer) -> list[MxHost]:
         addrs, _, _ = await self.resolver.addresses(self.domain)
         host = MxHost(self.domain, 0)
-        self.put(MxResolved(self.target, self.domain, (host,), implicit=True, authenticated=answer.authenticated))
+        self.put(
+            MxResolved(
+                self.target, self.domain, (host,), implicit=True, authenticated=answer.authenticated
+            )
+        )
         summary = f"{self.domain} has no MX record"
         summary += "; senders use its A/AAAA" if addrs else " and no A/AAAA: mail cannot be routed"
         self.finding(raise_finding("dns.no_mx", Where(self.domain), summary))
@@ -299,17 +327,27 @@ class _Run:
         self.put(AddressesResolved(mx.host, addrs, cname, a.authenticated))
         if cname:
             self.finding(
-                raise_finding("dns.mx_is_cname", where, f"MX target {mx.host} is an alias (CNAME) of {cname}")
+                raise_finding(
+                    "dns.mx_is_cname", where, f"MX target {mx.host} is an alias (CNAME) of {cname}"
+                )
             )
         if not addrs:
             failed = [x for x in (a, aaaa) if x.status not in ("NOERROR", "NODATA", "NXDOMAIN")]
             if failed:
                 self.finding(
-                    raise_finding("dns.lookup_failed", where, f"address lookup for {mx.host}: {failed[0].status}")
+                    raise_finding(
+                        "dns.lookup_failed",
+                        where,
+                        f"address lookup for {mx.host}: {failed[0].status}",
+                    )
                 )
             else:
                 self.finding(
-                    raise_finding("dns.mx_unresolvable", where, f"MX host {mx.host} has no A or AAAA record ({a.status})")
+                    raise_finding(
+                        "dns.mx_unresolvable",
+                        where,
+                        f"MX host {mx.host} has no A or AAAA record ({a.status})",
+                    )
                 )
             return
         port = self.port_for(mx.host)
@@ -333,11 +371,17 @@ class _Run:
                     break
         self.put(PtrResolved(address, names, confirmed))
         if not names:
-            self.finding(raise_finding("dns.ptr_missing", where, f"{address} has no PTR record ({answer.status})"))
+            self.finding(
+                raise_finding(
+                    "dns.ptr_missing", where, f"{address} has no PTR record ({answer.status})"
+                )
+            )
         elif not confirmed:
             self.finding(
                 raise_finding(
-                    "dns.ptr_mismatch", where, f"PTR of {address} is {names[0]}, which does not resolve back to {address}"
+                    "dns.ptr_mismatch",
+                    where,
+                    f"PTR of {address} is {names[0]}, which does not resolve back to {address}",
                 )
             )
 
@@ -431,7 +475,10 @@ class _Run:
             sweep = await self.pump(tls_version_sweep(where, self.options, ehlo_name=self.ehlo))
         if any(isinstance(e, FindingRaised) and e.finding.id == "smtp.rate_limited" for e in sweep):
             return  # throttled: one more connection would only add to the count
-        tls12 = next((dict(e.accepted).get("TLSv1.2") for e in sweep if isinstance(e, TlsVersionsProbed)), None)
+        tls12 = next(
+            (dict(e.accepted).get("TLSv1.2") for e in sweep if isinstance(e, TlsVersionsProbed)),
+            None,
+        )
         # Ask only what the main session left open: a negotiated suite without forward
         # secrecy or a weak one is already reported (tls.no_forward_secrecy / weak_cipher).
         non_fs = facts.forward_secrecy is not False
@@ -439,9 +486,13 @@ class _Run:
         if tls12 is not False and (non_fs or weak):
             async with lock:
                 probe = await self.pump(
-                    tls12_cipher_probe(where, self.options, ehlo_name=self.ehlo, non_fs=non_fs, weak=weak)
+                    tls12_cipher_probe(
+                        where, self.options, ehlo_name=self.ehlo, non_fs=non_fs, weak=weak
+                    )
                 )
-            if any(isinstance(e, FindingRaised) and e.finding.id == "smtp.rate_limited" for e in probe):
+            if any(
+                isinstance(e, FindingRaised) and e.finding.id == "smtp.rate_limited" for e in probe
+            ):
                 return
         if self.options.implicit_tls:
             return  # nothing is sent in clear text, so nothing can be injected
@@ -455,7 +506,11 @@ class _Run:
         if task is not None:
             lookup = await task
             for event in judge_dane(where, lookup, [c.der for c in chain.certs]):
-                if isinstance(event, DaneChecked) and event.matched is not None and event.matched.usage == 3:
+                if (
+                    isinstance(event, DaneChecked)
+                    and event.matched is not None
+                    and event.matched.usage == 3
+                ):
                     self.dane_ee.add(where)
                 if isinstance(event, FindingRaised):
                     self.finding(event.finding)
@@ -464,7 +519,12 @@ class _Run:
         names = [where.host]
         events = await self.pump(
             validate_chain(
-                where, list(chain.certs), self.options, names=names, fetcher=self.fetcher, roots=self.roots
+                where,
+                list(chain.certs),
+                self.options,
+                names=names,
+                fetcher=self.fetcher,
+                roots=self.roots,
             )
         )
         path: list[ChainLink] = []
@@ -476,7 +536,9 @@ class _Run:
                 facts.problems.add(event.finding.id)
         if self.options.endpoints and path:
             await self.pump(
-                check_endpoints(path, self.fetcher, self.options, where=where, cache=self.endpoint_cache)
+                check_endpoints(
+                    path, self.fetcher, self.options, where=where, cache=self.endpoint_cache
+                )
             )
 
     def compare_pool(self) -> None:

@@ -606,7 +606,9 @@ class _Evidence:
             if sts.record is None:
                 out.append("no _mta-sts record")
             else:
-                out.append(f"mode {sts.mode or 'unknown'}; mx: {' '.join(sts.mx_patterns) or 'none'}")
+                out.append(
+                    f"mode {sts.mode or 'unknown'}; mx: {' '.join(sts.mx_patterns) or 'none'}"
+                )
                 if sts.error:
                     out.append(sts.error)
         elif s is not None and name == "dane" and s.dane is not None:

@@ -6,9 +6,9 @@ These tests talk to the lab's real sockets (DNS, SMTP, HTTP, HTTPS on loopback):
 from __future__ import annotations
 
 import pytest
-from lab.world import Lab
 
 from lab.scenarios import SCENARIOS
+from lab.world import Lab
 from probes.diagnose import diagnose
 from probes.report import Report
 
