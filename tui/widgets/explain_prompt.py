@@ -19,25 +19,35 @@ from textual.widgets import Static, TextArea
 from probes.errors import CheckError
 from probes.explain import Explanation, explain, to_text
 
-HINT = "Paste a bounce (NDR) or a mail log line. ctrl+r checks the domain it names; Esc or ctrl+g closes."
+HINT = "Paste a bounce (NDR) or a mail log line: it is decoded below as you type."
+KEYS_NONE = "Nothing to check yet  PgUp/PgDn scroll  Esc close"
+KEYS_TARGET = "ctrl+r check {target}  PgUp/PgDn scroll  Esc close"
 
 
 class ExplainPrompt(ModalScreen[str | None]):
     """Returns the domain (or host) to check, or None when the user closed the prompt."""
 
+    # Full screen up to 110x40, so at 80x24 the app's key bar (whose keys would type into
+    # the text box here) is covered and the decoding gets every spare row. The key line at
+    # the bottom names what ctrl+r would check, so it never scrolls out of sight.
     DEFAULT_CSS = """
     ExplainPrompt { align: center middle; }
     #explain-box {
-        width: 90%; max-width: 110; height: 90%;
+        width: 100%; max-width: 110; height: 100%; max-height: 40;
         border: round $accent; padding: 0 1; background: $surface;
     }
-    #explain-input { height: 8; }
+    #explain-input { height: 7; }
     #explain-scroll { height: 1fr; }
+    #explain-keys { height: auto; color: $text-muted; }
     """
 
     BINDINGS = [
         Binding("ctrl+r,f5", "run_check", "Check it", id="explain_run"),
         Binding("escape,ctrl+g", "give_up", "Close", id="explain_cancel"),
+        # priority: the text box would take them to move its cursor; the decoding is what
+        # overflows at 80x24
+        Binding("pagedown", "scroll_result(1)", "Scroll", show=False, priority=True),
+        Binding("pageup", "scroll_result(-1)", "Scroll", show=False, priority=True),
     ]
 
     def __init__(self, text: str = "") -> None:
@@ -54,6 +64,7 @@ class ExplainPrompt(ModalScreen[str | None]):
             )
             with VerticalScroll(id="explain-scroll"):
                 yield Static(Text("Nothing pasted yet."), id="explain-result", markup=False)
+            yield Static(Text(KEYS_NONE), id="explain-keys", markup=False)
 
     def on_mount(self) -> None:
         self.query_one(TextArea).focus()
@@ -66,16 +77,18 @@ class ExplainPrompt(ModalScreen[str | None]):
 
     def _decode(self, text: str) -> None:
         result = self.query_one("#explain-result", Static)
+        keys = self.query_one("#explain-keys", Static)
         try:
             self.explanation = explain(text)
         except CheckError:  # empty text
             self.explanation = None
             result.update(Text("Nothing pasted yet."))
+            keys.update(Text(KEYS_NONE))
             return
-        body = to_text(self.explanation)
-        if self.explanation.target() is not None:
-            body += "Press ctrl+r to check it now.\n"
-        result.update(Text(body))
+        result.update(Text(to_text(self.explanation)))
+        target = self.target()
+        # the target is pasted text: made visible by explain, and shown as Text, not markup
+        keys.update(Text(KEYS_TARGET.format(target=target) if target else KEYS_NONE))
 
     def target(self) -> str | None:
         """The domain the check would run on (the recipient domain, else the named host)."""
@@ -90,6 +103,13 @@ class ExplainPrompt(ModalScreen[str | None]):
             self.notify("No domain or host found in the text: nothing to check.", markup=False)
             return
         self.dismiss(target)
+
+    def action_scroll_result(self, direction: int) -> None:
+        scroll = self.query_one("#explain-scroll", VerticalScroll)
+        if direction > 0:
+            scroll.scroll_page_down(animate=False)
+        else:
+            scroll.scroll_page_up(animate=False)
 
     def action_give_up(self) -> None:
         self.dismiss(None)

@@ -1,18 +1,22 @@
 """The walk-through screen ("w"): the steps a sender takes, where mail stops, and why.
 
 The list opens on the first failing step (else the first with a note). Up/down and j/k move
-step by step; the text below says what was seen, why it breaks delivery and what to do.
+step by step; the text below says what was seen, why it breaks delivery and what to do
+(PgUp/PgDn or space scroll it when it does not fit).
 Enter closes the screen and hands the step back to the app, which jumps to the pane and line
 holding its evidence (the same jump as for findings). Escape (or q, w) closes.
 """
 
 from __future__ import annotations
 
+from rich.console import Group, RenderableType
+from rich.padding import Padding
+from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
@@ -20,6 +24,8 @@ from textual.widgets.option_list import Option
 from probes.walk import Walk, WalkStep
 
 from ..safe import safe_text
+
+KEYS_HINT = "Up/Down step  Enter evidence  PgUp/PgDn scroll text  Esc close"
 
 _STATUS = {"pass": ("PASS", "bold green"), "fail": ("FAIL", "bold red"), "skip": ("SKIP", "dim")}
 
@@ -36,41 +42,49 @@ def step_label(index: int, step: WalkStep) -> Text:
     return out
 
 
-def step_detail(step: WalkStep) -> Text:
-    """Evidence, why and fix of one step; evidence and texts pass through safe_text."""
-    out = Text()
-    out.append(f"{step.title} ({step.name}): {_STATUS[step.status][0]}\n", "bold")
+def step_detail(step: WalkStep) -> Group:
+    """Evidence, why and fix of one step; evidence and texts pass through safe_text.
+
+    Wrapped lines keep their indent (evidence under the title, the text of Why/Fix under its
+    word), so at 80 columns one item still reads as one item.
+    """
+    parts: list[RenderableType] = [
+        Text(f"{step.title} ({step.name}): {_STATUS[step.status][0]}", "bold")
+    ]
     for line in step.evidence[:8]:
-        out.append("  ")
-        out.append_text(safe_text(line))
-        out.append("\n")
-    if step.why:
-        out.append("Why: ", "bold")
-        out.append_text(safe_text(step.why))
-        out.append("\n")
-    if step.fix:
-        out.append("Fix: ", "bold")
-        out.append_text(safe_text(step.fix))
-        out.append("\n")
+        parts.append(Padding(safe_text(line), (0, 0, 0, 2)))
+    for word, text in (("Why:", step.why), ("Fix:", step.fix)):
+        if text:
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(no_wrap=True)
+            grid.add_column()
+            grid.add_row(Text(word, "bold"), safe_text(text))
+            parts.append(grid)
     if step.refs:
-        out.append("Enter: show the evidence in its pane", "dim")
-    return out
+        parts.append(Text("Enter: show the evidence in its pane", "dim"))
+    return Group(*parts)
 
 
 class WalkScreen(ModalScreen[WalkStep | None]):
     """Modal list of walk steps; dismisses with the chosen step (Enter) or None."""
 
+    # The list and the text share the height: at 80x24 the list scrolls (the highlighted step
+    # stays in view) so that why and fix of a failing step are not pushed off the screen.
     DEFAULT_CSS = """
     WalkScreen { align: center middle; }
     WalkScreen > #walk-box { width: 100%; max-width: 120; height: 100%; max-height: 40;
         border: round $accent; background: $surface; padding: 0 1; }
-    WalkScreen #walk-steps { height: auto; max-height: 15; }
-    WalkScreen #walk-detail { height: 1fr; overflow-y: auto; }
+    WalkScreen #walk-steps { height: 1fr; border: none; padding: 0; }
+    WalkScreen #walk-scroll { height: 1fr; margin-top: 1; }
+    WalkScreen #walk-keys { height: 1; color: $text-muted; }
     """
     BINDINGS = [
         Binding("escape,q,w", "close", "Close"),
         Binding("j", "move(1)", "Down", show=False),
         Binding("k", "move(-1)", "Up", show=False),
+        # priority: the focused list would otherwise take them to move by pages
+        Binding("pagedown,space", "scroll_detail(1)", "Scroll", show=False, priority=True),
+        Binding("pageup", "scroll_detail(-1)", "Scroll", show=False, priority=True),
     ]
 
     def __init__(self, walk: Walk, *, heading: str | None = None) -> None:
@@ -87,15 +101,24 @@ class WalkScreen(ModalScreen[WalkStep | None]):
                 *(Option(step_label(i, s), id=s.name) for i, s in enumerate(self.walk.steps, 1)),
                 id="walk-steps",
             )
-            yield Static(id="walk-detail")
+            with VerticalScroll(id="walk-scroll"):
+                yield Static(id="walk-detail")
+            yield Static(Text(KEYS_HINT), id="walk-keys")
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
+        options.styles.max_height = max(1, len(self.walk.steps))
         start = self.walk.first_failure or self.walk.first_concern
         index = next((i for i, s in enumerate(self.walk.steps) if s.name == start), 0)
         options.highlighted = index
         options.focus()
         self._show(index)
+        self.call_after_refresh(self._centre, index)
+
+    def _centre(self, index: int) -> None:
+        # Show the steps after the selected one too (what was skipped because of it).
+        options = self.query_one(OptionList)
+        options.scroll_to(y=max(0, index - options.scrollable_content_region.height // 2), animate=False)
 
     @property
     def current(self) -> WalkStep | None:
@@ -106,6 +129,7 @@ class WalkScreen(ModalScreen[WalkStep | None]):
         if index is None:
             return
         self.query_one("#walk-detail", Static).update(step_detail(self.walk.steps[index]))
+        self.query_one("#walk-scroll", VerticalScroll).scroll_home(animate=False)
 
     @on(OptionList.OptionHighlighted)
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -121,6 +145,13 @@ class WalkScreen(ModalScreen[WalkStep | None]):
             options.action_cursor_down()
         else:
             options.action_cursor_up()
+
+    def action_scroll_detail(self, direction: int) -> None:
+        scroll = self.query_one("#walk-scroll", VerticalScroll)
+        if direction > 0:
+            scroll.scroll_page_down(animate=False)
+        else:
+            scroll.scroll_page_up(animate=False)
 
     def action_close(self) -> None:
         self.dismiss(None)
