@@ -741,3 +741,22 @@ def get(name: str) -> Scenario:
         return SCENARIOS[name]
     except KeyError:
         raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
+
+
+def find_scenario(name: str) -> Scenario | None:
+    """The scenario whose domain is `name` or a parent of it (U-label or A-label, any case):
+    `healthy.lab.test`, `mx1.healthy.lab.test` and `xn--bcher-kva.lab.test` all find theirs."""
+    from probes.dns import to_ascii
+    from probes.errors import CheckError
+
+    try:
+        wanted = to_ascii(name)
+    except CheckError:
+        return None
+    best: Scenario | None = None
+    for scenario in SCENARIOS.values():
+        domain = to_ascii(scenario.domain)
+        if wanted == domain or wanted.endswith("." + domain):
+            if best is None or len(domain) > len(to_ascii(best.domain)):
+                best = scenario
+    return best

@@ -30,13 +30,17 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from probes.dns import to_ascii
+from probes.errors import CheckError
 from probes.options import Options
 
 from .dns_server import DnsServer
 from .http_server import MtaStsServer, PkiHttpServer
 from .pki import CA, PKI, Issued
-from .scenarios import SCENARIOS, CertSpec, MxSpec, Scenario
+from .scenarios import SCENARIOS, CertSpec, MxSpec, Scenario, find_scenario
 from .smtp_server import Behaviour, SmtpServer
+
+# Options the lab decides: where its resolver, servers and trust store are.
+LAB_OWNED = frozenset({"resolver", "port", "ca_file", "trust", "https_port", "implicit_tls"})
 
 DNS_PORT = 5353
 HTTP_PORT = 8080
@@ -90,15 +94,21 @@ class Lab:
         return self.scenarios[name].domain
 
     def scenario_for(self, domain: str) -> Scenario | None:
-        """The scenario whose domain is `domain` (U-label or A-label, any case)."""
-        try:
-            wanted = to_ascii(domain)
-        except Exception:  # not a domain name at all: no scenario has it
-            return None
-        for s in self.scenarios.values():
-            if to_ascii(s.domain) == wanted:
-                return s
-        return None
+        """The running scenario whose domain is `domain` or a parent of it (any form)."""
+        found = find_scenario(domain)
+        return found if found is not None and found.name in self.scenarios else None
+
+    def options_for(self, target: str, user: Options) -> Options:
+        """Options to diagnose `target` in this lab: the lab's plumbing and the scenario's
+        own options, then every option the user set explicitly (`user.given`). The lab owns
+        the resolver, ports and trust store; a user who set one of those gets a CheckError."""
+        clash = sorted(user.given & LAB_OWNED)
+        if clash:
+            flags = ", ".join("--" + name.replace("_", "-") for name in clash)
+            raise CheckError(f"{flags} cannot be used with the lab: the lab sets it")
+        scenario = self.scenario_for(target)
+        chosen = {name: getattr(user, name) for name in user.given}
+        return self.options(scenario.name if scenario is not None else None, **chosen)
 
     def options(self, scenario: str | None = None, **overrides: Any) -> Options:
         """Options that diagnose a lab domain: the lab resolver, SMTP port, CA file and HTTPS

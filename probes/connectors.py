@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from .errors import CheckError
 from .events import CertInfo, Finding, Where
-from .findings import GradeContext, catalog, grade, raise_finding
+from .findings import GradeContext, grade, raise_finding
 from .names import expected_name_matches, normalize
 from .options import Policy
 from .report import Report
@@ -244,8 +244,7 @@ def regrade(report: Report, profile: Profile, tls_domain: str | None = None) -> 
     for f in report.findings:
         if recompute_names and f.id == "cert.expected_name_mismatch":
             continue
-        entry = catalog().get(f.id)
-        base = replace(f, severity=entry["severity"]) if entry else f
+        base = replace(f, severity=f.raised_as) if f.raised_as else f
         ee = profile.dane and (f.where.host, f.where.address) in dane_ee
         ctx = GradeContext(
             policy=profile.policy,

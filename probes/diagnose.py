@@ -18,6 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .certificates import validate_chain
 from .dane import TlsaLookup, is_usable, judge_dane, lookup_tlsa
@@ -168,16 +169,20 @@ class _Run:
     # ------------------------------------------------------------------ the run
 
     async def run(self) -> None:
+        background: list[asyncio.Task[Any]] = []
         try:
             hosts = await self.mail_route()
             if hosts:
                 policy_task = asyncio.create_task(self.policies([h.host for h in hosts]))
+                background.append(policy_task)
                 for mx in hosts:
                     if not mx.is_ip_literal:
                         self.tlsa[mx.host] = asyncio.create_task(
                             lookup_tlsa(mx.host, self.port_for(mx.host), self.resolver)
                         )
+                        background.append(self.tlsa[mx.host])
                 context_task = asyncio.create_task(self.settle_context(policy_task))
+                background.append(context_task)
                 await asyncio.gather(*(self.mx_host(mx) for mx in hosts))
                 await context_task
                 await policy_task
@@ -190,11 +195,16 @@ class _Run:
                     worst=worst(self.findings),
                 )
             )
-        except BaseException as exc:  # handed to the consumer, which re-raises it
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # handed to the consumer, which re-raises it
             self.put(exc)
         finally:
-            for task in self.tlsa.values():
+            # Nothing may outlive the diagnosis: a policy fetch still running after the
+            # fetcher is closed would open a client that nobody closes.
+            for task in background:
                 task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             self.put(_END)
 
     def port_for(self, host: str) -> int:

@@ -267,8 +267,10 @@ class Resolver:
 
 
 def local_fqdn() -> str:
-    """This host's FQDN for EHLO, or a name that is at least syntactically valid."""
-    name = socket.getfqdn()
+    """This host's name for EHLO when it is fully qualified, else a syntactically valid
+    stand-in (`--ehlo` sets a real one). Deliberately no DNS lookup (socket.getfqdn would ask
+    the system resolver, bypassing --resolver, and can block on a jump host's broken DNS)."""
+    name = socket.gethostname().rstrip(".")
     if "." not in name or name.startswith("localhost"):
         return "mxlens.invalid"
     return name

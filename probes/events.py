@@ -54,6 +54,9 @@ class Finding:
     detail: str
     fix: str
     evidence: tuple[str, ...] = ()
+    # The severity the probe raised it with, before grading for a sender policy; grading
+    # for another sender (connector simulation) starts from here, not from the catalog.
+    raised_as: Severity | None = None
 
 
 # --------------------------------------------------------------------------- DNS

@@ -44,6 +44,7 @@ def raise_finding(
     return Finding(
         id=fid,
         severity=severity or entry["severity"],
+        raised_as=severity or entry["severity"],
         where=where,
         summary=summary,
         detail=detail or entry["detail"] or entry["title"],

@@ -46,4 +46,6 @@ class Options:
     # Seconds to wait after a 421 / "too many connections" before the one retry of the main
     # session; None = min(5, timeout). Tests set it small.
     rate_limit_backoff: float | None = None
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
+    # The option fields the user set explicitly (on the command line). The lab fills in the
+    # rest (resolver, ports, CA file, its own timeout) without overriding what was asked for.
+    given: frozenset[str] = field(default=frozenset(), compare=False)

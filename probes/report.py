@@ -277,9 +277,14 @@ class Report:
         if self.mtasts or self.tlsrpt:
             out.append("Domain policies:")
             if self.mtasts is not None:
-                state = self.mtasts.mode or (
-                    "not published" if self.mtasts.record is None else "error"
-                )
+                if self.mtasts.record is None:
+                    state = (
+                        f"could not check ({self.mtasts.error})"
+                        if self.mtasts.error
+                        else "not published"
+                    )
+                else:
+                    state = self.mtasts.mode or f"error: {self.mtasts.error}"
                 out.append(
                     f"  MTA-STS: {visible(state)}"
                     + (
@@ -289,9 +294,13 @@ class Report:
                     )
                 )
             if self.tlsrpt is not None:
-                out.append(
-                    f"  TLS-RPT: {visible(self.tlsrpt.record) if self.tlsrpt.record else 'not published'}"
-                )
+                if self.tlsrpt.record:
+                    rpt = self.tlsrpt.record
+                elif self.tlsrpt.error:
+                    rpt = f"could not check ({self.tlsrpt.error})"
+                else:
+                    rpt = "not published"
+                out.append(f"  TLS-RPT: {visible(rpt)}")
             out.append("")
         from .providers import summary_text
 

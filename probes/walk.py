@@ -513,6 +513,9 @@ class _Evidence:
         if name == "revocation" and not self.report.options.endpoints:
             return "skipped: --no-endpoints"
         if name == "mta_sts":
+            sts = self.report.mtasts
+            if sts is not None and sts.record is None and sts.error:
+                return f"MTA-STS could not be checked ({sts.error}): a sender would retry later"
             return "no MTA-STS policy published: nothing to apply"
         if name == "dane":
             return "no TLSA records: DANE does not apply"

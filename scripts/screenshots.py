@@ -3,7 +3,8 @@
     /work/venv/bin/python scripts/screenshots.py [--out DIR] [--theme NAME]
 
 Each shot opens the UI on one lab domain, waits for the diagnosis to finish, presses the keys
-that show the pane in question and saves an SVG. Addresses (127.N.x.y), times and the temp
+that show the pane (or the walk-through, bounce decoder, connector form) in question, pastes a
+text where the shot needs one, and saves an SVG. Addresses (127.N.x.y), times and the temp
 CA file name differ from run to run: these are pictures for people, not test snapshots
 (those live in tests/__snapshots__/).
 """
@@ -20,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from textual.widgets import TextArea  # noqa: E402
+
 from lab.world import Lab, LabThread  # noqa: E402
 from tui.app import MxLensApp  # noqa: E402
 
@@ -31,6 +34,16 @@ class Shot:
     size: tuple[int, int]
     keys: tuple[str, ...]
     title: str
+    paste: str = ""  # typed into the focused text box after the keys (the bounce decoder)
+
+
+# A real Postfix log line (the text smtp_proto.c logs), naming a lab domain.
+POSTFIX_LINE = (
+    "Nov 20 10:00:01 relay postfix/smtp[4711]: 4F1A2C3D: to=<bob@no-starttls.lab.test>, "
+    "relay=mx1.no-starttls.lab.test[127.0.0.1]:25, delay=1.2, delays=0.1/0/1.1/0, "
+    "dsn=4.7.4, status=deferred (TLS is required, but was not offered by host "
+    "mx1.no-starttls.lab.test[127.0.0.1])"
+)
 
 
 SHOTS = (
@@ -53,6 +66,24 @@ SHOTS = (
     Shot(
         "layout-80x24.svg", "expired", (80, 24), ("5",), "mxlens at 80x24: an expired certificate"
     ),
+    # "w" opens on the first failing step: no arrow keys needed
+    Shot("walkthrough.svg", "expired", (120, 40), ("w",), "mxlens: walk-through, where mail stops"),
+    Shot(
+        "bounce-decoder.svg",
+        "no-starttls",
+        (120, 40),
+        ("x",),
+        "mxlens: the bounce decoder on a Postfix log line",
+        paste=POSTFIX_LINE,
+    ),
+    # third profile: Exchange Online, TlsSettings CertificateValidation
+    Shot(
+        "connector.svg",
+        "expired",
+        (120, 40),
+        ("o", "down", "down"),
+        "mxlens: would an Exchange Online connector deliver?",
+    ),
 )
 
 
@@ -74,6 +105,12 @@ async def take(lab: Lab, shot: Shot, out: Path, theme: str, scratch: Path) -> Pa
             raise RuntimeError(f"{shot.scenario}: the diagnosis did not finish")
         for key in shot.keys:
             await pilot.press(key)
+            await pilot.pause(0.1)
+        if shot.paste:
+            box = app.focused
+            if not isinstance(box, TextArea):
+                raise RuntimeError(f"{shot.filename}: no text box has the focus to paste into")
+            box.insert(shot.paste)  # an edit, so the decoder runs as on a real paste
         await pilot.pause(0.3)
         app.title = shot.title
         return Path(app.save_screenshot(shot.filename, str(out)))

@@ -107,3 +107,39 @@ def test_no_color_small(snap_compare, tmp_path: Path, monkeypatch: pytest.Monkey
     """NO_COLOR: the terminal's default colours; every status still a word."""
     monkeypatch.setenv("NO_COLOR", "1")
     assert snap_compare(make_app(tmp_path), press=["5"], terminal_size=SMALL, run_before=finished)
+
+
+POSTFIX_LINE = (
+    "Nov 20 10:00:01 relay postfix/smtp[4711]: 4F1A2C3D: to=<bob@example.org>, "
+    "relay=mx1.example.org[192.0.2.25]:25, delay=1.2, dsn=4.7.4, status=deferred "
+    "(TLS is required, but was not offered by host mx1.example.org[192.0.2.25])"
+)
+
+
+def test_walk_screen_small(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """80x24: the first failing step selected, and its evidence and why still on screen."""
+    assert snap_compare(make_app(tmp_path), press=["w"], terminal_size=SMALL, run_before=finished)
+
+
+async def paste_bounce(pilot: Pilot) -> None:
+    from textual.widgets import TextArea
+
+    await finished(pilot)
+    await pilot.press("x")
+    await pilot.pause()
+    box = pilot.app.focused
+    assert isinstance(box, TextArea)
+    box.insert(POSTFIX_LINE)  # an edit, like a paste: the decoder runs on the change
+    await pilot.pause()
+
+
+def test_explain_prompt_small(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """80x24: a Postfix line decoded, and the key line names what ctrl+r would check."""
+    assert snap_compare(make_app(tmp_path), terminal_size=SMALL, run_before=paste_bounce)
+
+
+def test_connector_form_small(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """80x24: the list shows names, the verdict below names the profile and stays visible."""
+    assert snap_compare(
+        make_app(tmp_path), press=["o", "down", "down"], terminal_size=SMALL, run_before=finished
+    )

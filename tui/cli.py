@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,9 +28,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but bad flags exit 3 with one line (contract.md), not 2 with a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(
-            EXIT_BAD_INPUT, f"mxlens: {message} (see mxlens {self.prog.split()[-1]} --help)\n"
-        )
+        from probes.safetext import visible
+
+        self.exit(EXIT_BAD_INPUT, f"mxlens: {visible(message)} (see {self.prog} --help)\n")
 
 
 def _add_check_options(p: argparse.ArgumentParser) -> None:
@@ -189,25 +191,97 @@ def _port(text: str, flag: str) -> int:
 
 
 def _mx_override(text: str) -> MxOverride:
+    """`--mx HOST[:PORT]`, `--mx ADDR[:PORT]`, `--mx [IPv6][:PORT]`, normalised."""
+    import ipaddress
+
+    from probes.dns import to_ascii
+
     raw = text.strip()
-    if not raw:
-        raise CheckError("--mx needs a host name")
+    port: int | None = None
     if raw.startswith("["):
         end = raw.find("]")
         if end < 0:
             raise CheckError(f"bad --mx {text!r}: missing ]")
         host, rest = raw[1:end], raw[end + 1 :]
-        port = _port(rest[1:], "--mx port") if rest.startswith(":") else None
-        return MxOverride(host, port)
-    if raw.count(":") == 1:
+        if rest and not rest.startswith(":"):
+            raise CheckError(f"bad --mx {text!r}: only :PORT may follow ]")
+        port = _port(rest[1:], "--mx port") if rest else None
+    elif raw.count(":") == 1:
         host, port_text = raw.split(":")
-        return MxOverride(host, _port(port_text, "--mx port"))
-    if any(ch.isspace() for ch in raw):
-        raise CheckError(f"bad --mx {text!r}")
-    return MxOverride(raw)
+        port = _port(port_text, "--mx port")
+    else:
+        host = raw
+    if not host:
+        raise CheckError(f"bad --mx {text!r}: give a host name or an address")
+    try:
+        return MxOverride(str(ipaddress.ip_address(host)), port)
+    except ValueError:
+        pass
+    try:
+        return MxOverride(to_ascii(host), port)
+    except CheckError as exc:
+        raise CheckError(f"bad --mx {text!r}: {exc}") from None
 
 
-def options_from_args(ns: argparse.Namespace) -> Options:
+def _ehlo_name(text: str | None) -> str | None:
+    """--ehlo: a host name or an address literal like [192.0.2.1]; never anything that could
+    smuggle a second command into the dialogue."""
+    if text is None:
+        return None
+    if not text or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise CheckError(
+            f"bad --ehlo {text!r}: give a host name, without spaces or control characters"
+        )
+    if text.startswith("[") and text.endswith("]"):
+        return text
+    from probes.dns import to_ascii
+
+    try:
+        return to_ascii(text)
+    except CheckError as exc:
+        raise CheckError(f"bad --ehlo {text!r}: {exc}") from None
+
+
+# argparse destinations -> the Options field each one sets
+_DEST_FIELDS = {
+    "resolver": "resolver",
+    "port": "port",
+    "implicit_tls": "implicit_tls",
+    "mx": "mx",
+    "ca_file": "ca_file",
+    "trust": "trust",
+    "expect_name": "expect_name",
+    "policy": "policy",
+    "connector": "policy",
+    "ehlo": "ehlo",
+    "timeout": "timeout",
+    "no_endpoints": "endpoints",
+    "no_extra_probes": "extra_probes",
+    "attempts": "attempts",
+    "https_port": "https_port",
+}
+
+
+def _given_fields(parser: argparse.ArgumentParser, args: list[str]) -> frozenset[str]:
+    """The Options fields the user set on the command line (defaults suppressed)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    for action in parser._actions:  # argparse offers no public way to list them
+        if action.option_strings and action.dest in _DEST_FIELDS:
+            kwargs: dict[str, Any] = {"dest": action.dest, "default": argparse.SUPPRESS}
+            if action.nargs == 0:
+                kwargs["action"] = "store_true" if action.const is True else "store_const"
+                if kwargs["action"] == "store_const":
+                    kwargs["const"] = action.const
+            else:
+                kwargs["action"] = (
+                    "append" if isinstance(action, argparse._AppendAction) else "store"
+                )
+            probe.add_argument(*action.option_strings, **kwargs)
+    known, _ = probe.parse_known_args(args)
+    return frozenset(_DEST_FIELDS[dest] for dest in vars(known))
+
+
+def _options_from_args(ns: argparse.Namespace) -> Options:
     """Turn parsed flags into Options, with a one-line CheckError for any bad value."""
     from probes.dns import parse_resolver
 
@@ -239,7 +313,7 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         ca_file=ns.ca_file,
         trust=ns.trust,
         expect_name=ns.expect_name,
-        ehlo=ns.ehlo,
+        ehlo=_ehlo_name(ns.ehlo),
         timeout=_positive_float(ns.timeout, "--timeout"),
         endpoints=not ns.no_endpoints,
         extra_probes=not ns.no_extra_probes,
@@ -258,23 +332,6 @@ def _attempts(text: str) -> int:
     return value
 
 
-def _merge_lab(options: Options, lab_options: Options) -> Options:
-    """Lab plumbing (resolver, ports, CA file) plus the user's own choices."""
-    from dataclasses import replace
-
-    return replace(
-        lab_options,
-        policy=options.policy,
-        expect_name=options.expect_name or lab_options.expect_name,
-        ehlo=options.ehlo,
-        endpoints=options.endpoints,
-        extra_probes=options.extra_probes,
-        attempts=options.attempts if options.attempts != 1 else lab_options.attempts,
-        mx=options.mx,
-        timeout=options.timeout if options.timeout != 10.0 else lab_options.timeout,
-    )
-
-
 async def _check(
     domain: str,
     options: Options,
@@ -287,16 +344,16 @@ async def _check(
     from probes.report import Report
 
     if use_lab:
+        from lab.scenarios import find_scenario
         from lab.world import Lab
 
-        async with Lab() as lab:
-            scenario = lab.scenario_for(domain)
-            if scenario is None:
-                known = ", ".join(s.domain for s in lab.scenarios.values())
-                raise CheckError(f"{domain} is not a lab domain; try one of: {known}")
+        scenario = find_scenario(domain)
+        if scenario is None:
+            raise CheckError(f"{domain} is not a lab domain (`mxlens lab` lists them)")
+        async with Lab(scenarios=[scenario.name]) as lab:
             return await _check(
                 domain,
-                _merge_lab(options, lab.options(scenario.name)),
+                lab.options_for(domain, options),
                 as_json=as_json,
                 use_lab=False,
                 extras=extras,
@@ -390,20 +447,16 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
             sys.stdout.write(to_text(expl))
         check_options(expl, options)  # raises the one-line CheckError (exit 3)
     if ns.lab:
-        from lab.scenarios import SCENARIOS
+        from lab.scenarios import find_scenario
         from lab.world import Lab
 
         target = expl.target()
         assert target is not None
-        names = [
-            n
-            for n, s in SCENARIOS.items()
-            if any(t and (t == s.domain or t.endswith("." + s.domain)) for t in target)
-        ]
-        if not names:
-            raise CheckError(f"{target[0]} is not a lab domain (mxlens lab lists them)")
-        async with Lab(scenarios=names[:1]) as lab:
-            options = _merge_lab(options, lab.options(names[0]))
+        found = [s for s in (find_scenario(t) for t in target if t) if s is not None]
+        if not found:
+            raise CheckError(f"{target[0]} is not a lab domain (`mxlens lab` lists them)")
+        async with Lab(scenarios=[found[0].name]) as lab:
+            options = lab.options_for(found[0].domain, options)
             doc, code = await run_check(expl, options)
     else:
         doc, code = await run_check(expl, options)
@@ -431,7 +484,10 @@ def _run_lab(scenarios: list[str]) -> int:
 
 
 def _fail(message: str) -> int:
-    sys.stderr.write(f"mxlens: {message}\n")
+    """One line on stderr, with anything a server or a user typed made visible-safe."""
+    from probes.safetext import visible
+
+    sys.stderr.write(f"mxlens: {visible(message)}\n")
     return EXIT_BAD_INPUT
 
 
@@ -442,6 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser_for(command)
     try:
         ns = parser.parse_args(rest)
+        given = _given_fields(parser, rest)
+
+        def options_from_args(ns: argparse.Namespace) -> Options:
+            return replace(_options_from_args(ns), given=given)
+
         if command == "check":
             options = options_from_args(ns)
             return asyncio.run(
@@ -463,6 +524,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted")
+    except BrokenPipeError:  # `mxlens check ... | head`: the reader left, nothing to say
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit flush quiet
+        return 0
     except SystemExit:
         raise
     except Exception as exc:  # one line, never a traceback, unless asked for

@@ -9,10 +9,10 @@ the verdict (the ticket report "m" then includes it), Escape closes without keep
 from __future__ import annotations
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
@@ -23,16 +23,29 @@ from probes.report import Report
 
 from ..safe import safe_text
 
+KEYS_HINT = "Up/Down profile  Tab name box  Enter keep  PgUp/PgDn scroll  Esc close"
+# Below this many columns in the box a profile line would wrap: the list then shows the
+# names and the verdict below names the highlighted profile in full.
+_WIDE = 108
+
 
 class ConnectorForm(ModalScreen[ConnectorResult | None]):
+    # Full screen up to 120x40: the list and the verdict share the height, so at 80x24 the
+    # list scrolls instead of pushing the verdict off the screen.
     DEFAULT_CSS = """
     ConnectorForm { align: center middle; }
-    ConnectorForm > #connector-box { width: 100%; max-width: 110; height: auto; max-height: 40;
+    ConnectorForm > #connector-box { width: 100%; max-width: 120; height: 100%; max-height: 40;
         border: round $accent; background: $surface; padding: 0 1; }
-    ConnectorForm #connector-list { height: auto; max-height: 14; }
-    ConnectorForm #connector-verdict { height: auto; min-height: 3; }
+    ConnectorForm #connector-list { height: 1fr; }
+    ConnectorForm #connector-scroll { height: 1fr; }
+    ConnectorForm #connector-keys { height: 1; color: $text-muted; }
     """
-    BINDINGS = [Binding("escape", "close", "Close")]
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        # priority: the focused list or box would otherwise take them
+        Binding("pagedown", "scroll_verdict(1)", "Scroll", show=False, priority=True),
+        Binding("pageup", "scroll_verdict(-1)", "Scroll", show=False, priority=True),
+    ]
 
     def __init__(
         self, report: Report, *, profile: str | None = None, tls_domain: str | None = None
@@ -42,6 +55,7 @@ class ConnectorForm(ModalScreen[ConnectorResult | None]):
         self.start_profile = profile
         self.start_domain = tls_domain or report.options.expect_name or ""
         self.result: ConnectorResult | None = None
+        self.wide = True  # the list shows name and title; see on_resize
 
     def compose(self) -> ComposeResult:
         with Vertical(id="connector-box"):
@@ -50,22 +64,41 @@ class ConnectorForm(ModalScreen[ConnectorResult | None]):
                     "Would this connector deliver? (no new probe: the report is re-graded)", "bold"
                 )
             )
-            yield OptionList(
-                *(Option(Text(f"{p.name:28} {p.title}"), id=p.name) for p in PROFILES.values()),
-                id="connector-list",
-            )
+            yield OptionList(*self._options(wide=True), id="connector-list")
             yield Input(
                 value=self.start_domain,
                 placeholder="TlsDomain / TlsSenderCertificateName / match= name (wildcards allowed)",
                 id="connector-name",
             )
-            yield Static(id="connector-verdict")
+            with VerticalScroll(id="connector-scroll"):
+                yield Static(id="connector-verdict")
+            yield Static(Text(KEYS_HINT), id="connector-keys")
+
+    def _options(self, *, wide: bool) -> list[Option]:
+        width = max(len(name) for name in PROFILES) + 2
+        return [
+            Option(Text(f"{p.name:{width}}{p.title}" if wide else p.name), id=p.name)
+            for p in PROFILES.values()
+        ]
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
+        options.styles.max_height = len(PROFILES) + 2  # + its border
         names = list(PROFILES)
         options.highlighted = names.index(self.start_profile) if self.start_profile in names else 0
         options.focus()
+        self.regrade()
+
+    def on_resize(self, event: events.Resize) -> None:
+        wide = min(event.size.width, 120) - 4 >= _WIDE  # the box's border and padding
+        if wide == self.wide:
+            return
+        self.wide = wide
+        options = self.query_one(OptionList)
+        index = options.highlighted
+        options.clear_options()
+        options.add_options(self._options(wide=wide))
+        options.highlighted = index
         self.regrade()
 
     @property
@@ -77,6 +110,8 @@ class ConnectorForm(ModalScreen[ConnectorResult | None]):
         name = self.query_one(Input).value.strip() or None
         profile = PROFILES[self.profile_name]
         out = Text()
+        if not self.wide:
+            out.append(f"{profile.name}: {profile.title}\n", "bold")
         try:
             self.result = judge(self.report, profile, name)
         except CheckError as exc:
@@ -110,6 +145,13 @@ class ConnectorForm(ModalScreen[ConnectorResult | None]):
     def _name_submitted(self) -> None:
         self.regrade()
         self.dismiss(self.result)
+
+    def action_scroll_verdict(self, direction: int) -> None:
+        scroll = self.query_one("#connector-scroll", VerticalScroll)
+        if direction > 0:
+            scroll.scroll_page_down(animate=False)
+        else:
+            scroll.scroll_page_up(animate=False)
 
     def action_close(self) -> None:
         self.dismiss(None)

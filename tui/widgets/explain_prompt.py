@@ -9,6 +9,9 @@ which passes every extracted string through `safetext.visible()`, and is rendere
 
 from __future__ import annotations
 
+import re
+
+from rich.console import Console
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,25 +22,46 @@ from textual.widgets import Static, TextArea
 from probes.errors import CheckError
 from probes.explain import Explanation, explain, to_text
 
+from .walk_screen import hanging
+
 HINT = "Paste a bounce (NDR) or a mail log line: it is decoded below as you type."
 KEYS_NONE = "Nothing to check yet  PgUp/PgDn scroll  Esc close"
 KEYS_TARGET = "ctrl+r check {target}  PgUp/PgDn scroll  Esc close"
 
 
+# "  meaning:  ", "Next: ": a label whose value wraps under itself, not under the label
+_LABEL = re.compile(r"^(\s*[A-Za-z][A-Za-z ()/-]{0,30}:\s+|\s+)(?=\S)")
+
+
+def decoded(text: str, width: int = 76, console: Console | None = None) -> Text:
+    """`to_text` output with hanging indents, so a wrapped value stays readable at 80 columns.
+
+    One `Text`, never markup: the values in it came from the pasted text.
+    """
+    rows: list[tuple[Text, Text]] = []
+    for line in text.rstrip("\n").split("\n"):
+        label = _LABEL.match(line)
+        if label is None:
+            rows.append((Text(), Text(line)))
+        else:
+            rows.append((Text(label.group(1)), Text(line[label.end() :])))
+    return hanging(rows, width, console or Console(width=width))
+
+
 class ExplainPrompt(ModalScreen[str | None]):
     """Returns the domain (or host) to check, or None when the user closed the prompt."""
 
-    # Full screen up to 110x40, so at 80x24 the app's key bar (whose keys would type into
+    # Full screen up to 120x40, so at 80x24 the app's key bar (whose keys would type into
     # the text box here) is covered and the decoding gets every spare row. The key line at
     # the bottom names what ctrl+r would check, so it never scrolls out of sight.
     DEFAULT_CSS = """
     ExplainPrompt { align: center middle; }
     #explain-box {
-        width: 100%; max-width: 110; height: 100%; max-height: 40;
+        width: 100%; max-width: 120; height: 100%; max-height: 40;
         border: round $accent; padding: 0 1; background: $surface;
     }
     #explain-input { height: 7; }
-    #explain-scroll { height: 1fr; }
+    #explain-scroll { height: 1fr; scrollbar-gutter: stable; }
     #explain-keys { height: auto; color: $text-muted; }
     """
 
@@ -71,6 +95,10 @@ class ExplainPrompt(ModalScreen[str | None]):
         if self._initial:
             self._decode(self._initial)
 
+    def on_resize(self) -> None:
+        # the hanging indents are wrapped to the width: redo them once the layout is known
+        self.call_after_refresh(lambda: self._decode(self.query_one(TextArea).text))
+
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         event.stop()
         self._decode(event.text_area.text)
@@ -85,7 +113,9 @@ class ExplainPrompt(ModalScreen[str | None]):
             result.update(Text("Nothing pasted yet."))
             keys.update(Text(KEYS_NONE))
             return
-        result.update(Text(to_text(self.explanation)))
+        scroll = self.query_one("#explain-scroll", VerticalScroll)
+        width = scroll.scrollable_content_region.width or 76  # 0 before the first layout
+        result.update(decoded(to_text(self.explanation), width, self.app.console))
         target = self.target()
         # the target is pasted text: made visible by explain, and shown as Text, not markup
         keys.update(Text(KEYS_TARGET.format(target=target) if target else KEYS_NONE))

@@ -9,9 +9,7 @@ holding its evidence (the same jump as for findings). Escape (or q, w) closes.
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
-from rich.padding import Padding
-from rich.table import Table
+from rich.console import Console
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -42,27 +40,40 @@ def step_label(index: int, step: WalkStep) -> Text:
     return out
 
 
-def step_detail(step: WalkStep) -> Group:
+def hanging(rows: list[tuple[Text, Text]], width: int, console: Console) -> Text:
+    """Each (label, body) row with the body wrapped under itself, not under the label.
+
+    Still one `Text` (never markup), so what it shows is exactly its plain text. `width` is
+    the columns available; the caller re-renders when that changes.
+    """
+    out = Text()
+    for label, body in rows:
+        indent = Text(" " * label.cell_len)
+        lines = body.wrap(console, max(10, width - label.cell_len)) if body.plain else [body]
+        for number, line in enumerate(lines):
+            out.append_text(label if number == 0 else indent)
+            out.append_text(line)
+            out.append("\n")
+    out.rstrip()
+    return out
+
+
+def step_detail(step: WalkStep, width: int = 76, console: Console | None = None) -> Text:
     """Evidence, why and fix of one step; evidence and texts pass through safe_text.
 
     Wrapped lines keep their indent (evidence under the title, the text of Why/Fix under its
     word), so at 80 columns one item still reads as one item.
     """
-    parts: list[RenderableType] = [
-        Text(f"{step.title} ({step.name}): {_STATUS[step.status][0]}", "bold")
-    ]
-    for line in step.evidence[:8]:
-        parts.append(Padding(safe_text(line), (0, 0, 0, 2)))
-    for word, text in (("Why:", step.why), ("Fix:", step.fix)):
-        if text:
-            grid = Table.grid(padding=(0, 1))
-            grid.add_column(no_wrap=True)
-            grid.add_column()
-            grid.add_row(Text(word, "bold"), safe_text(text))
-            parts.append(grid)
+    rows = [(Text(), Text(f"{step.title} ({step.name}): {_STATUS[step.status][0]}", "bold"))]
+    rows += [(Text("  "), safe_text(line)) for line in step.evidence[:8]]
+    rows += [(Text(word, "bold"), safe_text(text)) for word, text in _why_fix(step) if text]
     if step.refs:
-        parts.append(Text("Enter: show the evidence in its pane", "dim"))
-    return Group(*parts)
+        rows.append((Text(), Text("Enter: show the evidence in its pane", "dim")))
+    return hanging(rows, width, console or Console(width=width))
+
+
+def _why_fix(step: WalkStep) -> tuple[tuple[str, str], ...]:
+    return (("Why: ", step.why), ("Fix: ", step.fix))
 
 
 class WalkScreen(ModalScreen[WalkStep | None]):
@@ -75,7 +86,7 @@ class WalkScreen(ModalScreen[WalkStep | None]):
     WalkScreen > #walk-box { width: 100%; max-width: 120; height: 100%; max-height: 40;
         border: round $accent; background: $surface; padding: 0 1; }
     WalkScreen #walk-steps { height: 1fr; border: none; padding: 0; }
-    WalkScreen #walk-scroll { height: 1fr; margin-top: 1; }
+    WalkScreen #walk-scroll { height: 1fr; margin-top: 1; scrollbar-gutter: stable; }
     WalkScreen #walk-keys { height: 1; color: $text-muted; }
     """
     BINDINGS = [
@@ -115,10 +126,16 @@ class WalkScreen(ModalScreen[WalkStep | None]):
         self._show(index)
         self.call_after_refresh(self._centre, index)
 
+    def on_resize(self) -> None:
+        # the hanging indents are wrapped to the width: redo them once the layout is known
+        self.call_after_refresh(lambda: self._show(self.query_one(OptionList).highlighted))
+
     def _centre(self, index: int) -> None:
         # Show the steps after the selected one too (what was skipped because of it).
         options = self.query_one(OptionList)
-        options.scroll_to(y=max(0, index - options.scrollable_content_region.height // 2), animate=False)
+        options.scroll_to(
+            y=max(0, index - options.scrollable_content_region.height // 2), animate=False
+        )
 
     @property
     def current(self) -> WalkStep | None:
@@ -128,7 +145,10 @@ class WalkScreen(ModalScreen[WalkStep | None]):
     def _show(self, index: int | None) -> None:
         if index is None:
             return
-        self.query_one("#walk-detail", Static).update(step_detail(self.walk.steps[index]))
+        scroll = self.query_one("#walk-scroll", VerticalScroll)
+        width = scroll.scrollable_content_region.width or 76  # 0 before the first layout
+        detail = step_detail(self.walk.steps[index], width, self.app.console)
+        self.query_one("#walk-detail", Static).update(detail)
         self.query_one("#walk-scroll", VerticalScroll).scroll_home(animate=False)
 
     @on(OptionList.OptionHighlighted)
