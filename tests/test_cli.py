@@ -61,6 +61,12 @@ def test_malformed_domain_exits_3(domain: str, word: str) -> None:
         (["--resolver", "127.0.0.1:0"], "port"),
         (["--ca-file", "/nonexistent/roots.pem"], "--ca-file"),
         (["--mx", "mx.example.org:99999"], "--mx"),
+        (["--mx", ":25"], "--mx"),
+        (["--mx", "a:b:c"], "--mx"),
+        (["--mx", "[::1]x"], "--mx"),
+        (["--ehlo", "client.example\r\nRSET"], "--ehlo"),
+        (["--ehlo", "two words"], "--ehlo"),
+        (["--attempts", "0"], "--attempts"),
         (["--bogus-flag"], "unrecognized"),
     ],
 )
@@ -99,3 +105,20 @@ def test_probes_never_import_textual() -> None:
             if name.endswith(".py"):
                 text = open(os.path.join(root, name), encoding="utf-8").read()
                 assert "import textual" not in text and "from textual" not in text, name
+
+
+def test_error_line_stays_one_line_for_hostile_input() -> None:
+    # A newline (or an escape sequence) in what the user typed must not break the one-line
+    # rule nor reach the terminal raw.
+    proc = run("check", "foo\nbar.test\x1b[2J", "--resolver", "127.0.0.1:9")
+    assert_one_line_error(proc)
+    assert "\x1b" not in proc.stderr
+
+
+def test_not_a_lab_domain_exits_3() -> None:
+    assert_one_line_error(run("check", "example.org", "--lab"), "not a lab domain")
+
+
+def test_lab_owns_its_plumbing() -> None:
+    proc = run("check", "healthy.lab.test", "--lab", "--resolver", "127.0.0.1")
+    assert_one_line_error(proc, "--resolver cannot be used with the lab")

@@ -334,3 +334,29 @@ def test_foreground_runner_prints_what_to_run(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+
+
+async def test_options_for_keeps_what_the_user_set_and_guards_the_plumbing() -> None:
+    from lab.world import Lab
+    from probes.errors import CheckError
+    from probes.options import Options
+
+    async with Lab(scenarios=["expected-name-mismatch"]) as lab:
+        domain = lab.scenarios["expected-name-mismatch"].domain
+        # Nothing given: the lab's plumbing and the scenario's own options.
+        plain = lab.options_for(domain, Options())
+        assert plain.resolver == lab.resolver and plain.port == lab.smtp_port
+        assert plain.expect_name == lab.scenarios["expected-name-mismatch"].options["expect_name"]
+        # Given explicitly, even when equal to a default: the user's value wins.
+        chosen = Options(
+            policy="verify",
+            timeout=10.0,
+            endpoints=False,
+            given=frozenset({"policy", "timeout", "endpoints"}),
+        )
+        merged = lab.options_for(domain, chosen)
+        assert (merged.policy, merged.timeout, merged.endpoints) == ("verify", 10.0, False)
+        assert merged.resolver == lab.resolver
+        # The lab owns where things are.
+        with pytest.raises(CheckError, match="--ca-file"):
+            lab.options_for(domain, Options(ca_file="/x.pem", given=frozenset({"ca_file"})))

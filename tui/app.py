@@ -146,6 +146,7 @@ class MxLensApp(App[int]):
         super().__init__(ansi_color=True if "NO_COLOR" in os.environ else None)
         self.target = target.strip() if target and target.strip() else None
         self.options = options
+        self.user_options = options  # what the user asked for; the lab adds its plumbing
         self._source = source
         self._lab_mode = lab
         self._lab: Any = None
@@ -253,10 +254,9 @@ class MxLensApp(App[int]):
         self.start(target)
 
     def _lab_options(self, target: str) -> Options:
-        """The lab's plumbing plus the scenario's own options (its policy, expected name)."""
-        lab = self._lab
-        scenario = lab.scenario_for(target) if lab is not None else None
-        return lab.options(scenario.name if scenario is not None else None)
+        """The lab's plumbing and the scenario's own options, then what the user set."""
+        assert self._lab is not None
+        return self._lab.options_for(target, self.user_options)
 
     async def _stop_lab(self) -> None:
         lab, self._lab = self._lab, None

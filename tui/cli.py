@@ -514,7 +514,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_explain(ns, options_from_args(ns)))
         options = options_from_args(ns)
         if command == "demo" or ns.lab:
+            from lab.world import LAB_OWNED
             from tui.app import run_app
+
+            clash = sorted(options.given & LAB_OWNED)
+            if clash:
+                flags = ", ".join("--" + name.replace("_", "-") for name in clash)
+                raise CheckError(f"{flags} cannot be used with the lab: the lab sets it")
 
             return run_app(ns.domain, options, lab=True, walk=ns.walk) or 0
         from tui.app import run_app
