@@ -24,7 +24,7 @@ from .findings import GradeContext, grade, raise_finding
 from .names import expected_name_matches, normalize
 from .options import Policy
 from .report import Report
-from .walk import STEPS, Walk, build_walk
+from .walk import STEPS, Walk, WalkStep, build_walk
 
 NameCheck = Literal["none", "mx", "tlsdomain", "nexthop"]
 
@@ -300,19 +300,33 @@ def _name_findings(report: Report, profile: Profile, name: str | None) -> list[F
 # --------------------------------------------------------------------------- verdicts
 
 
-def verdict(walk: Walk, profile: Profile) -> str:
-    """One sentence: does this connector deliver over the walk's route, and if not, why."""
-    step = next((s for s in walk.steps if s.name in profile.steps and s.status == "fail"), None)
+def _certificate_seen(walk: Walk) -> bool:
+    return any(s.name == "chain_trusted" and s.status == "pass" for s in walk.steps)
+
+
+def failing_step(walk: Walk, profile: Profile) -> WalkStep | None:
+    """The first step of the walk this profile cares about that fails, if any."""
+    return next((s for s in walk.steps if s.name in profile.steps and s.status == "fail"), None)
+
+
+def verdict(walk: Walk, profile: Profile, findings: tuple[Finding, ...] = ()) -> str:
+    """One sentence: does this connector deliver over the walk's route, and if not, why.
+    The reason is the summary of the first error that fails the step (`findings`), so it
+    names what broke rather than whatever evidence line happens to come first."""
+    step = failing_step(walk, profile)
     if step is None:
         if profile.direction == "inbound":
-            seen = any(s.name == "chain_trusted" and s.status == "pass" for s in walk.steps)
-            if not seen:
+            if not _certificate_seen(walk):
                 return (
                     "This connector cannot be judged: no certificate was seen on the partner's MX."
                 )
             return "This connector would accept the partner's mail (judged from the certificate its MX presents)."
         return "This connector would deliver."
-    reason = step.evidence[0] if step.evidence else step.why
+    cause = next((f for f in findings if f.id in step.findings and f.severity == "error"), None)
+    if cause is not None:
+        reason = cause.summary
+    else:
+        reason = step.evidence[0] if step.evidence else step.why
     reason = reason.rstrip(".")
     if profile.direction == "inbound":
         return (
@@ -327,8 +341,10 @@ def judge(report: Report, profile: Profile | str, tls_domain: str | None = None)
     name = tls_domain or report.options.expect_name
     findings = regrade(report, prof, name)
     walk = build_walk(report, findings, policy=f"{prof.policy} (connector {prof.name})")
-    text = verdict(walk, prof)
-    delivers = text.startswith(("This connector would deliver", "This connector would accept"))
+    text = verdict(walk, prof, tuple(findings))
+    delivers = failing_step(walk, prof) is None and (
+        prof.direction != "inbound" or _certificate_seen(walk)
+    )
     return ConnectorResult(
         prof,
         name if prof.name_check == "tlsdomain" else None,
