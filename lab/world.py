@@ -20,6 +20,7 @@ import hashlib
 import ipaddress
 import os
 import random
+import signal
 import tempfile
 import threading
 from collections.abc import Callable
@@ -503,11 +504,20 @@ def serve_forever(
     on_ready(lab) is called once everything listens."""
 
     async def main() -> None:
+        ended = asyncio.Event()
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM / SIGHUP (a closed SSH session, `timeout`, systemd) end the lab as
+            # cleanly as Ctrl+C does: sockets closed, the temporary CA file removed.
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, ended.set)
         async with Lab(scenarios) as lab:
             if on_ready is not None:
                 on_ready(lab)
-            while stop is None or not stop.is_set():
-                await asyncio.sleep(0.2)
+            while not ended.is_set() and (stop is None or not stop.is_set()):
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(ended.wait(), 0.2)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

@@ -448,6 +448,7 @@ class _Run:
                         continue  # judged on the first attempt; compared below
                     if isinstance(event, TlsNegotiated):
                         facts.version = event.version
+                        continue  # the report keeps the first attempt's handshake
                     elif isinstance(event, ChainReceived):
                         if event.certs:
                             facts.leaf = event.certs[0].sha256

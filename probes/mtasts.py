@@ -16,6 +16,7 @@ from .dns import Answer, Resolver
 from .events import Event, FindingRaised, MtaStsChecked, Where
 from .findings import raise_finding
 from .http import Fetcher, HttpResult
+from .names import mx_matches
 from .safetext import decode
 
 # RFC 8461 3.2 names no limit; 64 KiB is what common senders accept.
@@ -253,22 +254,6 @@ def parse_policy(text: str) -> Policy | list[str]:
     return Policy(
         version=version, mode=mode, max_age=max_age, mx=tuple(mx), extensions=tuple(extensions)
     )
-
-
-def mx_matches(pattern: str, mx_host: str) -> bool:
-    """RFC 8461 4.1: case-insensitive; `*.example.com` matches exactly one more label on the
-    left (`a.example.com`), not `a.b.example.com` and not `example.com`."""
-    pat = pattern.strip().lower().rstrip(".")
-    host = mx_host.strip().lower().rstrip(".")
-    if not pat or not host:
-        return False
-    if pat.startswith("*."):
-        suffix = pat[1:]  # ".example.com"
-        if not host.endswith(suffix):
-            return False
-        first = host[: -len(suffix)]
-        return bool(first) and "." not in first and "*" not in first
-    return pat == host
 
 
 def policy_url(domain_ascii: str) -> str:

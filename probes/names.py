@@ -96,3 +96,19 @@ def expected_name_matches(san: tuple[str, ...], cn: str | None, expected: str) -
         elif match_name(text, name):
             return True
     return False
+
+
+def mx_matches(pattern: str, mx_host: str) -> bool:
+    """RFC 8461 4.1: case-insensitive; `*.example.com` matches exactly one more label on the
+    left (`a.example.com`), not `a.b.example.com` and not `example.com`."""
+    pat = pattern.strip().lower().rstrip(".")
+    host = mx_host.strip().lower().rstrip(".")
+    if not pat or not host:
+        return False
+    if pat.startswith("*."):
+        suffix = pat[1:]  # ".example.com"
+        if not host.endswith(suffix):
+            return False
+        first = host[: -len(suffix)]
+        return bool(first) and "." not in first and "*" not in first
+    return pat == host

@@ -184,9 +184,14 @@ def export_dir() -> Path:
     return Path(base) / "mxlens"
 
 
+def file_stem(target: str) -> str:
+    """A file-name-safe form of a domain (or whatever the user typed)."""
+    return re.sub(r"[^a-z0-9.-]+", "_", target.lower())[:100] or "mxlens"
+
+
 def ticket_path(target: str, fmt: Format, directory: Path | None = None) -> Path:
     """A fresh file name for a ticket report of target."""
-    name = re.sub(r"[^a-z0-9.-]+", "_", target.lower())[:100] or "mxlens"
+    name = file_stem(target)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return (directory or export_dir()) / f"ticket-{name}-{stamp}.{'md' if fmt == 'md' else 'txt'}"
 

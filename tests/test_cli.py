@@ -122,3 +122,15 @@ def test_not_a_lab_domain_exits_3() -> None:
 def test_lab_owns_its_plumbing() -> None:
     proc = run("check", "healthy.lab.test", "--lab", "--resolver", "127.0.0.1")
     assert_one_line_error(proc, "--resolver cannot be used with the lab")
+
+
+def test_ui_first_paint_does_not_wait_for_the_network_stack() -> None:
+    # The app imports the engine's network stack (dnspython, cryptography, httpx) only when
+    # the first diagnosis starts, so the window appears at once on a slow jump host.
+    code = (
+        "import sys, tui.app;"
+        "heavy = [m for m in ('httpx', 'cryptography', 'dns') if m in sys.modules];"
+        "print(','.join(heavy) or 'light')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert proc.stdout.strip() == "light", proc.stdout + proc.stderr

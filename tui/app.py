@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
@@ -34,6 +33,7 @@ from probes.errors import CheckError
 from probes.events import ChainReceived, ChainValidated, DiagnosisFinished, Event, Finding
 from probes.options import Options
 from probes.report import Report
+from probes.safetext import visible
 
 from .keymap import ACTIONS, bindings, display_key, keys_for, load_keymap
 from .safe import join, mark, safe_text
@@ -93,14 +93,6 @@ def _default_theme() -> str:
     if os.environ.get("COLORTERM", "").lower() in ("truecolor", "24bit"):
         return "textual-dark"
     return "ansi-dark"
-
-
-def _export_dir() -> Path:
-    explicit = os.environ.get("MXLENS_EXPORT_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "mxlens"
 
 
 class PaneBar(Static):
@@ -357,7 +349,9 @@ class MxLensApp(App[int]):
         self.running = False
         if message.error:
             self.error = message.error
-            self.notify(message.error, title="Could not check", severity="error", markup=False)
+            self.notify(
+                visible(message.error), title="Could not check", severity="error", markup=False
+            )
         if message.cancelled or (self.finished is None and not message.error):
             self.cancelled = True
             self.domain_pane.mark_cancelled()
@@ -583,9 +577,10 @@ class MxLensApp(App[int]):
             return
         text = "\n".join(lines) + "\n"
         self.copy_to_clipboard(text)
-        name = re.sub(r"[^a-z0-9.-]+", "_", (self.target or "mxlens").lower())[:100]
-        directory = self._export_dir or _export_dir()
-        path = directory / f"firewall-{name}.txt"
+        from probes.ticket import export_dir, file_stem
+
+        directory = self._export_dir or export_dir()
+        path = directory / f"firewall-{file_stem(self.target or 'mxlens')}.txt"
         header = f"# outbound HTTP(S) to allow for CA endpoints (OCSP, CRL, caIssuers) of {self.target}\n"
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -651,7 +646,9 @@ class MxLensApp(App[int]):
         def kept(result: Any) -> None:
             if result is not None:
                 self.connector = result
-                self.notify(result.verdict, title=result.profile.name, markup=False, timeout=10)
+                self.notify(
+                    visible(result.verdict), title=result.profile.name, markup=False, timeout=10
+                )
 
         current = self.connector.profile.name if self.connector is not None else None
         self.push_screen(ConnectorForm(report, profile=current), kept)

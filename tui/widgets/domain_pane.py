@@ -30,20 +30,12 @@ from probes.events import (
     SessionStarted,
     TlsRptChecked,
 )
+from probes.names import mx_matches
 
 from ..safe import join, mark, safe_text
 from . import AddrKey, Pane
 
 _RANK = {"error": 0, "warning": 1, "info": 2, "ok": 3}
-
-
-def mx_pattern_matches(pattern: str, host: str) -> bool:
-    """RFC 8461 mx: pattern match: exact, or "*." covering exactly one extra leftmost label."""
-    p, h = pattern.lower().rstrip("."), host.lower().rstrip(".")
-    if p.startswith("*."):
-        head, _, rest = h.partition(".")
-        return bool(head) and rest == p[2:]
-    return p == h
 
 
 class DomainTree(Tree[tuple[str, object]]):
@@ -327,7 +319,7 @@ class DomainPane(Pane):
         node.add_leaf(self._mtasts_label(), ("policy", "mta-sts"))
         if self.mtasts is not None and self.mtasts.mode and self.hosts:
             for h in self.hosts:
-                covered = any(mx_pattern_matches(p, h.host) for p in self.mtasts.mx_patterns)
+                covered = any(mx_matches(p, h.host) for p in self.mtasts.mx_patterns)
                 node.add_leaf(
                     join(
                         mark(
