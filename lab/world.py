@@ -43,6 +43,15 @@ from .smtp_server import Behaviour, SmtpServer
 # Options the lab decides: where its resolver, servers and trust store are.
 LAB_OWNED = frozenset({"resolver", "port", "ca_file", "trust", "https_port", "implicit_tls"})
 
+
+def refuse_lab_owned(user: Options) -> None:
+    """CheckError when the user set an option the lab decides (its resolver, ports, roots)."""
+    clash = sorted(user.given & LAB_OWNED)
+    if clash:
+        flags = ", ".join("--" + name.replace("_", "-") for name in clash)
+        raise CheckError(f"{flags} cannot be used with the lab: the lab sets it")
+
+
 DNS_PORT = 5353
 HTTP_PORT = 8080
 HTTPS_PORT = 8443
@@ -103,10 +112,7 @@ class Lab:
         """Options to diagnose `target` in this lab: the lab's plumbing and the scenario's
         own options, then every option the user set explicitly (`user.given`). The lab owns
         the resolver, ports and trust store; a user who set one of those gets a CheckError."""
-        clash = sorted(user.given & LAB_OWNED)
-        if clash:
-            flags = ", ".join("--" + name.replace("_", "-") for name in clash)
-            raise CheckError(f"{flags} cannot be used with the lab: the lab sets it")
+        refuse_lab_owned(user)
         scenario = self.scenario_for(target)
         chosen = {name: getattr(user, name) for name in user.given}
         return self.options(scenario.name if scenario is not None else None, **chosen)

@@ -33,10 +33,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"mxlens: {visible(message)} (see {self.prog} --help)\n")
 
 
-def _add_check_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--json", action="store_true", help="print one JSON document (mxlens/1) on stdout"
-    )
+def _add_probe_options(p: argparse.ArgumentParser) -> None:
+    """The options every command that diagnoses takes (check, the UI, demo, explain --run)."""
     p.add_argument("--resolver", metavar="IP[:PORT]", help="send every DNS query to this server")
     p.add_argument(
         "--port", type=str, default="25", help="SMTP port to probe (default 25; 587 for submission)"
@@ -94,10 +92,16 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--https-port", default="443", help=argparse.SUPPRESS
     )  # MTA-STS policy port: only labs use another
+
+
+def _add_walk_option(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--walk", action="store_true", help=help_text)
+
+
+def _add_report_options(p: argparse.ArgumentParser) -> None:
+    """What `check` alone does with a finished diagnosis: JSON, connector verdict, ticket."""
     p.add_argument(
-        "--walk",
-        action="store_true",
-        help="add the step-by-step walk-through (JSON keys walk, first_failure; text: before the report)",
+        "--json", action="store_true", help="print one JSON document (mxlens/1) on stdout"
     )
     p.add_argument(
         "--connector",
@@ -130,7 +134,12 @@ def _parser_for(command: str) -> _Parser:
             description="Diagnose mail delivery over TLS to DOMAIN and print a report.",
         )
         p.add_argument("domain", metavar="DOMAIN")
-        _add_check_options(p)
+        _add_probe_options(p)
+        _add_walk_option(
+            p,
+            "add the step-by-step walk-through (JSON keys walk, first_failure; text: before the report)",
+        )
+        _add_report_options(p)
     elif command == "lab":
         p = _Parser(
             prog="mxlens lab",
@@ -148,7 +157,8 @@ def _parser_for(command: str) -> _Parser:
         p.add_argument(
             "domain", nargs="?", metavar="DOMAIN", help="a lab domain (default healthy.lab.test)"
         )
-        _add_check_options(p)
+        _add_probe_options(p)
+        _add_walk_option(p, "open the walk-through when the diagnosis ends")
     elif command == "explain":
         p = _Parser(
             prog="mxlens explain",
@@ -162,15 +172,17 @@ def _parser_for(command: str) -> _Parser:
             action="store_true",
             help="then check the host or domain the text names and confirm the cause",
         )
-        _add_check_options(p)
+        p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        _add_probe_options(p)
     else:
         p = _Parser(
             prog="mxlens",
-            description="Find out why mail to a domain fails over TLS. Commands: check, lab, demo; "
-            "without a command, open the terminal UI.",
+            description="Find out why mail to a domain fails over TLS. Commands: check, explain, "
+            "lab, demo; without a command, open the terminal UI.",
         )
         p.add_argument("domain", nargs="?", metavar="DOMAIN")
-        _add_check_options(p)
+        _add_probe_options(p)
+        _add_walk_option(p, "open the walk-through when the diagnosis ends")
     return p
 
 
@@ -513,19 +525,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "explain":
             return asyncio.run(_explain(ns, options_from_args(ns)))
         options = options_from_args(ns)
-        if command == "demo" or ns.lab:
-            from lab.world import LAB_OWNED
-            from tui.app import run_app
-
-            clash = sorted(options.given & LAB_OWNED)
-            if clash:
-                flags = ", ".join("--" + name.replace("_", "-") for name in clash)
-                raise CheckError(f"{flags} cannot be used with the lab: the lab sets it")
-
-            return run_app(ns.domain, options, lab=True, walk=ns.walk) or 0
         from tui.app import run_app
 
-        return run_app(ns.domain, options, lab=False) or 0
+        if command == "demo" or ns.lab:
+            from lab.world import refuse_lab_owned
+
+            refuse_lab_owned(options)
+            return run_app(ns.domain, options, lab=True, walk=ns.walk) or 0
+        return run_app(ns.domain, options, lab=False, walk=ns.walk) or 0
     except CheckError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
