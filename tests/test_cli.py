@@ -134,3 +134,15 @@ def test_ui_first_paint_does_not_wait_for_the_network_stack() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     assert proc.stdout.strip() == "light", proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["healthy.lab.test", "--json"], "--json"),  # the UI prints no JSON
+        (["demo", "--ticket", "md"], "--ticket"),
+        (["explain", "some text", "--connector", "exo-default"], "--connector"),
+    ],
+)
+def test_flags_a_command_does_not_use_are_refused(args: list[str], flag: str) -> None:
+    assert_one_line_error(run(*args), flag)
