@@ -73,21 +73,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-STEPS = (
-    "resolve_mx",
-    "resolve_address",
-    "connect",
-    "greeting",
-    "ehlo",
-    "starttls_offered",
-    "starttls_accepted",
-    "handshake",
-    "chain_trusted",
-    "name_match",
-    "revocation",
-    "mta_sts",
-    "dane",
-)
+from probes.walk import STEPS as STEPS  # re-exported: a scenario's `breaks` is one of them
 
 # Scenario texts use {domain} (ASCII form) and {mx} (the first MX host) placeholders.
 POLICY_ENFORCE = "version: STSv1\nmode: enforce\n{mx_lines}max_age: 86400\n"

@@ -24,7 +24,7 @@ from .findings import GradeContext, grade, raise_finding
 from .names import expected_name_matches, normalize
 from .options import Policy
 from .report import Report
-from .walk import STEPS, Walk, WalkStep, build_walk
+from .walk import STEPS, Walk, WalkStep, build_walk, leaf_cert
 
 NameCheck = Literal["none", "mx", "tlsdomain", "nexthop"]
 
@@ -193,16 +193,6 @@ class ConnectorResult:
 # --------------------------------------------------------------------------- grading
 
 
-def _leaf(session: Any) -> CertInfo | None:
-    if session.validation is not None and session.validation.path:
-        cert: CertInfo = session.validation.path[0].cert
-        return cert
-    if session.chain is not None and session.chain.certs:
-        first: CertInfo = session.chain.certs[0]
-        return first
-    return None
-
-
 def _nexthop_ok(cert: CertInfo, domain: str) -> bool:
     """Postfix match=nexthop:dot-nexthop: the domain itself or any name below it."""
     names = [n for n in cert.san if not n.startswith("IP:")] or (
@@ -273,7 +263,7 @@ def _name_findings(report: Report, profile: Profile, name: str | None) -> list[F
     out: list[Finding] = []
     for mx in report.mx.values():
         for s in mx.sessions.values():
-            cert = _leaf(s)
+            cert = leaf_cert(s)
             if cert is None:
                 continue
             where = Where(mx.host, s.address, s.port)

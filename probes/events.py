@@ -79,7 +79,6 @@ class DnsQuery:
 class MxHost:
     host: str  # lower-case, no trailing dot; an IP literal stays as written
     preference: int
-    is_cname: bool = False
     is_ip_literal: bool = False
 
 
@@ -187,7 +186,8 @@ class ChainLink:
 @dataclass(frozen=True)
 class ChainValidated:
     """The outcome of path validation. path runs leaf -> root when one was built (otherwise
-    the certificates that were examined). problems are finding ids found on this chain."""
+    the certificates that were examined). The problems found on this chain come as
+    FindingRaised events (cert.*), not in this event."""
 
     where: Where
     trusted: bool

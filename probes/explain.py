@@ -13,35 +13,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 from .errors import CheckError
-from .events import Event
 from .options import MxOverride, Options
 
 SCHEMA = "mxlens/explain/1"
 # A bounce is short; a whole mailbox pasted by mistake is not. Cap what we scan.
 MAX_TEXT = 64 * 1024
-# The walk-through steps (contract.md, "The walk-through"): a rule's stage must be one.
-STEPS: tuple[str, ...] = (
-    "resolve_mx",
-    "resolve_address",
-    "connect",
-    "greeting",
-    "ehlo",
-    "starttls_offered",
-    "starttls_accepted",
-    "handshake",
-    "chain_trusted",
-    "name_match",
-    "revocation",
-    "mta_sts",
-    "dane",
-)
 
 
 @dataclass(frozen=True)
@@ -263,15 +246,6 @@ def check_options(explanation: Explanation, options: Options) -> tuple[str, Opti
     if mx and not options.mx:
         options = replace(options, mx=(MxOverride(mx),))
     return domain, options
-
-
-async def run_events(explanation: Explanation, options: Options) -> AsyncIterator[Event]:
-    """Diagnose what the text named, streaming the usual events (for the UI)."""
-    from .diagnose import diagnose
-
-    domain, opts = check_options(explanation, options)
-    async for event in diagnose(domain, opts):
-        yield event
 
 
 async def run_check(explanation: Explanation, options: Options) -> tuple[dict[str, Any], int]:

@@ -36,6 +36,19 @@ from .options import Options
 from .safetext import visible
 
 SCHEMA = "mxlens/1"
+# The one-line verdict of a finished check, by exit code (text report, ticket headline).
+VERDICT_TEXT: dict[int, str] = {
+    0: "OK: no problems found",
+    1: "WARNING: mail flows, with warnings",
+    2: "ERROR: mail over this route fails",
+}
+
+
+def versions_text(accepted: tuple[tuple[str, bool | None], ...]) -> str:
+    """TlsVersionsProbed.accepted as "TLSv1:no TLSv1.2:yes ..." (? = could not test)."""
+    return " ".join(
+        f"{version}:{'yes' if ok else ('no' if ok is False else '?')}" for version, ok in accepted
+    )
 
 
 @dataclass
@@ -255,12 +268,7 @@ class Report:
             else f"{self.target} ({self.target_ascii})"
         )
         out.append(f"mxlens check {visible(name)}  policy: {self.options.policy}")
-        verdict = {
-            0: "OK: no problems found",
-            1: "WARNING: mail flows, with warnings",
-            2: "ERROR: mail over this route fails",
-        }
-        out.append(verdict[self.exit_code()])
+        out.append(VERDICT_TEXT[self.exit_code()])
         out.append("")
         findings = sort_findings(self.findings)
         shown = [f for f in findings if f.severity != "ok"]
@@ -352,11 +360,7 @@ class Report:
                 group = f", {s.tls.group}" if s.tls.group else ""
                 out.append(f"    TLS: {s.tls.version} {s.tls.cipher} ({fs}{group})")
             if s.versions is not None:
-                acc = " ".join(
-                    f"{v}:{'yes' if ok else ('no' if ok is False else '?')}"
-                    for v, ok in s.versions.accepted
-                )
-                out.append(f"    versions: {acc}")
+                out.append(f"    versions: {versions_text(s.versions.accepted)}")
             if s.validation is not None:
                 state = (
                     "trusted"

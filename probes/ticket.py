@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .findings import sort_findings
-from .report import Report
+from .findings import exit_code, sort_findings
+from .report import VERDICT_TEXT, Report
 from .safetext import visible
 from .walk import Walk, build_walk, walk_text
 
@@ -28,11 +28,6 @@ Format = Literal["md", "text"]
 # "(", "-" and "." stay readable; line-start markers are handled in md().
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
 _LINE_START = re.compile(r"^([#+\-=>]|\d+(?=[.)]))")
-_RESULT = {
-    0: "OK: no problems found",
-    1: "WARNING: mail flows, with warnings",
-    2: "ERROR: mail over this route fails",
-}
 
 
 def md(text: str | None) -> str:
@@ -62,8 +57,7 @@ def ticket_markdown(
     """The ticket report in Markdown."""
     walk = walk or (connector.walk if connector else build_walk(report))
     findings = list(connector.findings) if connector else report.findings
-    exit_code = _exit(findings)
-    out = [f"# Mail to {md(report.target)}: {_RESULT[exit_code]}", ""]
+    out = [f"# Mail to {md(report.target)}: {VERDICT_TEXT[exit_code(findings)]}", ""]
     out.append(f"- Checked: {_now()} with mxlens, sender policy `{walk.policy}`")
     if walk.route is not None:
         out.append(f"- Route followed: {md(str(walk.route))} (the first MX address that answers)")
@@ -149,11 +143,6 @@ def ticket_text(
     parts.append(walk_text(walk))
     parts.append(report.to_text())
     return "\n".join(parts)
-
-
-def _exit(findings: list) -> int:  # type: ignore[type-arg]
-    sevs = {f.severity for f in findings}
-    return 2 if "error" in sevs else (1 if "warning" in sevs else 0)
 
 
 def _route_transcript(report: Report, walk: Walk) -> list[str]:

@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .events import Finding, Where
+from .events import CertInfo, Finding, Where
 from .findings import SEVERITY_ORDER
-from .report import MxReport, Report, SessionReport
+from .report import MxReport, Report, SessionReport, versions_text
 
 StepStatus = Literal["pass", "fail", "skip"]
 
@@ -147,23 +147,6 @@ _OUTCOME_STEP = {
     "handshake": "handshake",
     "ehlo-tls": "starttls_accepted",
 }
-# Which pane holds a step's evidence (the finding-id prefix the app's jump logic keys on).
-_PANE_PREFIX = {
-    "resolve_mx": "dns",
-    "resolve_address": "dns",
-    "connect": "smtp",
-    "greeting": "smtp",
-    "ehlo": "smtp",
-    "starttls_offered": "smtp",
-    "starttls_accepted": "tls",
-    "handshake": "tls",
-    "chain_trusted": "cert",
-    "name_match": "cert",
-    "revocation": "ca",
-    "mta_sts": "mtasts",
-    "dane": "dane",
-    VERDICT: "pool",
-}
 
 
 @dataclass(frozen=True)
@@ -183,10 +166,6 @@ class WalkStep:
     @property
     def title(self) -> str:
         return TITLES[self.name]
-
-    @property
-    def pane_prefix(self) -> str:
-        return _PANE_PREFIX[self.name]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -238,6 +217,18 @@ class Walk:
 
 
 # --------------------------------------------------------------------------- route
+
+
+def leaf_cert(session: SessionReport | None) -> CertInfo | None:
+    """The server certificate of a session: the validated path's leaf, else the first
+    certificate sent."""
+    if session is None:
+        return None
+    if session.validation is not None and session.validation.path:
+        return session.validation.path[0].cert
+    if session.chain is not None and session.chain.certs:
+        return session.chain.certs[0]
+    return None
 
 
 def _answered(session: SessionReport) -> bool:
@@ -566,11 +557,7 @@ class _Evidence:
                 fs = "forward secrecy" if s.tls.forward_secrecy else "no forward secrecy"
                 out.append(f"{s.tls.version} {s.tls.cipher} ({fs})")
             if s.versions is not None:
-                acc = " ".join(
-                    f"{v}:{'yes' if ok else ('no' if ok is False else '?')}"
-                    for v, ok in s.versions.accepted
-                )
-                out.append(f"versions {acc}")
+                out.append(f"versions {versions_text(s.versions.accepted)}")
             self._transcript_dir("TLS", refs)
         elif s is not None and name == "chain_trusted":
             leaf = self._leaf()
@@ -623,15 +610,8 @@ class _Evidence:
                 out.append(f"matched {d.matched}")
         return tuple(out), tuple(refs)
 
-    def _leaf(self) -> Any:
-        s = self.session
-        if s is None:
-            return None
-        if s.validation is not None and s.validation.path:
-            return s.validation.path[0].cert
-        if s.chain is not None and s.chain.certs:
-            return s.chain.certs[0]
-        return None
+    def _leaf(self) -> CertInfo | None:
+        return leaf_cert(self.session)
 
     def _transcript_dir(self, direction: str, refs: list[str]) -> None:
         s = self.session

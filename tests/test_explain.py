@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from probes.errors import CheckError
-from probes.explain import SCHEMA, STEPS, confirmed_cause, explain, knowledge, rules, to_text
+from probes.explain import SCHEMA, confirmed_cause, explain, knowledge, rules, to_text
 from probes.findings import catalog
+from probes.walk import STEPS
 from tui.cli import main
 
 CORPUS_FILE = Path(__file__).parent / "data" / "bounce_corpus.json"
@@ -334,8 +335,8 @@ async def test_paste_prompt_decodes_and_offers_the_check(tmp_path: Path) -> None
     from textual.widgets import Static, TextArea
 
     from probes.options import Options
+    from tests.fake_stream import fake_diagnose
     from tui.app import MxLensApp
-    from tui.fake_stream import fake_diagnose
     from tui.widgets.explain_prompt import ExplainPrompt
 
     app = MxLensApp(
@@ -362,10 +363,74 @@ async def test_paste_prompt_decodes_and_offers_the_check(tmp_path: Path) -> None
         assert "tls.starttls_not_offered" in shown
         assert "mx.partner.example [192.0.2.7]" in shown
         assert "\x1b" not in shown
+        keys = str(prompt.query_one("#explain-keys", Static).render())
+        assert "check partner.example via mx.partner.example" in keys
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert not isinstance(app.screen, ExplainPrompt)
         assert app.target == "partner.example"
+        # the host the bounce names is probed, as `mxlens explain --run` does (--mx host)
+        assert [o.host for o in app.options.mx] == ["mx.partner.example"]
+        assert app.report is not None and app.report.options.mx == app.options.mx
+        app.start("other.example")  # a new target ("/") drops the bounce's host again
+        assert app.options.mx == ()
+
+
+@pytest.mark.ui
+@pytest.mark.lab
+async def test_paste_prompt_in_lab_mode_probes_the_named_host(tmp_path: Path) -> None:
+    """A bounce naming mx2 of a two-MX lab domain: only mx2 is checked, with the lab's
+    plumbing (resolver, port, trust store), so mx1's expired certificate is not reported."""
+    from textual.widgets import TextArea
+
+    from probes.options import Options
+    from tui.app import MxLensApp
+    from tui.widgets.explain_prompt import ExplainPrompt
+
+    async def wait_done(pilot: Any, run: int) -> None:
+        for _ in range(400):
+            if app.run_id > run and not app.running:
+                return
+            await pilot.pause(0.05)
+        raise AssertionError("the check did not finish")
+
+    domain = "pool-inconsistent.lab.test"
+    app = MxLensApp(
+        domain,
+        Options(),
+        lab=True,
+        keymap_path=tmp_path / "keys.conf",
+        export_dir=tmp_path / "export",
+        theme="ansi-dark",
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_done(pilot, 0)
+        assert app.report is not None
+        assert set(app.report.mx) == {f"mx1.{domain}", f"mx2.{domain}"}  # the domain's own MX
+        first = app.run_id
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ExplainPrompt)
+        app.screen.query_one(TextArea).load_text(
+            f"postfix/smtp[4711]: 0123456789: to=<bob@{domain}>, relay=mx2.{domain}[127.0.0.2]:25,"
+            " delay=1, status=deferred (TLS is required, but was not offered by host"
+            f" mx2.{domain}[127.0.0.2])"
+        )
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await wait_done(pilot, first)
+        report = app.report
+        assert report is not None and app.error is None
+        assert app.target == domain
+        assert list(report.mx) == [f"mx2.{domain}"]
+        assert report.mx[f"mx2.{domain}"].sessions, "no session at the named host"
+        assert all(s.outcome == "ok" for s in report.mx[f"mx2.{domain}"].sessions.values())
+        assert "cert.expired" not in {f.id for f in report.findings}
+        # rerun checks the same host again
+        again = app.run_id
+        await pilot.press("r")
+        await wait_done(pilot, again)
+        assert list(app.report.mx) == [f"mx2.{domain}"]
 
 
 @pytest.mark.ui

@@ -22,8 +22,8 @@ from textual.pilot import Pilot
 
 from probes.events import DiagnosisFinished, Event
 from probes.options import Options
+from tests.fake_stream import fake_diagnose
 from tui.app import MxLensApp
-from tui.fake_stream import fake_diagnose
 from tui.widgets import chain_pane
 
 pytestmark = pytest.mark.ui

@@ -10,8 +10,8 @@ from textual.widgets import Input
 
 from probes.errors import CheckError
 from probes.options import Options
+from tests.fake_stream import FAILING_URL, fake_diagnose
 from tui.app import MxLensApp
-from tui.fake_stream import FAILING_URL, fake_diagnose
 from tui.widgets.help_screen import HelpScreen
 from tui.widgets.target_prompt import TargetPrompt
 
@@ -411,3 +411,55 @@ async def test_engine_errors_are_shown_not_raised(tmp_path: Path) -> None:
             assert app.error is not None and words in app.error
             assert "could not check" in screen_text(app)
             assert app.is_running
+
+
+async def test_policy_rows_take_the_graded_severity(tmp_path: Path) -> None:
+    """Pane 1 marks the MTA-STS and DANE rows with the severity the findings were graded
+    to (here a sender policy that only warns), never a FAIL of its own."""
+    from probes.events import (
+        AddressesResolved,
+        DaneChecked,
+        DiagnosisFinished,
+        FindingRaised,
+        MtaStsChecked,
+        MxHost,
+        MxResolved,
+        TlsaRecord,
+        Where,
+    )
+    from probes.findings import raise_finding
+
+    mx = "mx.example.org"
+    where = Where(mx, "192.0.2.10", 25)
+    record = TlsaRecord(3, 1, 1, "ab" * 32)
+
+    async def graded(target: str, options: Options):  # type: ignore[no-untyped-def]
+        yield MxResolved(target, target, (MxHost(mx, 10),))
+        yield AddressesResolved(mx, ("192.0.2.10",))
+        yield MtaStsChecked(target, "v=STSv1; id=1", "1", None, None, None, (), "fetch: HTTP 404")
+        yield DaneChecked(where, "NOERROR", True, (record,), None, 1)
+        for fid, at in (("mtasts.fetch_failed", Where(target)), ("dane.tlsa_mismatch", where)):
+            yield FindingRaised(raise_finding(fid, at, "graded down", severity="warning"))
+        yield DiagnosisFinished(target, 5.0, "warning")
+
+    app = make_app(tmp_path, source=graded)
+    async with app.run_test(size=WIDE) as pilot:
+        await finish(pilot, app)
+        text = screen_text(app)
+        assert "WARN MTA-STS: fetch: HTTP 404" in text
+        assert "WARN DANE mx.example.org 1 TLSA, 1 usable DNSSEC ok no match" in text
+        assert "FAIL" not in text
+
+
+def test_one_pane_mapping_for_findings_and_walk_steps() -> None:
+    from probes.walk import STEP_OF, STEPS
+    from tui.app import pane_for
+
+    assert pane_for("smtp.connect_timeout") == pane_for("tls") == pane_for("handshake") == 2
+    assert pane_for("cert.expired") == pane_for("dane") == pane_for("name_match") == 3
+    assert pane_for("ca.crl_unreachable") == pane_for("revocation") == 4
+    assert pane_for("mtasts.testing") == pane_for("resolve_mx") == pane_for("verdict") == 1
+    # a step's pane is the pane of the findings that fail it (revocation: mostly ca.*)
+    for step in STEPS:
+        panes = {pane_for(fid) for fid, s in STEP_OF.items() if s == step}
+        assert pane_for(step) in panes, step

@@ -1,9 +1,9 @@
 """The mxlens terminal UI: five panes fed by one diagnosis stream.
 
 A worker runs the event source (`probes.diagnose.diagnose`, or any function with its
-signature, such as `tui.fake_stream.fake_diagnose`) and posts each event to the app as a
-message; the app hands it to every pane and keeps selection in one place. The worker never
-touches a widget, so a slow or cancelled run cannot leave the screen half-updated.
+signature, such as the tests' `tests.fake_stream.fake_diagnose`) and posts each event to the
+app as a message; the app hands it to every pane and keeps selection in one place. The worker
+never touches a widget, so a slow or cancelled run cannot leave the screen half-updated.
 
 Made for helpdesk engineers on a jump host over SSH: usable at 80x24 (one pane at a time,
 switched with 1-5 or Tab), on 16-colour terminals and with NO_COLOR (every status is a word
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on
@@ -30,7 +30,7 @@ from textual.widgets import Static
 from textual.worker import Worker
 
 from probes.errors import CheckError
-from probes.events import ChainReceived, ChainValidated, DiagnosisFinished, Event, Finding
+from probes.events import ChainReceived, ChainValidated, DiagnosisFinished, Event, Where
 from probes.options import Options
 from probes.report import Report
 from probes.safetext import visible
@@ -47,8 +47,36 @@ from .widgets.key_bar import KeyBar
 from .widgets.target_prompt import TargetPrompt
 from .widgets.transcript_pane import TranscriptPane
 
+if TYPE_CHECKING:
+    from probes.explain import Explanation
+
 Source = Callable[[str, Options], AsyncIterator[Event]]
 PANE_COUNT = 5
+
+# The pane that shows the evidence of a finding-id prefix or of a walk step (probes.walk.STEPS);
+# everything else (dns, mtasts, tlsrpt, pool, the MX and address steps) is in pane 1.
+_PANE_OF: dict[str, int] = {
+    "smtp": 2,
+    "tls": 2,
+    "cert": 3,
+    "dane": 3,  # the finding prefix and the walk step
+    "ca": 4,
+    "connect": 2,
+    "greeting": 2,
+    "ehlo": 2,
+    "starttls_offered": 2,
+    "starttls_accepted": 2,
+    "handshake": 2,
+    "chain_trusted": 3,
+    "name_match": 3,
+    "revocation": 4,
+}
+
+
+def pane_for(finding_id_or_step: str) -> int:
+    """The pane (1-5) for a finding id ("cert.expired"), its prefix ("cert") or a walk step
+    name ("chain_trusted")."""
+    return _PANE_OF.get(finding_id_or_step, _PANE_OF.get(finding_id_or_step.split(".", 1)[0], 1))
 
 
 class MxLensCommands(Provider):
@@ -268,11 +296,16 @@ class MxLensApp(App[int]):
             self._source = diagnose
         return self._source
 
-    def start(self, target: str) -> None:
-        """Forget the last run and diagnose target."""
+    def start(self, target: str, options: Options | None = None) -> None:
+        """Forget the last run and diagnose target, with `options` when given (complete:
+        lab plumbing included), else with the user's options (plus the lab's, in lab mode)."""
         self._cancel_worker()
-        if self._lab is not None:
+        if options is not None:
+            self.options = options
+        elif self._lab is not None:
             self.options = self._lab_options(target)
+        else:
+            self.options = self.user_options
         self.run_id += 1
         self.target = target
         self.running = True
@@ -382,17 +415,19 @@ class MxLensApp(App[int]):
 
     @on(FindingsBar.Jump)
     def _on_jump(self, message: FindingsBar.Jump) -> None:
-        self.jump_to(message.finding)
+        finding = message.finding
+        self.jump(finding.where, finding.evidence, finding.id)
 
-    def jump_to(self, finding: Finding) -> None:
-        """Show a finding's evidence: choose its address, then the pane and the line."""
-        where = finding.where
+    def jump(self, where: Where, refs: Sequence[str], about: str) -> None:
+        """Show evidence: choose the address of `where`, then the pane and line of the first
+        usable reference ("transcript:3", "cert:0", "endpoint:URL"); without one, the pane
+        of `about` (a finding id or a walk step name, see `pane_for`)."""
         if where.address is not None:
             key = (where.host, where.address)
             if key != self.selected:
                 self.domain_pane.choose(key)
                 self.select_address(key)
-        for evidence in finding.evidence:
+        for evidence in refs:
             kind, _, value = evidence.partition(":")
             if kind == "transcript" and value.isdigit():
                 self.set_active_pane(2)
@@ -410,8 +445,7 @@ class MxLensApp(App[int]):
                     self.endpoints_pane.show_address(self.selected, set())
                     self.endpoints_pane.jump(value)
                 return
-        prefix = finding.id.split(".", 1)[0]
-        target = {"smtp": 2, "tls": 2, "cert": 3, "dane": 3, "ca": 4}.get(prefix, 1)
+        target = pane_for(about)
         if target == 3:
             self.chain_pane.jump(0)
         self.set_active_pane(target)
@@ -530,15 +564,31 @@ class MxLensApp(App[int]):
         """The bounce decoder: paste a text, read its decoding, check what it names."""
         from .widgets.explain_prompt import ExplainPrompt
 
-        def chosen(value: str | None) -> None:
-            if value:
-                self.start(value)
+        self.push_screen(ExplainPrompt(), self.start_explained)
 
-        self.push_screen(ExplainPrompt(), chosen)
+    def start_explained(self, explanation: Explanation | None) -> None:
+        """Check what a bounce names, as `mxlens explain --run` does: the recipient domain
+        through the host the bounce names (`--mx host`), unless the user gave --mx."""
+        from probes.explain import check_options
+
+        if explanation is None:
+            return
+        try:
+            domain, options = check_options(explanation, self.user_options)
+            if self._lab is not None:
+                # the lab's plumbing for that domain first, then the named host on top
+                domain, options = check_options(explanation, self._lab_options(domain))
+        except CheckError as exc:
+            self.notify(visible(str(exc)), title="Could not check", severity="error", markup=False)
+            return
+        self.start(domain, options)
+        hosts = " ".join(o.host for o in options.mx)
+        if hosts:
+            self.notify(visible(f"Checking {domain} via {hosts} only."), markup=False)
 
     def action_rerun(self) -> None:
         if self.target:
-            self.start(self.target)
+            self.start(self.target, self.options)  # the same check again (a bounce's --mx too)
         else:
             self.action_new_target()
 
@@ -610,7 +660,6 @@ class MxLensApp(App[int]):
 
     def action_walk(self) -> None:
         """Open the walk-through; Enter on a step jumps to its evidence."""
-        from probes.events import Where
         from probes.walk import WalkStep
 
         from .widgets.walk_screen import WalkScreen
@@ -627,10 +676,7 @@ class MxLensApp(App[int]):
         def chosen(step: WalkStep | None) -> None:
             if step is None:
                 return
-            where = step.where or Where(self.target or "")
-            self.jump_to(
-                Finding(f"{step.pane_prefix}.walk", "ok", where, step.title, "", "", step.refs)
-            )
+            self.jump(step.where or Where(self.target or ""), step.refs, step.name)
 
         heading = self.connector.verdict if self.connector is not None else None
         self.push_screen(WalkScreen(walk, heading=heading), chosen)

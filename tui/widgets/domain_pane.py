@@ -21,6 +21,7 @@ from probes.events import (
     DaneChecked,
     DiagnosisFinished,
     Event,
+    Finding,
     FindingRaised,
     MtaStsChecked,
     MxHost,
@@ -36,6 +37,8 @@ from ..safe import join, mark, safe_text
 from . import AddrKey, Pane
 
 _RANK = {"error": 0, "warning": 1, "info": 2, "ok": 3}
+# The colour of a policy row's detail text, by the row's graded severity.
+_DETAIL_STYLE = {"error": "red", "warning": "yellow"}
 
 
 class DomainTree(Tree[tuple[str, object]]):
@@ -82,6 +85,7 @@ class DomainPane(Pane):
         self.session: dict[AddrKey, str] = {}  # "running" / "done" / "stopped"
         self.findings: dict[AddrKey, list[str]] = defaultdict(list)
         self.host_findings: dict[str, list[str]] = defaultdict(list)
+        self.graded: list[Finding] = []  # as raised: already graded for the sender policy
         self.mtasts: MtaStsChecked | None = None
         self.tlsrpt: TlsRptChecked | None = None
         self.dane: dict[str, DaneChecked] = {}
@@ -158,6 +162,9 @@ class DomainPane(Pane):
                 self._relabel(key)
         elif isinstance(event, FindingRaised):
             f = event.finding
+            self.graded.append(f)
+            if f.id.startswith(("mtasts.", "dane.")):
+                self._render_policies()
             if f.where.address is not None:
                 key = (f.where.host, f.where.address)
                 self.findings[key].append(f.severity)
@@ -270,14 +277,14 @@ class DomainPane(Pane):
         if info is not None:
             parts.append(Text(str(info.preference), "dim"))
         parts.append(safe_text(host, "bold"))
-        if info is not None and info.is_cname:
-            parts.append(Text("CNAME (forbidden)", "yellow"))
         if info is not None and info.is_ip_literal:
             parts.append(Text("IP literal (not a host name)", "red"))
         if host in self.addresses and not self.addresses[host]:
             parts.append(Text("no A/AAAA", "bold red"))
-        if self.cname.get(host):
-            parts.append(join(Text("->", "dim"), safe_text(self.cname[host])))
+        cname = self.cname.get(host)
+        if cname:
+            # an MX target must not be an alias (RFC 2181 10.3): dns.mx_is_cname grades it
+            parts.append(join(Text("CNAME", "yellow"), Text("->", "dim"), safe_text(cname)))
         return join(*parts)
 
     def _addr_label(self, key: AddrKey) -> Text:
@@ -313,6 +320,19 @@ class DomainPane(Pane):
         for host in self._host_nodes:
             self._relabel_host(host)
 
+    def _graded(self, prefix: str, host: str | None = None, exclude: str = "") -> str | None:
+        """The worst graded severity of the findings with this id prefix (about `host`, when
+        given), None when there are none. The policy rows take their mark from this, so
+        pane 1 never disagrees with the findings bar."""
+        sevs = [
+            f.severity
+            for f in self.graded
+            if f.id.startswith(prefix)
+            and f.id != exclude
+            and (host is None or f.where.host == host)
+        ]
+        return min(sevs, key=_RANK.__getitem__) if sevs else None
+
     def _render_policies(self) -> None:
         node = self._policy_node
         node.remove_children()
@@ -320,13 +340,11 @@ class DomainPane(Pane):
         if self.mtasts is not None and self.mtasts.mode and self.hosts:
             for h in self.hosts:
                 covered = any(mx_matches(p, h.host) for p in self.mtasts.mx_patterns)
+                # uncovered in testing mode is reported by mtasts.testing, not per host
+                sev = self._graded("mtasts.mx_not_covered", h.host) or ("ok" if covered else "info")
                 node.add_leaf(
                     join(
-                        mark(
-                            "ok"
-                            if covered
-                            else ("error" if self.mtasts.mode == "enforce" else "warning")
-                        ),
+                        mark(sev),
                         safe_text(h.host),
                         Text("covered" if covered else "NOT covered by the policy"),
                     ),
@@ -344,12 +362,15 @@ class DomainPane(Pane):
                 mark("pending" if not self.finished else "info"),
                 Text("MTA-STS: not checked yet" if not self.finished else "MTA-STS: not checked"),
             )
+        graded = self._graded("mtasts.", exclude="mtasts.mx_not_covered")
         if m.error:
-            return join(mark("error"), Text("MTA-STS:"), safe_text(m.error, "red"))
+            # a failed TXT lookup raises no finding: senders act as if no policy was published
+            sev = graded or "info"
+            return join(mark(sev), Text("MTA-STS:"), safe_text(m.error, _DETAIL_STYLE.get(sev, "")))
         if not m.record:
-            return join(mark("info"), Text("MTA-STS: none published"))
+            return join(mark(graded or "info"), Text("MTA-STS: none published"))
         mode = m.mode or "?"
-        sev = {"enforce": "ok", "testing": "info", "none": "info"}.get(mode, "warning")
+        sev = graded or ("ok" if mode == "enforce" else "info")
         parts: list[Text | str] = [mark(sev), Text("MTA-STS:"), safe_text(mode, "bold")]
         if m.record_id:
             parts.append(safe_text(f"id {m.record_id}", "dim"))
@@ -386,11 +407,16 @@ class DomainPane(Pane):
                 name,
                 Text("not checked"),
             )
+        graded = self._graded("dane.", host)
         if d.status in ("NXDOMAIN", "NODATA") or (d.status == "NOERROR" and not d.records):
-            return join(mark("info"), Text("DANE"), name, Text("no TLSA"))
+            return join(mark(graded or "info"), Text("DANE"), name, Text("no TLSA"))
         if d.status != "NOERROR":
+            sev = graded or "info"
             return join(
-                mark("error"), Text("DANE"), name, safe_text(f"TLSA lookup {d.status}", "red")
+                mark(sev),
+                Text("DANE"),
+                name,
+                safe_text(f"TLSA lookup {d.status}", _DETAIL_STYLE.get(sev, "")),
             )
         parts: list[Text | str] = [
             Text("DANE"),
@@ -398,16 +424,11 @@ class DomainPane(Pane):
             Text(f"{len(d.records)} TLSA, {d.usable} usable"),
         ]
         parts.append(Text("DNSSEC ok" if d.authenticated else "not DNSSEC-validated", "dim"))
+        sev = graded or ("ok" if d.matched is not None else "info")
         if d.matched is not None:
-            sev = "ok"
             parts.append(
                 safe_text(f"matched {d.matched.usage} {d.matched.selector} {d.matched.mtype}")
             )
-        elif not d.authenticated:
-            sev = "info"
-        elif d.usable == 0:
-            sev = "warning"
-        else:
-            sev = "error"
-            parts.append(Text("no match", "red"))
+        elif d.authenticated and d.usable:
+            parts.append(Text("no match", _DETAIL_STYLE.get(sev, "")))
         return join(mark(sev), *parts)

@@ -1,5 +1,6 @@
 """The bounce decoder prompt ("x"): paste an NDR or a mail log line, read what it means, and
-start the check of the domain (or host) it names.
+start the check of what it names: the recipient domain, through the host the bounce names
+(as `mxlens explain --run` does).
 
 Decoding is pure and fast (probes.explain), so it runs on every change of the text. The
 pasted text is hostile like network text: the decoding shown is built by `explain.to_text`,
@@ -48,8 +49,9 @@ def decoded(text: str, width: int = 76, console: Console | None = None) -> Text:
     return hanging(rows, width, console or Console(width=width))
 
 
-class ExplainPrompt(ModalScreen[str | None]):
-    """Returns the domain (or host) to check, or None when the user closed the prompt."""
+class ExplainPrompt(ModalScreen[Explanation | None]):
+    """Returns the Explanation to check (it names a domain or host), or None when the user
+    closed the prompt. The app turns it into a check with `probes.explain.check_options`."""
 
     # Full screen up to 120x40, so at 80x24 the app's key bar (whose keys would type into
     # the text box here) is covered and the decoding gets every spare row. The key line at
@@ -121,18 +123,21 @@ class ExplainPrompt(ModalScreen[str | None]):
         keys.update(Text(KEYS_TARGET.format(target=target) if target else KEYS_NONE))
 
     def target(self) -> str | None:
-        """The domain the check would run on (the recipient domain, else the named host)."""
+        """What the check would run on: the domain (the recipient domain, else the named
+        host), and "via <host>" when the bounce names the host that failed."""
         if self.explanation is None:
             return None
         found = self.explanation.target()
-        return found[0] if found else None
+        if found is None:
+            return None
+        domain, mx = found
+        return f"{domain} via {mx}" if mx and mx != domain else domain
 
     def action_run_check(self) -> None:
-        target = self.target()
-        if target is None:
+        if self.explanation is None or self.explanation.target() is None:
             self.notify("No domain or host found in the text: nothing to check.", markup=False)
             return
-        self.dismiss(target)
+        self.dismiss(self.explanation)
 
     def action_scroll_result(self, direction: int) -> None:
         scroll = self.query_one("#explain-scroll", VerticalScroll)

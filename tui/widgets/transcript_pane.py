@@ -24,6 +24,7 @@ from probes.events import (
     TlsVersionsProbed,
     TranscriptLine,
 )
+from probes.report import versions_text
 
 from ..safe import join, safe_text
 from . import AddrKey, Pane, key_of
@@ -204,11 +205,13 @@ class TranscriptPane(Pane):
                 what = safe_text(f"session stopped at: {ev.outcome}", "bold red")
             return [join(_stamp(None), tag + Text("== ", "dim"), what)]
         if isinstance(ev, TlsVersionsProbed):
-            parts = [
-                safe_text(f"{v} {'yes' if ok else ('no' if ok is False else '?')}")
-                for v, ok in ev.accepted
+            return [
+                join(
+                    _stamp(None),
+                    tag + Text("versions:", "bold"),
+                    safe_text(versions_text(ev.accepted)),
+                )
             ]
-            return [join(_stamp(None), tag + Text("versions:", "bold"), *parts)]
         return []
 
     def _render_header(self) -> None:
