@@ -362,12 +362,10 @@ class Report:
             if s.versions is not None:
                 out.append(f"    versions: {versions_text(s.versions.accepted)}")
             if s.validation is not None:
-                state = (
-                    "trusted"
-                    if s.validation.trusted
-                    else f"NOT trusted ({visible(s.validation.error or '')})"
+                out.append(
+                    f"    chain: {visible(trust_summary(s.validation))} "
+                    f"[{visible(s.validation.trust_store)}]"
                 )
-                out.append(f"    chain: {state} [{visible(s.validation.trust_store)}]")
                 for i, link in enumerate(s.validation.path):
                     out.append(
                         f"      {i} {link.source:5} {visible(link.cert.subject)}  until {link.cert.not_after}"
@@ -387,6 +385,18 @@ class Report:
                     out.append(f"      ... {len(s.transcript) - 40} more lines (see --json)")
         out.append("")
         return out
+
+
+def trust_summary(validation: ChainValidated) -> str:
+    """One phrase on the chain's trust, the same in the report, the walk and the UI."""
+    if validation.trusted:
+        return "trusted"
+    if any(link.source == "aia" for link in validation.path):
+        # A path exists, but only with a certificate the server did not send.
+        return "NOT trusted as sent: complete only via AIA"
+    if validation.error:
+        return f"NOT trusted: {validation.error}"
+    return "NOT trusted: no path to a trusted root"
 
 
 def _cert_json(cert: Any, source: str) -> dict[str, Any]:

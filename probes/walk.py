@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from .events import CertInfo, Finding, Where
 from .findings import SEVERITY_ORDER
-from .report import MxReport, Report, SessionReport, versions_text
+from .report import MxReport, Report, SessionReport, trust_summary, versions_text
 
 StepStatus = Literal["pass", "fail", "skip"]
 
@@ -568,11 +568,7 @@ class _Evidence:
                 refs.append("cert:0")
             if s.validation is not None:
                 v = s.validation
-                out.append(
-                    f"chain trusted ({v.trust_store})"
-                    if v.trusted
-                    else f"chain NOT trusted: {v.error or 'no path'}"
-                )
+                out.append(f"chain {trust_summary(v)} ({v.trust_store})")
         elif s is not None and name == "name_match":
             leaf = self._leaf()
             if s.validation is not None and s.validation.names_checked:

@@ -97,7 +97,7 @@ async def test_healthy_every_key(lab: Lab, tmp_path: Path) -> None:
         shown = [str(lines.get_option_at_index(i).prompt) for i in range(lines.option_count)]
         assert any("TLS established: TLSv1.3" in line for line in shown)
         assert any("C:  STARTTLS" in line for line in shown)
-        assert "trusted by" in screen_text(app) and "NOT trusted" not in screen_text(app)
+        assert "trusted (trust store:" in screen_text(app) and "NOT trusted" not in screen_text(app)
         # Tab / shift+tab cycle.
         await pilot.press("tab")
         assert app.active_pane == 1

@@ -25,6 +25,7 @@ from probes.events import (
     Finding,
     FindingRaised,
 )
+from probes.report import trust_summary
 
 from ..safe import join, mark, safe_text
 from . import AddrKey, Pane, key_of
@@ -193,20 +194,12 @@ class ChainPane(Pane):
             v = self.validated.get(self.selected)
             if v is None:
                 tree.root.set_label(join(mark("running"), Text("chain received, validating...")))
-            elif v.trusted:
-                tree.root.set_label(join(mark("ok"), Text("trusted by"), safe_text(v.trust_store)))
-            elif any(link.source == "aia" for link in path):
-                # The path exists, but only with a certificate the server did not send.
-                tree.root.set_label(
-                    join(
-                        mark("error"),
-                        Text("NOT trusted as sent: complete only via AIA; store"),
-                        safe_text(v.trust_store),
-                    )
-                )
             else:
                 tree.root.set_label(
-                    join(mark("error"), Text("NOT trusted by"), safe_text(v.trust_store))
+                    join(
+                        mark("ok" if v.trusted else "error"),
+                        safe_text(f"{trust_summary(v)} (trust store: {v.trust_store})"),
+                    )
                 )
             parent: TreeNode[int] = tree.root
             for i, link in enumerate(path):
