@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.integration.peers import stop_process
+
 EXIM_USER = "Debian-exim"
 DEFAULT_CACHE = "/var/cache/mxlens-peers"
 INSTALL_HINT = "run scripts/install-peers-exim-unbound (as root)"
@@ -82,19 +84,6 @@ def wait_for_port(address: str, port: int, proc: subprocess.Popen[bytes], timeou
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"not listening on {address}:{port} after {timeout:g} s")
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """terminate(), wait, kill() if it will not go: no process outlives a test."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-    else:
-        proc.wait()
 
 
 @dataclass

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import os
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,10 +24,10 @@ import pytest
 from lab.dns_server import DnsServer
 from lab.pki import PKI, Issued
 from tests.integration import exim
+from tests.integration.peers import run_mxlens
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = "exim.lab.test"
 MX = "mx.exim.lab.test"
 DNS_ADDRESS = "127.77.0.1"
@@ -117,31 +114,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[PKI, Issued, Issued, 
 
 def _reverse(address: str) -> str:
     return ".".join(reversed(address.split("."))) + ".in-addr.arpa"
-
-
-async def run_mxlens(*args: str, timeout: float = 60.0) -> tuple[int, dict[str, Any], str]:
-    """`mxlens check ...` in a child process; (exit status, parsed JSON, stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tui.cli",
-        "check",
-        *args,
-        cwd=ROOT,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    stderr = err.decode("utf-8", "replace")
-    assert out.strip(), f"mxlens printed nothing (exit {proc.returncode}): {stderr}"
-    return proc.returncode if proc.returncode is not None else -1, json.loads(out), stderr
 
 
 def _findings(report: dict[str, Any]) -> dict[str, str]:

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +30,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from lab.pki import PKI, Issued
 from lab.smtp_server import Behaviour, SmtpServer
 from tests.integration import exim, unbound
+from tests.integration.peers import run_mxlens
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 RESOLVER_ADDRESS = "127.78.0.53"
 SMTP_ADDRESS = "127.78.0.25"
 EXIM_ADDRESS = "127.78.0.26"
@@ -167,31 +164,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(server, smtp_port, exim_port, leaf, roots)
     finally:
         server.stop()
-
-
-async def run_mxlens(*args: str, timeout: float = 60.0) -> tuple[int, dict[str, Any], str]:
-    """`mxlens check ...` in a child process; (exit status, parsed JSON, stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tui.cli",
-        "check",
-        *args,
-        cwd=ROOT,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    stderr = err.decode("utf-8", "replace")
-    assert out.strip(), f"mxlens printed nothing (exit {proc.returncode}): {stderr}"
-    return proc.returncode if proc.returncode is not None else -1, json.loads(out), stderr
 
 
 async def _check(world: World, domain: str, port: int) -> tuple[int, dict[str, Any]]:

@@ -30,6 +30,8 @@ import dns.zone
 from dns.dnssecalgs import get_algorithm_cls
 from dns.dnssectypes import Algorithm
 
+from tests.integration.peers import stop_process
+
 INSTALL_HINT = "run scripts/install-peers-exim-unbound (as root)"
 
 # Tests run as root; Unbound must not try to drop to a user that cannot read the temp dir.
@@ -146,18 +148,6 @@ def sign_zone(zone: Zone, out: Path) -> str:
         z.replace_rdataset(name, new)
     z.to_file(str(out), relativize=False)
     return f"{zone.origin} IN DS {dns.dnssec.make_ds(origin, key, 'SHA256')}"
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-    else:
-        proc.wait()
 
 
 @dataclass
