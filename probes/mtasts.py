@@ -117,6 +117,20 @@ def split_tag_record(text: str, version: str) -> list[str] | str:
     return fields
 
 
+def extension_field_problem(name: str, value: str, *, shown: int | None = None) -> str | None:
+    """Why `name=value` is not a valid extension field, or None when it is.
+
+    RFC 8461 3.1 (sts-ext) and RFC 8460 3 (tlsrpt-ext) share the grammar: a name of 1 to 32
+    letters, digits, "_", "." or "-" starting with a letter or digit, and a non-empty value
+    without "=", ";", space or controls. `shown` cuts the name quoted in the reason to that
+    many characters (the record text is echoed elsewhere; the reason stays one line)."""
+    if not _EXT_NAME.fullmatch(name):
+        return f"field name {name[:shown]!r} is not valid"
+    if not _EXT_VALUE.fullmatch(value):
+        return f"value of {name}= is empty or has forbidden characters"
+    return None
+
+
 def parse_sts_record(txt_records: list[str]) -> StsRecord | RecordError | None:
     """Pick and parse the `v=STSv1` record among the TXT strings of `_mta-sts.<domain>`.
 
@@ -159,10 +173,9 @@ def parse_sts_record(txt_records: list[str]) -> StsRecord | RecordError | None:
         elif name == "v":
             return RecordError("more than one v= field", text)
         else:
-            if not _EXT_NAME.fullmatch(name):
-                return RecordError(f"field name {name!r} is not valid", text)
-            if not _EXT_VALUE.fullmatch(value):
-                return RecordError(f"value of {name}= is empty or has forbidden characters", text)
+            problem = extension_field_problem(name, value)
+            if problem is not None:
+                return RecordError(problem, text)
             extensions.append((name, value))
     if record_id is None:
         return RecordError("no id= field", text)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import warnings
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .events import (
     Event,
@@ -27,6 +29,9 @@ from .events import (
 )
 from .findings import raise_finding
 from .options import Options
+
+if TYPE_CHECKING:
+    from .smtp import TlsState, Transcript
 
 TLS_VERSIONS: tuple[str, ...] = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
@@ -384,6 +389,95 @@ def version_below_12(version: str) -> bool:
 # --------------------------------------------------------------------------- extra probes
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """One connection of an extra probe: the one TLS version and the suites it offers."""
+
+    label: str  # names it in a throttle finding: "<what>, <label>"
+    offer: str  # the transcript announces it as "connection N: <offer>"
+    version: str
+    ciphers: str | None = None  # None: build_client_context's own (all suites)
+    skip: str | None = None  # this host cannot offer it: the note written instead
+
+
+@dataclass(frozen=True)
+class _Handshake:
+    """How one attempt's handshake ended, yielded while its connection is still open so that
+    what the caller makes of it comes before the QUIT in the transcript."""
+
+    attempt: _Attempt
+    accepted: bool | None  # None: not tested (no ClientHello went out, or it timed out)
+    tls: TlsState | None
+    tls_index: int  # the transcript line of the handshake, for evidence
+
+
+@dataclass(frozen=True)
+class _Finished:
+    """The last item of `_probe_handshakes`: what SessionFinished needs."""
+
+    outcome: str
+    starttls: bool | None
+    connections: int
+
+
+async def _probe_handshakes(
+    where: Where,
+    options: Options,
+    transcript: Transcript,
+    ehlo_name: str,
+    what: str,
+    attempts: Sequence[_Attempt],
+) -> AsyncGenerator[Event | _Handshake | _Finished, None]:
+    """One connection per attempt, one after the other, up to the handshake.
+
+    Yields the connections' events, a _Handshake per attempt made, and a _Finished last.
+    A dialogue that breaks before the handshake ends the run (with smtp.rate_limited when
+    throttled): later connections would meet the same."""
+    from .smtp import prepare_tls, smtp_connection, throttle_findings
+
+    outcome = "ok"
+    starttls: bool | None = None
+    connections = 0
+    for number, attempt in enumerate(attempts, start=1):
+        if attempt.skip is not None:
+            yield transcript.line("!", attempt.skip)
+            continue
+        yield transcript.line("!", f"connection {number}: {attempt.offer}")
+        connections += 1
+        conn = smtp_connection(where, options, transcript)
+        try:
+            async for event in prepare_tls(conn, ehlo_name, implicit=options.implicit_tls):
+                yield event
+            if conn.stopped_at is not None:
+                # The dialogue broke before any handshake: nothing to learn from more tries.
+                outcome = conn.stopped_at
+                starttls = conn.starttls if starttls is None else starttls
+                for finding in throttle_findings(conn, where, f"{what}, {attempt.label}"):
+                    yield finding
+                break
+            starttls = conn.starttls if not options.implicit_tls else None
+            recorder = HandshakeRecorder(transcript.t_ms)
+            ctx = build_client_context(
+                version=attempt.version, recorder=recorder, ciphers=attempt.ciphers
+            )
+            async for event in conn.handshake(ctx, recorder, sni_for(where.host)):
+                yield event
+            accepted: bool | None
+            if conn.tls is not None:
+                accepted = True
+            elif not recorder.client_hello_sent or conn.tls_timed_out:
+                accepted = None
+            else:
+                accepted = False
+            yield _Handshake(attempt, accepted, conn.tls, conn.tls_index)
+            if conn.tls is not None:
+                async for event in conn.quit():
+                    yield event
+        finally:
+            await conn.close()
+    yield _Finished(outcome, starttls, connections)
+
+
 async def tls_version_sweep(
     where: Where, options: Options, *, ehlo_name: str
 ) -> AsyncIterator[Event]:
@@ -394,53 +488,36 @@ async def tls_version_sweep(
     A version this host cannot offer, or one that could not be tried (the dialogue broke
     before the handshake, or the handshake timed out), is None rather than False.
     """
-    from .smtp import Transcript, prepare_tls, smtp_connection, throttle_findings
+    from .smtp import Transcript
 
     purpose: SessionPurpose = "tls-versions"
     yield SessionStarted(where, purpose)
     transcript = Transcript(where, purpose)
+    attempts = [
+        _Attempt(
+            version,
+            f"offering {version} only",
+            version,
+            skip=None
+            if local_version_support(version)
+            else f"{version}: this host's OpenSSL cannot offer it; not tested",
+        )
+        for version in TLS_VERSIONS
+    ]
     results: dict[str, bool | None] = {}
     evidence: dict[str, int] = {}
-    outcome = "ok"
-    starttls: bool | None = None
-    connections = 0
-    for number, version in enumerate(TLS_VERSIONS, start=1):
-        if not local_version_support(version):
-            results[version] = None
-            yield transcript.line(
-                "!", f"{version}: this host's OpenSSL cannot offer it; not tested"
-            )
-            continue
-        yield transcript.line("!", f"connection {number}: offering {version} only")
-        connections += 1
-        conn = smtp_connection(where, options, transcript)
-        try:
-            async for event in prepare_tls(conn, ehlo_name, implicit=options.implicit_tls):
-                yield event
-            if conn.stopped_at is not None:
-                # The dialogue broke before any handshake: nothing to learn from more tries.
-                outcome = conn.stopped_at
-                starttls = conn.starttls if starttls is None else starttls
-                for finding in throttle_findings(conn, where, f"TLS version sweep, {version}"):
-                    yield finding
-                break
-            starttls = conn.starttls if not options.implicit_tls else None
-            recorder = HandshakeRecorder(transcript.t_ms)
-            ctx = build_client_context(version=version, recorder=recorder)
-            async for event in conn.handshake(ctx, recorder, sni_for(where.host)):
-                yield event
-            if conn.tls is not None:
-                results[version] = True
-                evidence[version] = conn.tls_index
-                async for event in conn.quit():
-                    yield event
-            elif not recorder.client_hello_sent or conn.tls_timed_out:
-                results[version] = None
+    finished = _Finished("ok", None, 0)
+    probe = _probe_handshakes(where, options, transcript, ehlo_name, "TLS version sweep", attempts)
+    async with aclosing(probe):
+        async for item in probe:
+            if isinstance(item, _Handshake):
+                results[item.attempt.version] = item.accepted
+                if item.accepted is not None:
+                    evidence[item.attempt.version] = item.tls_index
+            elif isinstance(item, _Finished):
+                finished = item
             else:
-                results[version] = False
-                evidence[version] = conn.tls_index
-        finally:
-            await conn.close()
+                yield item
     accepted = tuple((v, results.get(v)) for v in TLS_VERSIONS)
     yield TlsVersionsProbed(where, accepted)
     legacy = [v for v in ("TLSv1", "TLSv1.1") if results.get(v) is True]
@@ -463,7 +540,13 @@ async def tls_version_sweep(
                 evidence=(f"transcript:{evidence['TLSv1.3']}",),
             )
         )
-    yield SessionFinished(where, purpose, outcome, starttls, connections=max(connections, 1))
+    yield SessionFinished(
+        where,
+        purpose,
+        finished.outcome,
+        finished.starttls,
+        connections=max(finished.connections, 1),
+    )
 
 
 # TLS 1.2 suites without forward secrecy: static RSA key exchange only. NULL and anonymous
@@ -533,7 +616,7 @@ async def tls12_cipher_probe(
     without forward secrecy is tls.no_forward_secrecy; a weak one is tls.weak_cipher).
     Yields SessionStarted, the transcript (purpose "cipher-probe"), findings, SessionFinished.
     """
-    from .smtp import Transcript, prepare_tls, smtp_connection, throttle_findings
+    from .smtp import Transcript
 
     purpose: SessionPurpose = "cipher-probe"
     yield SessionStarted(where, purpose)
@@ -554,48 +637,39 @@ async def tls12_cipher_probe(
             )
         if weak_string is not None:
             questions.append((f"weak ({', '.join(can)})", weak_string, "tls.weak_suite_accepted"))
-    outcome = "ok"
-    starttls: bool | None = None
-    connections = 0
-    for number, (label, ciphers, fid) in enumerate(questions, start=1):
-        yield transcript.line(
-            "!", f"connection {number}: TLSv1.2 only, offering only {label} suites"
-        )
-        connections += 1
-        conn = smtp_connection(where, options, transcript)
-        try:
-            async for event in prepare_tls(conn, ehlo_name, implicit=options.implicit_tls):
-                yield event
-            if conn.stopped_at is not None:
-                outcome = conn.stopped_at
-                starttls = conn.starttls if starttls is None else starttls
-                for finding in throttle_findings(conn, where, f"cipher probe, {label}"):
-                    yield finding
-                break
-            starttls = conn.starttls if not options.implicit_tls else None
-            recorder = HandshakeRecorder(transcript.t_ms)
-            ctx = build_client_context(version="TLSv1.2", recorder=recorder, ciphers=ciphers)
-            async for event in conn.handshake(ctx, recorder, sni_for(where.host)):
-                yield event
-            if conn.tls is not None:
+    attempts = [
+        _Attempt(label, f"TLSv1.2 only, offering only {label} suites", "TLSv1.2", ciphers)
+        for label, ciphers, _ in questions
+    ]
+    finding_for = {label: fid for label, _, fid in questions}
+    finished = _Finished("ok", None, 0)
+    probe = _probe_handshakes(where, options, transcript, ehlo_name, "cipher probe", attempts)
+    async with aclosing(probe):
+        async for item in probe:
+            if isinstance(item, _Finished):
+                finished = item
+            elif not isinstance(item, _Handshake):
+                yield item
+            elif item.tls is not None:
+                label = item.attempt.label
                 yield FindingRaised(
                     raise_finding(
-                        fid,
+                        finding_for[label],
                         where,
-                        f"accepted {conn.tls.cipher} ({conn.tls.version}) when offered only "
+                        f"accepted {item.tls.cipher} ({item.tls.version}) when offered only "
                         f"{label} suites",
-                        evidence=(f"transcript:{conn.tls_index}",),
+                        evidence=(f"transcript:{item.tls_index}",),
                     )
                 )
-                async for event in conn.quit():
-                    yield event
-            elif not recorder.client_hello_sent or conn.tls_timed_out:
-                yield transcript.line("!", f"{label} suites: could not be tested")
+            elif item.accepted is None:
+                yield transcript.line("!", f"{item.attempt.label} suites: could not be tested")
             else:
-                yield transcript.line("!", f"{label} suites refused, as they should be")
-        finally:
-            await conn.close()
-    yield SessionFinished(where, purpose, outcome, starttls, connections=connections)
+                yield transcript.line(
+                    "!", f"{item.attempt.label} suites refused, as they should be"
+                )
+    yield SessionFinished(
+        where, purpose, finished.outcome, finished.starttls, connections=finished.connections
+    )
 
 
 async def starttls_injection_test(

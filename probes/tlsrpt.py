@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from .dns import Resolver
 from .events import Event, FindingRaised, TlsRptChecked, Where
 from .findings import raise_finding
-from .mtasts import split_tag_record, txt_strings
+from .mtasts import extension_field_problem, split_tag_record, txt_strings
 
 VERSION = "v=TLSRPTv1"
-_EXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
-_EXT_VALUE = re.compile(r"[\x21-\x3a\x3c\x3e-\x7e]+")
 # The address part of a mailto: URI, loosely: local@domain, no spaces.
 _MAILTO = re.compile(r"mailto:[^@\s,;]+@[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?(?:\?\S*)?")
 _HTTPS = re.compile(r"https://[A-Za-z0-9\[](?:[^\s,;]*)")
@@ -100,10 +98,9 @@ def parse_tlsrpt(txt_records: list[str]) -> TlsRptRecord | TlsRptError | None:
         elif name == "v":
             return TlsRptError("more than one v= field", text)
         else:
-            if not _EXT_NAME.fullmatch(name):
-                return TlsRptError(f"field name {name[:40]!r} is not valid", text)
-            if not _EXT_VALUE.fullmatch(value):
-                return TlsRptError(f"value of {name}= is empty or has forbidden characters", text)
+            problem = extension_field_problem(name, value, shown=40)
+            if problem is not None:
+                return TlsRptError(problem, text)
             extensions.append((name, value))
     if rua is None:
         return TlsRptError("no rua= field: reports have nowhere to go", text)
