@@ -55,7 +55,11 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
     pool.inconsistent           pool-inconsistent
     (no finding)                healthy, idn (bücher.lab.test), dane-ok, hostile
 
-Ids that cannot be staged locally: none outright, with two caveats.
+Ids that cannot be staged locally (NOT_STAGED below, with the reason):
+- smtp.not_tested_from_here: needs an IPv6 address this host has no route to, and the lab
+  and its tests use loopback only. Its classification is unit-tested (tests/test_smtp_reply.py).
+
+Ids staged with caveats:
 - tls.weak_cipher: this machine's OpenSSL 3 has no RC4 and no 3DES (not even at
   @SECLEVEL=0), so the weak cipher staged is a NULL cipher (ECDHE-ECDSA-NULL-SHA, TLS 1.2
   only). A client only negotiates it if its cipher string includes eNULL: "DEFAULT" removes
@@ -74,6 +78,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probes.walk import STEPS as STEPS  # re-exported: a scenario's `breaks` is one of them
+
+NOT_STAGED: dict[str, str] = {
+    "smtp.not_tested_from_here": "needs an unroutable IPv6 address; the lab is loopback only",
+}
 
 # Scenario texts use {domain} (ASCII form) and {mx} (the first MX host) placeholders.
 POLICY_ENFORCE = "version: STSv1\nmode: enforce\n{mx_lines}max_age: 86400\n"

@@ -553,8 +553,9 @@ class _Run:
             )
 
     def compare_pool(self) -> None:
-        """pool.inconsistent: name the addresses whose results differ from the majority."""
-        facts = list(self.facts.values())
+        """pool.inconsistent: name the addresses whose results differ from the majority.
+        Addresses this host could not test (no IPv6 route here) say nothing about the pool."""
+        facts = [f for f in self.facts.values() if "smtp.not_tested_from_here" not in f.problems]
         if len(facts) < 2:
             return
         groups: dict[tuple[object, ...], list[_SessionFacts]] = defaultdict(list)

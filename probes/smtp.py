@@ -13,6 +13,7 @@ treated as hostile: lines, replies and the time each step may take are all cappe
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
 import socket
 import ssl
@@ -479,8 +480,7 @@ class SmtpConnection:
             self.connect_error = "unreachable"
             reason = f"cannot connect to {self.address!r}: not an IP address ({exc.strerror})"
         except OSError as exc:
-            self.connect_error = "unreachable"
-            reason = f"cannot connect to {self.address} port {self.port}: {exc.strerror or exc}"
+            self.connect_error, reason = classify_connect_error(exc, self.address, self.port)
         else:
             self.proto = proto
             self.raw = transport  # type: ignore[assignment]
@@ -768,6 +768,22 @@ async def prepare_tls(
 # --------------------------------------------------------------------------- the session
 
 
+# This host cannot send to that address family at all: nothing left the machine, so the
+# server was not tested (typical: a jump host without IPv6 and an MX with AAAA records).
+_NO_ROUTE_HERE = {errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT}
+
+
+def classify_connect_error(exc: OSError, address: str, port: int) -> tuple[str, str]:
+    """(connect_error code, transcript reason) for a failed TCP connect. "no-route-here" is
+    an IPv6 address this host has no route to: a limit of where mxlens runs, not a finding
+    about the server, since senders with IPv6 reach it and others use the IPv4 addresses."""
+    if exc.errno in _NO_ROUTE_HERE and ":" in address:
+        return "no-route-here", (
+            f"this host has no IPv6 route to {address} ({exc.strerror or exc}): not tested from here"
+        )
+    return "unreachable", f"cannot connect to {address} port {port}: {exc.strerror or exc}"
+
+
 def _is_rate_limit(reply: Reply) -> bool:
     return reply.code == 421 or bool(_RATE_WORDS.search(reply.text))
 
@@ -785,7 +801,12 @@ def _stop_findings(conn: SmtpConnection, where: Where) -> Iterator[FindingRaised
         return FindingRaised(raise_finding(fid, where, summary, evidence=ev))
 
     if step == "connect":
-        if conn.connect_error == "refused":
+        if conn.connect_error == "no-route-here":
+            yield make(
+                "smtp.not_tested_from_here",
+                f"{conn.address} is IPv6 and this host has no IPv6 route: not tested",
+            )
+        elif conn.connect_error == "refused":
             yield make("smtp.connect_refused", f"TCP connection to port {conn.port} refused")
         else:
             yield make(

@@ -74,6 +74,7 @@ STEP_OF: dict[str, str] = {
     "dns.ptr_mismatch": "resolve_address",
     "smtp.connect_refused": "connect",
     "smtp.connect_timeout": "connect",
+    "smtp.not_tested_from_here": "connect",
     "smtp.greeting_rejected": "greeting",
     "smtp.rate_limited": "greeting",
     "smtp.timeout": "greeting",  # the step where the session stopped

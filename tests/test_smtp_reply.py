@@ -138,3 +138,25 @@ def test_cut_short_and_empty() -> None:
     assert cut.code == 250 and any("without a final line" in r for r in cut.malformed)
     empty = parse_reply([])
     assert empty.code == 0 and empty.malformed
+
+
+def test_connect_errors_that_mean_not_tested_from_here() -> None:
+    import errno
+
+    from probes.smtp import classify_connect_error
+
+    # IPv6 without a route on this host: nothing reached the server.
+    code, reason = classify_connect_error(
+        OSError(errno.ENETUNREACH, "Network is unreachable"), "2001:db8::25", 25
+    )
+    assert code == "no-route-here" and "not tested" in reason
+    # The same error for IPv4 is a real reachability problem of this route.
+    code, _ = classify_connect_error(
+        OSError(errno.ENETUNREACH, "Network is unreachable"), "192.0.2.25", 25
+    )
+    assert code == "unreachable"
+    # A host unreachable answer comes from the network, not from this host's setup.
+    code, _ = classify_connect_error(
+        OSError(errno.EHOSTUNREACH, "No route to host"), "2001:db8::25", 25
+    )
+    assert code == "unreachable"
