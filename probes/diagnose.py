@@ -184,6 +184,13 @@ class _Run:
                 context_task = asyncio.create_task(self.settle_context(policy_task))
                 background.append(context_task)
                 await asyncio.gather(*(self.mx_host(mx) for mx in hosts))
+                if self.facts and all(
+                    "smtp.not_tested_from_here" in f.problems for f in self.facts.values()
+                ):
+                    raise CheckError(
+                        "no MX address could be tested from this host: they are IPv6 only "
+                        "and this host has no IPv6 route; run mxlens where IPv6 works"
+                    )
                 await context_task
                 await policy_task
                 self.compare_pool()
