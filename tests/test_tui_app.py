@@ -410,6 +410,11 @@ async def test_engine_errors_are_shown_not_raised(tmp_path: Path) -> None:
             await finish(pilot, app)
             assert app.error is not None and words in app.error
             assert "could not check" in screen_text(app)
+            # Pane 1 says why too, not a stale "resolving MX..."
+            app.set_active_pane(1)
+            await pilot.pause()
+            assert f"could not check: {app.error}"[:40] in screen_text(app)
+            assert "resolving MX" not in screen_text(app)
             assert app.is_running
 
 

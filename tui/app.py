@@ -382,6 +382,7 @@ class MxLensApp(App[int]):
         self.running = False
         if message.error:
             self.error = message.error
+            self.domain_pane.mark_failed(message.error)
             self.notify(
                 visible(message.error), title="Could not check", severity="error", markup=False
             )

@@ -190,6 +190,12 @@ class DomainPane(Pane):
             self._relabel_all()
             self._render_policies()  # "not checked yet" becomes "not checked"
 
+    def mark_failed(self, error: str) -> None:
+        """The check could not be made (bad input, a resolver that does not answer)."""
+        self.finished = DiagnosisFinished(self.domain or "", 0.0, None, error)
+        self._render_root()
+        self._relabel_all()
+
     def mark_cancelled(self) -> None:
         self.cancelled = True
         self.finished = self.finished or DiagnosisFinished(
