@@ -218,8 +218,23 @@ def leaf_names(leaf_der: bytes) -> tuple[str, ...]:
 
 
 async def lookup_tlsa(mx_host: str, port: int, resolver: Resolver) -> TlsaLookup:
-    """TLSA records at `_<port>._tcp.<mx_host>`, with the answer's status and AD bit."""
-    name = f"_{port}._tcp.{mx_host.lower().rstrip('.')}"
+    """TLSA records for an MX host, with the answer's status and AD bit.
+
+    RFC 7672 2.2.2 (and RFC 7671 7): when the host's address lookup securely follows a CNAME,
+    a DANE sender looks at `_<port>._tcp.<final name>` first and, only when there are no
+    records there, at `_<port>._tcp.<mx_host>`. An insecure alias is not followed."""
+    host = mx_host.lower().rstrip(".")
+    address = await resolver.query(host, "A")
+    if not address.cname:
+        address = await resolver.query(host, "AAAA")
+    if address.cname and address.authenticated and address.cname != host:
+        final = await _lookup_at(f"_{port}._tcp.{address.cname}", resolver)
+        if final.records or final.unparsed or final.status not in ("NODATA", "NXDOMAIN"):
+            return final
+    return await _lookup_at(f"_{port}._tcp.{host}", resolver)
+
+
+async def _lookup_at(name: str, resolver: Resolver) -> TlsaLookup:
     answer = await resolver.query(name, "TLSA")
     records: list[TlsaRecord] = []
     unparsed: list[str] = []
@@ -303,6 +318,12 @@ def judge_dane(where: Where, lookup: TlsaLookup, chain_der: list[bytes] | None) 
         return [checked()]
 
     certs = [_load(der) for der in chain_der]
+    # RFC 7672 3.2.2: the MX host name, and the CNAME-expanded name when the TLSA records
+    # were found there (lookup_tlsa), are both reference identifiers.
+    references = {where.host.lower().rstrip(".")}
+    base = name.split(".", 2)[2] if name.startswith("_") and name.count(".") >= 2 else ""
+    if base:
+        references.add(base.lower())
     ta_name_failed: TlsaRecord | None = None
     ta_unchained: TlsaRecord | None = None
     # DANE-EE first: when it matches, names and dates are moot and no TA check is needed.
@@ -316,7 +337,7 @@ def judge_dane(where: Where, lookup: TlsaLookup, chain_der: list[bytes] | None) 
             ta_unchained = ta_unchained or record
             continue
         names = leaf_names(chain_der[0])
-        if any(_name_matches(n, where.host) for n in names):
+        if any(_name_matches(n, ref) for n in names for ref in references):
             return [checked(matched=record, ta_name_ok=True)]
         ta_name_failed = ta_name_failed or record
 

@@ -327,9 +327,15 @@ class _Run:
         if len(entries) == 1 and entries[0][2] == "":
             return None
         hosts = []
+        seen: set[str] = set()
         for pref, _, exchange in sorted(entries):
             if not exchange:
                 continue  # a "0 ." among real MX: ignore it as senders do
+            if exchange in seen:
+                # The same host twice (two preferences, or two spellings): senders try it
+                # once, at its best preference; probing it twice would double its findings.
+                continue
+            seen.add(exchange)
             hosts.append(MxHost(exchange, pref, is_ip_literal=_is_ip(exchange)))
         return hosts
 

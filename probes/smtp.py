@@ -80,12 +80,24 @@ class Reply:
     @property
     def keywords(self) -> list[str]:
         """EHLO extension keywords (upper case), from the lines after the first."""
+        return [word for word in self._line_keywords()[1:] if word]
+
+    def _line_keywords(self) -> list[str]:
+        # One entry per line (empty for a line without a keyword), so a keyword's position
+        # is the position of its line even when an empty "250-" line comes before it.
         out: list[str] = []
-        for part in self.text.split("\n")[1:]:
+        for part in self.text.split("\n"):
             words = part.split()
-            if words:
-                out.append(words[0].upper())
+            out.append(words[0].upper() if words else "")
         return out
+
+    def keyword_line(self, keyword: str) -> int | None:
+        """Index in `lines` of the EHLO line that advertises `keyword`, or None."""
+        found = self._line_keywords()
+        for index in range(1, len(found)):
+            if found[index] == keyword.upper():
+                return index
+        return None
 
 
 class ReplyParser:
@@ -1033,7 +1045,8 @@ async def _dialogue(
                 yield event
             reply = conn.ehlo_reply
             if conn.stopped_at is None and reply is not None and "STARTTLS" in reply.keywords:
-                at = conn.ehlo_indexes[1 + reply.keywords.index("STARTTLS")]
+                line = reply.keyword_line("STARTTLS")
+                at = conn.ehlo_indexes[line if line is not None else 0]
                 yield FindingRaised(
                     raise_finding(
                         "tls.starttls_still_offered",

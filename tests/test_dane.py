@@ -354,3 +354,59 @@ async def test_lookup_timeout(dns_server: DnsResponder) -> None:
     assert result.status == "TIMEOUT"
     _, ids = outcome(judge_dane(WHERE, result, CHAIN))
     assert ids == ["dane.lookup_failed"]
+
+
+def _cname(target: str) -> Any:
+    return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.CNAME, target + ".")
+
+
+async def test_lookup_follows_a_secure_cname_first(dns_server: DnsResponder) -> None:
+    # RFC 7672 2.2.2 / RFC 7671 7: when the MX host is a DNSSEC-secure alias, a DANE
+    # sender looks for TLSA at the fully expanded name first, and only if there are none
+    # there at the name from the MX record.
+    final = "real.example.test"
+    data = association(LEAF, 1, 1)
+    dns_server.zone[(MX, "A")] = [_cname(final)]
+    dns_server.authenticated.update({MX, f"_25._tcp.{final}", f"_25._tcp.{MX}"})
+    dns_server.zone[(f"_25._tcp.{final}", "TLSA")] = [f"3 1 1 {data}"]
+    dns_server.zone[(f"_25._tcp.{MX}", "TLSA")] = [f"3 1 1 {'ab' * 32}"]
+    resolver = Resolver(("127.0.0.1", dns_server.port), timeout=2)
+    result = await lookup_tlsa(MX, 25, resolver)
+    assert result.name == f"_25._tcp.{final}"
+    ev, ids = outcome(judge_dane(WHERE, result, CHAIN))
+    assert ids == [] and ev.matched == TlsaRecord(3, 1, 1, data)
+
+
+async def test_lookup_cname_without_tlsa_falls_back_to_mx_name(dns_server: DnsResponder) -> None:
+    final = "real.example.test"
+    data = association(LEAF, 1, 1)
+    dns_server.zone[(MX, "A")] = [_cname(final)]
+    dns_server.zone[(final, "A")] = ["127.0.0.1"]  # the final name exists: TLSA is NODATA
+    dns_server.authenticated.update({MX, f"_25._tcp.{final}", f"_25._tcp.{MX}"})
+    dns_server.zone[(f"_25._tcp.{MX}", "TLSA")] = [f"3 1 1 {data}"]
+    resolver = Resolver(("127.0.0.1", dns_server.port), timeout=2)
+    result = await lookup_tlsa(MX, 25, resolver)
+    assert result.name == f"_25._tcp.{MX}" and result.records == (TlsaRecord(3, 1, 1, data),)
+
+
+async def test_lookup_insecure_cname_uses_the_mx_name_only(dns_server: DnsResponder) -> None:
+    final = "real.example.test"
+    dns_server.zone[(MX, "A")] = [_cname(final)]  # no AD bit on the alias
+    dns_server.authenticated.update({f"_25._tcp.{final}", f"_25._tcp.{MX}"})
+    dns_server.zone[(f"_25._tcp.{final}", "TLSA")] = [f"3 1 1 {'cd' * 32}"]
+    dns_server.zone[(f"_25._tcp.{MX}", "TLSA")] = [f"3 1 1 {'ab' * 32}"]
+    resolver = Resolver(("127.0.0.1", dns_server.port), timeout=2)
+    result = await lookup_tlsa(MX, 25, resolver)
+    assert result.name == f"_25._tcp.{MX}"
+
+
+def test_judge_dane_ta_accepts_the_cname_expanded_name() -> None:
+    # RFC 7672 3.2.2: with TLSA records found at the expanded name of an aliased MX host,
+    # the certificate may carry that final name instead of the MX name.
+    chain = [der(WRONG_LEAF), der(INTERMEDIATE)]
+    at_final = TlsaLookup("_25._tcp.other.example", "NOERROR", True, (rec(2, 1, 1, INTERMEDIATE),))
+    ev, ids = outcome(judge_dane(WHERE, at_final, chain))
+    assert ids == [] and ev.ta_name_ok is True
+    # At the MX name itself, the same chain still fails the name check.
+    _, ids = outcome(judge_dane(WHERE, lookup([rec(2, 1, 1, INTERMEDIATE)]), chain))
+    assert ids == ["dane.tlsa_mismatch"]

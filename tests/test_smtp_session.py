@@ -533,6 +533,18 @@ async def test_starttls_still_offered(
     assert finished(events).outcome == "ok"
 
 
+async def test_starttls_still_offered_points_at_its_own_line(
+    serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
+) -> None:
+    # An empty continuation line ("250-") and bare-LF line ends before the keyword: the
+    # evidence must still be the line that lists STARTTLS (lower case is the same keyword).
+    ehlo_tls = b"250-mx.test Hello\n250-\n250-PIPELINING\n250-starttls\n250 8BITMIME\n"
+    server = serve(smtp_script(tls_ctx=server_context(cert_files), ehlo_tls=ehlo_tls))
+    events = await run(server)
+    assert set(findings(events)) == {"tls.starttls_still_offered"}
+    assert evidence_line(events, "tls.starttls_still_offered").text == "250-starttls"
+
+
 async def test_handshake_failure_hang_up(serve: Callable[..., FakeSmtp]) -> None:
     server = serve(smtp_script(tls_ctx=None))  # says 220 to STARTTLS, then hangs up
     start = time.monotonic()
