@@ -186,6 +186,8 @@ class MxLensApp(App[int]):
         self.report: Report | None = None  # the run's events, for the walk, connectors, tickets
         self.connector: Any = None  # the ConnectorResult the user kept in the connector form
         self.walk_when_done = False
+        if "NO_COLOR" in os.environ:
+            self.add_class("-no-color")  # app.tcss marks cursors in reverse instead
 
     # ------------------------------------------------------------------ layout
 
@@ -306,6 +308,11 @@ class MxLensApp(App[int]):
             self.options = self._lab_options(target)
         else:
             self.options = self.user_options
+        if self.run_id:
+            # Toasts about the last run (a connector verdict, a saved file) would sit over
+            # the new domain's panes as if they were about it. (Not on the first run: a key
+            # file or theme warning from start-up must stay readable.)
+            self.clear_notifications()
         self.run_id += 1
         self.target = target
         self.running = True
@@ -389,6 +396,7 @@ class MxLensApp(App[int]):
         if message.cancelled or (self.finished is None and not message.error):
             self.cancelled = True
             self.domain_pane.mark_cancelled()
+        self.transcript_pane.run_ended(self.cancelled)
         self._render_bar()
         self.refresh_bindings()
         if self.walk_when_done and self.finished is not None:
@@ -454,10 +462,15 @@ class MxLensApp(App[int]):
     # ------------------------------------------------------------------ panes
 
     def set_active_pane(self, number: int) -> None:
+        self._mark_active(number)
+        self.pane(number).focus_target().focus()
+
+    def _mark_active(self, number: int) -> None:
         self.active_pane = number
         for n in range(1, PANE_COUNT + 1):
             self.pane(n).set_class(n == number, "-active")
-        self.pane(number).focus_target().focus()
+        # the grid gives the findings strip more rows while it is the active pane
+        self.query_one("#panes").set_class(number == PANE_COUNT, "-findings")
         self._render_bar()
 
     def on_descendant_focus(self, event: Any) -> None:
@@ -465,10 +478,7 @@ class MxLensApp(App[int]):
         while node is not None and not isinstance(node, Pane):
             node = node.parent
         if isinstance(node, Pane) and node.number != self.active_pane:
-            self.active_pane = node.number
-            for n in range(1, PANE_COUNT + 1):
-                self.pane(n).set_class(n == node.number, "-active")
-            self._render_bar()
+            self._mark_active(node.number)
 
     def on_resize(self) -> None:
         self._render_bar()
@@ -583,9 +593,9 @@ class MxLensApp(App[int]):
             self.notify(visible(str(exc)), title="Could not check", severity="error", markup=False)
             return
         self.start(domain, options)
-        hosts = " ".join(o.host for o in options.mx)
+        hosts = [o.host for o in options.mx if o.host != domain]
         if hosts:
-            self.notify(visible(f"Checking {domain} via {hosts} only."), markup=False)
+            self.notify(visible(f"Checking {domain} via {' '.join(hosts)} only."), markup=False)
 
     def action_rerun(self) -> None:
         if self.target:
@@ -653,11 +663,20 @@ class MxLensApp(App[int]):
 
     # ------------------------------------------------------------------ walk, connector, ticket
 
-    def _finished_report(self) -> Report | None:
-        if self.report is None or self.finished is None:
-            self.notify("The walk-through needs a finished diagnosis.", markup=False)
-            return None
-        return self.report
+    def _finished_report(self, what: str) -> Report | None:
+        """The report of a finished run, else None after telling the user why `what` (the
+        walk-through, the connector check, the ticket report) cannot be made yet."""
+        if self.report is not None and self.finished is not None:
+            return self.report
+        rerun = display_key(keys_for("rerun", self.keymap))
+        if self.running:
+            why = "wait for the diagnosis to finish"
+        elif self.target:
+            why = f"this run did not finish; press {rerun} to run it again"
+        else:
+            why = f"check a domain first ({display_key(keys_for('new_target', self.keymap))})"
+        self.notify(f"{what} needs a finished diagnosis: {why}.", markup=False)
+        return None
 
     def action_walk(self) -> None:
         """Open the walk-through; Enter on a step jumps to its evidence."""
@@ -665,7 +684,7 @@ class MxLensApp(App[int]):
 
         from .widgets.walk_screen import WalkScreen
 
-        report = self._finished_report()
+        report = self._finished_report("The walk-through")
         if report is None:
             return
         walk = self.connector.walk if self.connector is not None else None
@@ -686,7 +705,7 @@ class MxLensApp(App[int]):
         """Pick a connector profile and see its verdict (re-grades, no new probe)."""
         from .widgets.connector_form import ConnectorForm
 
-        report = self._finished_report()
+        report = self._finished_report("The connector check")
         if report is None:
             return
 
@@ -704,7 +723,7 @@ class MxLensApp(App[int]):
         """Copy the ticket report (Markdown) with OSC 52 and save it where the path is shown."""
         from probes.ticket import export_dir, save_ticket, ticket_markdown, ticket_path
 
-        report = self._finished_report()
+        report = self._finished_report("The ticket report")
         if report is None:
             return
         text = ticket_markdown(report, connector=self.connector)

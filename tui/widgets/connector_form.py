@@ -3,7 +3,7 @@ at once whether it would deliver. Nothing is probed again: the finished report i
 (probes.connectors.judge), so moving through the profiles is instant.
 
 Up/down choose the profile, Tab goes to the TlsDomain box, Enter closes the form and keeps
-the verdict (the ticket report "m" then includes it), Escape closes without keeping it.
+the verdict (the ticket report "m" then includes it), Escape or ctrl+g closes without keeping it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from probes.report import Report
 
 from ..safe import safe_text
 
-KEYS_HINT = "Up/Down profile  Tab name box  Enter keep  PgUp/PgDn scroll  Esc close"
+KEYS_HINT = "Up/Down profile  Tab name box  Enter keep  PgUp/PgDn scroll  Esc/^g close"
 # Below this many columns in the box a profile line would wrap: the list then shows the
 # names and the verdict below names the highlighted profile in full.
 _WIDE = 108
@@ -41,7 +41,8 @@ class ConnectorForm(ModalScreen[ConnectorResult | None]):
     ConnectorForm #connector-keys { height: 1; color: $text-muted; }
     """
     BINDINGS = [
-        Binding("escape", "close", "Close"),
+        # ctrl+g too: Esc is unreliable over some SSH links, and q would type into the box
+        Binding("escape,ctrl+g", "close", "Close"),
         # priority: the focused list or box would otherwise take them
         Binding("pagedown", "scroll_verdict(1)", "Scroll", show=False, priority=True),
         Binding("pageup", "scroll_verdict(-1)", "Scroll", show=False, priority=True),

@@ -26,8 +26,8 @@ from probes.explain import Explanation, explain, to_text
 from .walk_screen import hanging
 
 HINT = "Paste a bounce (NDR) or a mail log line: it is decoded below as you type."
-KEYS_NONE = "Nothing to check yet  PgUp/PgDn scroll  Esc close"
-KEYS_TARGET = "ctrl+r check {target}  PgUp/PgDn scroll  Esc close"
+KEYS_NONE = "Nothing to check yet  PgUp/PgDn scroll  Esc/^g close"
+KEYS_TARGET = "ctrl+r check {target}  PgUp/PgDn scroll  Esc/^g close"
 
 
 # "  meaning:  ", "Next: ": a label whose value wraps under itself, not under the label

@@ -50,8 +50,10 @@ class FindingsBar(Pane):
     def reset(self) -> None:
         super().reset()
         self.findings: list[Finding] = []
+        # While the user stays on the top row, the highlight follows the worst finding as the
+        # list re-sorts; once they move, it stays on the finding they chose.
+        self._follow_top = True
         self.olist.clear_options()
-        self.olist.display = True
         self._detail(None)
 
     def counts(self) -> dict[str, int]:
@@ -62,10 +64,13 @@ class FindingsBar(Pane):
 
     def add_event(self, event: Event) -> None:
         if isinstance(event, DiagnosisFinished) and not self.findings:
-            # An empty list would push the verdict to the bottom of the pane: hide it.
-            self.olist.display = False
-            self.query_one("#findings-detail", Static).update(
-                join(mark("ok"), Text("No findings: nothing wrong was seen on this route."))
+            # The verdict goes in the list itself (a row that cannot be chosen): hiding the
+            # list would take the keyboard focus away with it.
+            self.olist.add_option(
+                Option(
+                    join(mark("ok"), Text("No findings: nothing wrong was seen on this route.")),
+                    disabled=True,
+                )
             )
         if not isinstance(event, FindingRaised):
             return
@@ -75,9 +80,13 @@ class FindingsBar(Pane):
         lst = self.olist
         lst.clear_options()
         lst.add_options(Option(self._prompt(f)) for f in self.findings)
-        if current is not None:
-            # Keep the user's place while the list re-sorts under them.
+        # A finding is always highlighted, so its why and fix show at once and Enter works
+        # without an arrow key first.
+        if current is None or self._follow_top:
+            lst.highlighted = 0
+        else:
             lst.highlighted = self.findings.index(current)
+        self._detail(self._highlighted())
 
     def select(self, finding: Finding) -> None:
         if finding in self.findings:
@@ -110,10 +119,12 @@ class FindingsBar(Pane):
         if f.fix:
             out.append(Text("\nFix: ", "bold"))
             out.append(safe_text(f.fix))
+        out.append(Text("\nEnter: show the evidence", "dim"))
         detail.update(out)
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         event.stop()
+        self._follow_top = event.option_index == 0
         self._detail(self._highlighted())
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

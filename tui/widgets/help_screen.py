@@ -24,7 +24,8 @@ PANES = (
         "2 Transcript",
         "The SMTP dialogue with the chosen address: 'S:' server, 'C:' client, 'TLS' handshake "
         "steps, '!!' errors and timeouts, each with the time since the connection started. "
-        "Side probes (TLS version sweep, STARTTLS injection test) are folded into one line.",
+        "Side probes (TLS version sweep, STARTTLS injection test) are folded into one line. "
+        "While the server does not answer, the header counts the seconds it has waited.",
     ),
     (
         "3 Chain",

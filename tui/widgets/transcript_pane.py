@@ -8,6 +8,7 @@ shows their lines too, tagged with the probe's name.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from probes.events import (
     TlsNegotiated,
     TlsVersionsProbed,
     TranscriptLine,
+    Where,
 )
 from probes.report import versions_text
 
@@ -36,6 +38,9 @@ _DIR = {
     "!": ("!!", "bold red"),
 }
 _STAMP_WIDTH = 11
+# A main session open this long without a new line gets "waiting N s for ..." in the header,
+# so a server that never answers shows as waiting, not as a frozen screen.
+_WAIT_SHOWN_AFTER = 1.0
 
 
 @dataclass
@@ -62,6 +67,7 @@ class TranscriptPane(Pane):
 
     def on_mount(self) -> None:
         self.reset()
+        self.set_interval(0.5, self._tick)
 
     @property
     def lines(self) -> OptionList:
@@ -75,6 +81,8 @@ class TranscriptPane(Pane):
         self.entries: dict[AddrKey, list[_Entry]] = defaultdict(list)
         self.main_count: dict[AddrKey, int] = defaultdict(int)
         self.tls_steps_seen: set[AddrKey] = set()
+        # main sessions started and not finished: when the last line (or the start) arrived
+        self.open_main: dict[AddrKey, tuple[float, Where]] = {}
         self.show_side = False
         self._option_of_main: dict[int, int] = {}
         self._shown = 0
@@ -105,6 +113,10 @@ class TranscriptPane(Pane):
             purpose = "main"
         if isinstance(event, TlsVersionsProbed):
             purpose = "tls-versions"
+        if purpose == "main" and isinstance(event, (SessionStarted, TranscriptLine)):
+            self.open_main[key] = (time.monotonic(), where)
+        elif purpose == "main" and isinstance(event, SessionFinished):
+            self.open_main.pop(key, None)
         entry = _Entry(purpose, event, main_index)
         self.entries[key].append(entry)
         if key == self.selected:
@@ -112,6 +124,49 @@ class TranscriptPane(Pane):
                 self._append(entry, key)
             else:
                 self._render_side()
+
+    def run_ended(self, cancelled: bool) -> None:
+        """The diagnosis stopped. A main session still open was cut off: when the user
+        cancelled, say so in its transcript, with what it was waiting for."""
+        still_open, self.open_main = self.open_main, {}
+        if cancelled:
+            for key, (since, where) in still_open.items():
+                waited = time.monotonic() - since
+                note = TranscriptLine(
+                    where,
+                    "main",
+                    -1.0,  # no time of the session's own: the stamp stays blank
+                    "!",
+                    f"cancelled after {waited:.1f} s waiting for {self._waiting_for(key)}",
+                )
+                entry = _Entry("main", note, None)
+                self.entries[key].append(entry)
+                if key == self.selected:
+                    self._append(entry, key)
+        self._render_header()
+
+    def _waiting_for(self, key: AddrKey) -> str:
+        """What the open main session of `key` waits for, from its last line."""
+        last = next(
+            (
+                e.event
+                for e in reversed(self.entries.get(key, []))
+                if e.purpose == "main" and isinstance(e.event, TranscriptLine)
+            ),
+            None,
+        )
+        if last is None:
+            return "an answer"  # connected or not: the engine does not say until it times out
+        if last.dir == "C":
+            verb = last.text.split(" ", 1)[0][:20]
+            return f"the reply to {verb}"
+        if last.dir == "TLS":
+            return "the TLS handshake"
+        return "the server"
+
+    def _tick(self) -> None:
+        if self.selected in self.open_main:
+            self._render_header()
 
     def show_address(self, key: AddrKey | None) -> None:
         super().show_address(key)
@@ -165,7 +220,7 @@ class TranscriptPane(Pane):
             text_style = "red" if ev.dir == "!" else ""
             return [
                 join(
-                    _stamp(ev.t_ms),
+                    _stamp(ev.t_ms if ev.t_ms >= 0 else None),
                     tag + Text(label.ljust(3), style),
                     safe_text(ev.text, text_style),
                 )
@@ -220,7 +275,18 @@ class TranscriptPane(Pane):
             header.update(Text("(choose an MX address in pane 1)", "dim"))
             return
         host, address = self.selected
-        header.update(join(safe_text(host, "bold"), safe_text(f"[{address}]")))
+        out = join(safe_text(host, "bold"), safe_text(f"[{address}]"))
+        opened = self.open_main.get(self.selected)
+        if opened is not None:
+            waited = time.monotonic() - opened[0]
+            if waited >= _WAIT_SHOWN_AFTER:
+                out.append("  ")
+                out.append_text(
+                    safe_text(
+                        f"waiting {waited:.0f} s for {self._waiting_for(self.selected)}", "yellow"
+                    )
+                )
+        header.update(out)
 
     def _render_side(self) -> None:
         side = self.query_one("#transcript-side", Static)

@@ -23,7 +23,7 @@ from probes.walk import Walk, WalkStep
 
 from ..safe import safe_text
 
-KEYS_HINT = "Up/Down step  Enter evidence  PgUp/PgDn scroll text  Esc close"
+KEYS_HINT = "Up/Down step  Enter evidence  PgUp/PgDn scroll text  q/Esc close"
 
 _STATUS = {"pass": ("PASS", "bold green"), "fail": ("FAIL", "bold red"), "skip": ("SKIP", "dim")}
 
