@@ -113,3 +113,10 @@ def test_text_report_makes_hostile_text_inert() -> None:
     assert "[bold red]mx1[/]" in proc.stdout  # shown literally, not as markup
     assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
     assert "\u241b" in proc.stdout  # the visible stand-in for ESC
+
+
+def test_lab_stops_quietly_with_connections_still_open() -> None:
+    # revocation-unavailable has endpoints that answer slower than the client waits, so the
+    # lab stops while connections are open: nothing may be printed on stderr.
+    _, _, stderr = check(SCENARIOS["revocation-unavailable"].domain)
+    assert stderr == ""
