@@ -301,6 +301,6 @@ def to_text(explanation: Explanation, *, catalog_titles: dict[str, str] | None =
         out.append("No domain or host found in the text: nothing to check.")
     else:
         domain, mx = target
-        cmd = f"mxlens check {domain}" + (f" --mx {mx}" if mx else "")
+        cmd = f"mxlens check {domain}" + (f" --mx {mx}" if mx and mx != domain else "")
         out.append(f"Next: {visible(cmd)}   (or: mxlens explain --run ...)")
     return "\n".join(out) + "\n"
