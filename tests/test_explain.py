@@ -15,6 +15,7 @@ from probes.errors import CheckError
 from probes.explain import SCHEMA, confirmed_cause, explain, knowledge, rules, to_text
 from probes.findings import catalog
 from probes.walk import STEPS
+from tests.ui_support import LARGE, make_app, wait_done
 from tui.cli import main
 
 CORPUS_FILE = Path(__file__).parent / "data" / "bounce_corpus.json"
@@ -334,20 +335,10 @@ def test_run_text_output_names_the_cause(capsys: pytest.CaptureFixture[str]) -> 
 async def test_paste_prompt_decodes_and_offers_the_check(tmp_path: Path) -> None:
     from textual.widgets import Static, TextArea
 
-    from probes.options import Options
-    from tests.fake_stream import fake_diagnose
-    from tui.app import MxLensApp
     from tui.widgets.explain_prompt import ExplainPrompt
 
-    app = MxLensApp(
-        "example.org",
-        Options(),
-        source=fake_diagnose,
-        keymap_path=tmp_path / "keys.conf",
-        export_dir=tmp_path / "export",
-        theme="ansi-dark",
-    )
-    async with app.run_test(size=(120, 40)) as pilot:
+    app = make_app(tmp_path)
+    async with app.run_test(size=LARGE) as pilot:
         await pilot.pause()
         await pilot.press("x")
         await pilot.pause()
@@ -383,28 +374,12 @@ async def test_paste_prompt_in_lab_mode_probes_the_named_host(tmp_path: Path) ->
     plumbing (resolver, port, trust store), so mx1's expired certificate is not reported."""
     from textual.widgets import TextArea
 
-    from probes.options import Options
-    from tui.app import MxLensApp
     from tui.widgets.explain_prompt import ExplainPrompt
 
-    async def wait_done(pilot: Any, run: int) -> None:
-        for _ in range(400):
-            if app.run_id > run and not app.running:
-                return
-            await pilot.pause(0.05)
-        raise AssertionError("the check did not finish")
-
     domain = "pool-inconsistent.lab.test"
-    app = MxLensApp(
-        domain,
-        Options(),
-        lab=True,
-        keymap_path=tmp_path / "keys.conf",
-        export_dir=tmp_path / "export",
-        theme="ansi-dark",
-    )
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_done(pilot, 0)
+    app = make_app(tmp_path, domain, source=None, lab=True)
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_done(pilot, app, after=0, polls=400, settle=None)
         assert app.report is not None
         assert set(app.report.mx) == {f"mx1.{domain}", f"mx2.{domain}"}  # the domain's own MX
         first = app.run_id
@@ -418,7 +393,7 @@ async def test_paste_prompt_in_lab_mode_probes_the_named_host(tmp_path: Path) ->
         )
         await pilot.pause()
         await pilot.press("ctrl+r")
-        await wait_done(pilot, first)
+        await wait_done(pilot, app, after=first, polls=400, settle=None)
         report = app.report
         assert report is not None and app.error is None
         assert app.target == domain
@@ -429,7 +404,7 @@ async def test_paste_prompt_in_lab_mode_probes_the_named_host(tmp_path: Path) ->
         # rerun checks the same host again
         again = app.run_id
         await pilot.press("r")
-        await wait_done(pilot, again)
+        await wait_done(pilot, app, after=again, polls=400, settle=None)
         assert list(app.report.mx) == [f"mx2.{domain}"]
 
 

@@ -23,14 +23,12 @@ from textual.pilot import Pilot
 from probes.events import DiagnosisFinished, Event
 from probes.options import Options
 from tests.fake_stream import fake_diagnose
-from tui.app import MxLensApp
+from tests.ui_support import LARGE, SMALL, finished, make_app
 from tui.widgets import chain_pane
 
 pytestmark = pytest.mark.ui
 
 FROZEN_NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
-SMALL = (80, 24)
-LARGE = (120, 40)
 
 
 async def frozen_source(target: str, options: Options) -> AsyncIterator[Event]:
@@ -49,64 +47,63 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def make_app(tmp_path: Path, theme: str = "ansi-dark") -> MxLensApp:
-    return MxLensApp(
-        "example.org",
-        Options(),
-        source=frozen_source,
-        keymap_path=tmp_path / "keys.conf",
-        export_dir=tmp_path / "export",
-        theme=theme,
-    )
-
-
-async def finished(pilot: Pilot) -> None:
-    app = pilot.app
-    assert isinstance(app, MxLensApp)
-    for _ in range(200):
-        if app.run_id and not app.running:
-            break
-        await pilot.pause(0.02)
-    await pilot.pause()
-
-
 @pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
 def test_main_screen(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     """After a run: pane 1 (80x24) or all five panes (120x40)."""
-    assert snap_compare(make_app(tmp_path), terminal_size=size, run_before=finished)
+    assert snap_compare(
+        make_app(tmp_path, source=frozen_source), terminal_size=size, run_before=finished
+    )
 
 
 @pytest.mark.parametrize("pane", ["2", "3", "4", "5"])
 def test_each_pane_small(snap_compare, tmp_path: Path, pane: str) -> None:  # type: ignore[no-untyped-def]
     """At 80x24 one pane fills the screen; the number keys switch."""
-    assert snap_compare(make_app(tmp_path), press=[pane], terminal_size=SMALL, run_before=finished)
+    assert snap_compare(
+        make_app(tmp_path, source=frozen_source),
+        press=[pane],
+        terminal_size=SMALL,
+        run_before=finished,
+    )
 
 
 def test_findings_jump_large(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Enter on the first finding selects its address and highlights the transcript line."""
     assert snap_compare(
-        make_app(tmp_path), press=["5", "enter"], terminal_size=LARGE, run_before=finished
+        make_app(tmp_path, source=frozen_source),
+        press=["5", "enter"],
+        terminal_size=LARGE,
+        run_before=finished,
     )
 
 
 @pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
 def test_help_screen(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(
-        make_app(tmp_path), press=["question_mark"], terminal_size=size, run_before=finished
+        make_app(tmp_path, source=frozen_source),
+        press=["question_mark"],
+        terminal_size=size,
+        run_before=finished,
     )
 
 
 def test_truecolour_theme_large(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Textual's own theme, as a truecolour terminal gets it."""
     assert snap_compare(
-        make_app(tmp_path, theme="textual-dark"), terminal_size=LARGE, run_before=finished
+        make_app(tmp_path, source=frozen_source, theme="textual-dark"),
+        terminal_size=LARGE,
+        run_before=finished,
     )
 
 
 def test_no_color_small(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """NO_COLOR: the terminal's default colours; every status still a word."""
     monkeypatch.setenv("NO_COLOR", "1")
-    assert snap_compare(make_app(tmp_path), press=["5"], terminal_size=SMALL, run_before=finished)
+    assert snap_compare(
+        make_app(tmp_path, source=frozen_source),
+        press=["5"],
+        terminal_size=SMALL,
+        run_before=finished,
+    )
 
 
 POSTFIX_LINE = (
@@ -118,7 +115,12 @@ POSTFIX_LINE = (
 
 def test_walk_screen_small(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """80x24: the first failing step selected, and its evidence and why still on screen."""
-    assert snap_compare(make_app(tmp_path), press=["w"], terminal_size=SMALL, run_before=finished)
+    assert snap_compare(
+        make_app(tmp_path, source=frozen_source),
+        press=["w"],
+        terminal_size=SMALL,
+        run_before=finished,
+    )
 
 
 async def paste_bounce(pilot: Pilot) -> None:
@@ -135,11 +137,16 @@ async def paste_bounce(pilot: Pilot) -> None:
 
 def test_explain_prompt_small(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """80x24: a Postfix line decoded, and the key line names what ctrl+r would check."""
-    assert snap_compare(make_app(tmp_path), terminal_size=SMALL, run_before=paste_bounce)
+    assert snap_compare(
+        make_app(tmp_path, source=frozen_source), terminal_size=SMALL, run_before=paste_bounce
+    )
 
 
 def test_connector_form_small(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """80x24: the list shows names, the verdict below names the profile and stays visible."""
     assert snap_compare(
-        make_app(tmp_path), press=["o", "down", "down"], terminal_size=SMALL, run_before=finished
+        make_app(tmp_path, source=frozen_source),
+        press=["o", "down", "down"],
+        terminal_size=SMALL,
+        run_before=finished,
     )

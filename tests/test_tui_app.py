@@ -11,47 +11,11 @@ from textual.widgets import Input
 from probes.errors import CheckError
 from probes.options import Options
 from tests.fake_stream import FAILING_URL, fake_diagnose
-from tui.app import MxLensApp
+from tests.ui_support import SMALL, WIDE, finish, make_app, screen_segments, screen_text
 from tui.widgets.help_screen import HelpScreen
 from tui.widgets.target_prompt import TargetPrompt
 
 pytestmark = pytest.mark.ui
-
-WIDE = (140, 44)
-
-
-def screen_text(app: MxLensApp) -> str:
-    """What the terminal shows, as plain text (one line per row)."""
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-def screen_segments(app: MxLensApp) -> str:
-    """Every character the compositor would send for the screen's content (no escapes of
-    Textual's own; those are added by the driver), to check nothing raw slipped through."""
-    return "".join(
-        segment.text for strip in app.screen._compositor.render_strips() for segment in strip
-    )
-
-
-def make_app(tmp_path: Path, target: str | None = "example.org", **kw: object) -> MxLensApp:
-    kw.setdefault("source", fake_diagnose)
-    return MxLensApp(
-        target,
-        Options(),
-        keymap_path=tmp_path / "keys.conf",
-        export_dir=tmp_path / "export",
-        theme="ansi-dark",
-        **kw,  # type: ignore[arg-type]
-    )
-
-
-async def finish(pilot, app: MxLensApp) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(200):
-        if not app.running:
-            break
-        await pilot.pause(0.02)
-    await pilot.pause()
-    assert not app.running
 
 
 async def test_panes_fill_in_from_the_stream(tmp_path: Path) -> None:
@@ -133,7 +97,7 @@ async def test_pane_keys_and_tab(tmp_path: Path) -> None:
 
 async def test_narrow_terminal_shows_one_pane_at_a_time(tmp_path: Path) -> None:
     app = make_app(tmp_path)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=SMALL) as pilot:
         await finish(pilot, app)
         first = screen_text(app).splitlines()[0]
         # Too narrow for every pane name: the verdict stays whole, the keys stay visible.

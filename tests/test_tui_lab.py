@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from textual.widgets import Input
 
-from lab.world import Lab, LabThread
-from probes.options import Options
-from tui.app import MxLensApp
+from lab.world import Lab
+from tests.ui_support import (
+    LAB_SIZE,
+    SMALL,
+    lab_fixture,
+    make_app,
+    open_app,
+    screen_text,
+    terminal_bytes,
+    wait_done,
+)
 from tui.widgets.help_screen import HelpScreen
 from tui.widgets.target_prompt import TargetPrompt
 
@@ -32,47 +39,12 @@ SCENARIOS = [
     "hostile",
     "silent",
 ]
-SIZE = (140, 50)
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    with LabThread(SCENARIOS) as running:
-        yield running
-
-
-def screen_text(app: MxLensApp) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-def terminal_bytes(app: MxLensApp) -> str:
-    """What the app would write to the terminal for a full redraw, escapes included."""
-    update = app.screen._compositor.render_full_update()
-    return update.render_segments(app.console)
-
-
-async def wait_done(pilot, app: MxLensApp) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(600):
-        if app.run_id and not app.running:
-            break
-        await pilot.pause(0.05)
-    await pilot.pause(0.1)
-    assert app.run_id and not app.running
-
-
-def open_app(lab: Lab, name: str, tmp_path: Path) -> MxLensApp:
-    return MxLensApp(
-        lab.domain(name),
-        lab.options(name),
-        keymap_path=tmp_path / "keys.conf",
-        export_dir=tmp_path / "export",
-        theme="ansi-dark",
-    )
+lab = lab_fixture(SCENARIOS)
 
 
 async def test_healthy_every_key(lab: Lab, tmp_path: Path) -> None:
     app = open_app(lab, "healthy", tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=LAB_SIZE) as pilot:
         await wait_done(pilot, app)
         text = screen_text(app)
         assert "OK   no problems healthy.lab.test" in text.splitlines()[0]
@@ -153,7 +125,7 @@ async def test_healthy_every_key(lab: Lab, tmp_path: Path) -> None:
 
 async def test_new_target_and_quit_on_the_lab(lab: Lab, tmp_path: Path) -> None:
     app = open_app(lab, "healthy", tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=LAB_SIZE) as pilot:
         await wait_done(pilot, app)
         # "/" asks for a domain: the no-STARTTLS domain of the same lab.
         await pilot.press("slash")
@@ -187,7 +159,7 @@ async def test_new_target_and_quit_on_the_lab(lab: Lab, tmp_path: Path) -> None:
 
 async def test_incomplete_chain_shows_the_aia_intermediate(lab: Lab, tmp_path: Path) -> None:
     app = open_app(lab, "incomplete-chain", tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=LAB_SIZE) as pilot:
         await wait_done(pilot, app)
         text = screen_text(app)
         assert "1 FAIL incomplete-chain.lab.test" in text.splitlines()[0]
@@ -205,7 +177,7 @@ async def test_incomplete_chain_shows_the_aia_intermediate(lab: Lab, tmp_path: P
 
 async def test_expired_certificate(lab: Lab, tmp_path: Path) -> None:
     app = open_app(lab, "expired", tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=LAB_SIZE) as pilot:
         await wait_done(pilot, app)
         await pilot.press("5")
         ids = [f.id for f in app.findings_bar.findings]
@@ -223,7 +195,7 @@ async def test_expired_certificate(lab: Lab, tmp_path: Path) -> None:
 
 async def test_ocsp_unreachable_endpoint_pane(lab: Lab, tmp_path: Path) -> None:
     app = open_app(lab, "ocsp-unreachable", tmp_path)
-    async with app.run_test(size=(80, 24)) as pilot:  # the small terminal: one pane at a time
+    async with app.run_test(size=SMALL) as pilot:  # the small terminal: one pane at a time
         await wait_done(pilot, app)
         assert "WARN ocsp-unreachable.lab.test" in screen_text(app).splitlines()[0]
         await pilot.press("5")
@@ -247,7 +219,7 @@ async def test_ocsp_unreachable_endpoint_pane(lab: Lab, tmp_path: Path) -> None:
 
 async def test_hostile_lab_server_stays_inert(lab: Lab, tmp_path: Path) -> None:
     app = open_app(lab, "hostile", tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=LAB_SIZE) as pilot:
         await wait_done(pilot, app)
         await pilot.press("2")
         assert app.transcript_pane.jump(0)  # the greeting
@@ -269,15 +241,8 @@ async def test_hostile_lab_server_stays_inert(lab: Lab, tmp_path: Path) -> None:
 
 
 async def test_demo_mode_runs_the_lab(tmp_path: Path) -> None:
-    app = MxLensApp(
-        "expired.lab.test",
-        Options(),
-        lab=True,
-        keymap_path=tmp_path / "k",
-        export_dir=tmp_path,
-        theme="ansi-dark",
-    )
-    async with app.run_test(size=SIZE) as pilot:
+    app = make_app(tmp_path, "expired.lab.test", source=None, lab=True)
+    async with app.run_test(size=LAB_SIZE) as pilot:
         await wait_done(pilot, app)
         assert app.target == "expired.lab.test" and app.error is None
         assert "FAIL cert.expired" in screen_text(app)

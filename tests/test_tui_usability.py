@@ -26,17 +26,13 @@ from probes.events import (
 )
 from probes.options import Options
 from tests.fake_stream import fake_diagnose
-from tests.test_tui_app import WIDE, finish, make_app, screen_text
-from tui.app import MxLensApp
+from tests.ui_support import LARGE, SMALL, WIDE, finish, make_app, messages, screen_text
 from tui.widgets.connector_form import ConnectorForm
 from tui.widgets.explain_prompt import ExplainPrompt
 from tui.widgets.walk_screen import KEYS_HINT as WALK_KEYS
 from tui.widgets.walk_screen import WalkScreen
 
 pytestmark = pytest.mark.ui
-
-SMALL = (80, 24)
-BIG = (120, 40)
 
 
 async def clean_diagnose(target: str, options: Options) -> AsyncIterator[Event]:
@@ -56,10 +52,6 @@ async def silent_diagnose(target: str, options: Options) -> AsyncIterator[Event]
     yield SessionStarted(Where(host, "192.0.2.9", 25), "main")
     await asyncio.sleep(3600)
     yield DiagnosisFinished(target, 10.0, None)  # never reached: the user cancels
-
-
-def messages(app: MxLensApp) -> list[str]:
-    return [str(n.message) for n in app._notifications]
 
 
 async def test_findings_pane_opens_on_the_worst_finding_and_enter_jumps(tmp_path: Path) -> None:
@@ -110,7 +102,7 @@ async def test_findings_detail_is_not_cut_off_at_80x24(tmp_path: Path) -> None:
 async def test_findings_pane_grows_while_active_in_the_grid(tmp_path: Path) -> None:
     # Before: at 120x40 the findings strip had 5 rows: one finding and a cut-off why.
     app = make_app(tmp_path)
-    async with app.run_test(size=BIG) as pilot:
+    async with app.run_test(size=LARGE) as pilot:
         await finish(pilot, app)
         small = app.findings_bar.size.height
         await pilot.press("5")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from textual.widgets import OptionList, Static
 
-from lab.world import Lab, LabThread
+from lab.world import Lab
 from probes.connectors import PROFILES
+from tests.ui_support import LARGE, lab_fixture, open_app, wait_done
 from tui.app import MxLensApp
 from tui.widgets.connector_form import ConnectorForm
 from tui.widgets.walk_screen import WalkScreen
@@ -17,32 +17,7 @@ from tui.widgets.walk_screen import WalkScreen
 pytestmark = [pytest.mark.ui, pytest.mark.lab]
 
 SCENARIOS = ["healthy", "no-starttls", "expired", "starttls-refused"]
-SIZE = (120, 40)
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    with LabThread(SCENARIOS) as running:
-        yield running
-
-
-def open_app(lab: Lab, name: str, tmp_path: Path) -> MxLensApp:
-    return MxLensApp(
-        lab.domain(name),
-        lab.options(name),
-        keymap_path=tmp_path / "keys.conf",
-        export_dir=tmp_path / "export",
-        theme="ansi-dark",
-    )
-
-
-async def wait_done(pilot, app: MxLensApp) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(600):
-        if app.run_id and not app.running:
-            break
-        await pilot.pause(0.05)
-    await pilot.pause(0.1)
-    assert app.run_id and not app.running
+lab = lab_fixture(SCENARIOS)
 
 
 def highlighted_step(app: MxLensApp) -> str:
@@ -69,7 +44,7 @@ async def test_walk_opens_on_the_first_failure_and_enter_jumps(
     lab: Lab, tmp_path: Path, name: str, first: str, pane: int
 ) -> None:
     app = open_app(lab, name, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=LARGE) as pilot:
         await wait_done(pilot, app)
         await pilot.press("w")
         await pilot.pause()
@@ -91,7 +66,7 @@ async def test_walk_opens_on_the_first_failure_and_enter_jumps(
 
 async def test_walk_on_healthy_passes_and_escape_closes(lab: Lab, tmp_path: Path) -> None:
     app = open_app(lab, "healthy", tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=LARGE) as pilot:
         await wait_done(pilot, app)
         await pilot.press("w")
         await pilot.pause()
@@ -106,7 +81,7 @@ async def test_walk_on_healthy_passes_and_escape_closes(lab: Lab, tmp_path: Path
 
 async def test_connector_form_regrades_and_ticket_includes_it(lab: Lab, tmp_path: Path) -> None:
     app = open_app(lab, "expired", tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=LARGE) as pilot:
         await wait_done(pilot, app)
         runs = app.run_id
         await pilot.press("o")
@@ -133,7 +108,7 @@ async def test_connector_form_regrades_and_ticket_includes_it(lab: Lab, tmp_path
 async def test_walk_when_done_opens_the_walk_after_the_run(lab: Lab, tmp_path: Path) -> None:
     app = open_app(lab, "no-starttls", tmp_path)
     app.walk_when_done = True  # what `mxlens demo --walk` sets
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=LARGE) as pilot:
         await wait_done(pilot, app)
         await pilot.pause(0.1)
         assert isinstance(app.screen, WalkScreen)
