@@ -145,6 +145,18 @@ def _ocsp_signer_ok(
     return False, "signed by a responder that is neither the issuer nor delegated by it"
 
 
+def _same_cert_id(
+    resp: ocsp.OCSPResponse, cert: x509.Certificate, issuer: x509.Certificate
+) -> bool:
+    """The answer's CertID names this issuer (name and key hash), not only this serial: two
+    CAs can issue the same serial number (RFC 6960 4.1.1)."""
+    ours = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, resp.hash_algorithm).build()
+    return (
+        ours.issuer_name_hash == resp.issuer_name_hash
+        and ours.issuer_key_hash == resp.issuer_key_hash
+    )
+
+
 def judge_ocsp(
     body: bytes, cert: x509.Certificate, issuer: x509.Certificate | None, now: datetime
 ) -> tuple[CertStatus | None, str | None, str]:
@@ -159,6 +171,8 @@ def judge_ocsp(
     try:
         if resp.serial_number != cert.serial_number:
             return None, "the answer is about another certificate (serial differs)", ""
+        if issuer is not None and not _same_cert_id(resp, cert, issuer):
+            return None, "the answer is about another CA's certificate (CertID issuer differs)", ""
         if issuer is not None:
             ok, why = _ocsp_signer_ok(resp, issuer, now)
             if not ok:

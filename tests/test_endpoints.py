@@ -208,6 +208,17 @@ async def test_ocsp_bad_signature(srv: Server) -> None:
     assert "CN=mx.example.test" in findings[0].finding.summary
 
 
+async def test_ocsp_answer_about_another_ca_is_invalid(srv: Server) -> None:
+    # Same serial, signed by the right issuer, but the CertID names another CA: the answer
+    # says nothing about this certificate (RFC 6960 4.1.1).
+    ca = Ca(srv)
+    other = issue("Other Intermediate", ca=True)
+    ca.ocsp_body = ocsp_answer(ca.leaf, other, signer=ca.inter)
+    _, ids, findings = await run(ca.path)
+    assert ids == ["ca.ocsp_invalid"]
+    assert "another CA" in findings[0].finding.summary
+
+
 async def test_ocsp_delegated_responder(srv: Server) -> None:
     ca = Ca(srv)
     responder = issue("OCSP Responder", ca.inter, eku=(ExtendedKeyUsageOID.OCSP_SIGNING,), san=())
