@@ -341,6 +341,17 @@ async def test_command_palette_lists_actions(tmp_path: Path) -> None:
         assert app.clipboard.startswith("aia.fake-ca.test:80")
 
 
+async def test_palette_has_one_quit_and_no_second_help(tmp_path: Path) -> None:
+    # Textual's own Quit would skip cancelling a running diagnosis; its Keys panel would
+    # compete with mxlens's help. Theme (useful for colour trouble) stays.
+    app = make_app(tmp_path)
+    async with app.run_test(size=WIDE) as pilot:
+        await finish(pilot, app)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+    assert "Quit" not in titles and "Keys" not in titles
+    assert "Theme" in titles
+
+
 async def test_keymap_file_remaps_and_warns(tmp_path: Path) -> None:
     (tmp_path / "keys.conf").write_text("quit = x\npane_4 = f4\nbogus = y\n")
     app = make_app(tmp_path)

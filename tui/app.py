@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Container
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import Worker
 
@@ -190,6 +191,13 @@ class MxLensApp(App[int]):
             self.add_class("-no-color")  # app.tcss marks cursors in reverse instead
 
     # ------------------------------------------------------------------ layout
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Textual's own palette entries, less the two that mxlens does better: its Quit
+        cancels a running diagnosis first, and its help (?) explains every pane and key."""
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Quit", "Keys"):
+                yield command
 
     def compose(self) -> ComposeResult:
         yield PaneBar(id="pane-bar")
