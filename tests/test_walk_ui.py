@@ -9,7 +9,7 @@ from textual.widgets import OptionList, Static
 
 from lab.world import Lab
 from probes.connectors import PROFILES
-from tests.ui_support import LARGE, lab_fixture, open_app, wait_done
+from tests.ui_support import LARGE, lab_fixture, open_app, screen_text, wait_done
 from tui.app import MxLensApp
 from tui.widgets.connector_form import ConnectorForm
 from tui.widgets.walk_screen import WalkScreen
@@ -97,6 +97,8 @@ async def test_connector_form_regrades_and_ticket_includes_it(lab: Lab, tmp_path
         assert not isinstance(app.screen, ConnectorForm)
         assert app.connector is not None and app.connector.profile.name == "postfix-encrypt"
         assert app.run_id == runs  # re-graded, not probed again
+        # The kept verdict stays in the top line after its notice fades.
+        assert "OK   as postfix-encrypt" in screen_text(app).splitlines()[0]
         await pilot.press("m")
         await pilot.pause()
         saved = list((tmp_path / "export").glob("ticket-expired.lab.test-*.md"))

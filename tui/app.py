@@ -500,6 +500,13 @@ class MxLensApp(App[int]):
         if self.target:
             status.append(" ")
             status.append(safe_text(self.target, "bold"))
+        if self.connector is not None and not self.running:
+            # The kept connector verdict stays in sight after its notice fades: `w` and `m`
+            # use it, so the user must see which sender the screens are judged for.
+            kept = self.connector
+            status.append(" | ")
+            status.append(mark("ok" if kept.delivers else "error"))
+            status.append(f" as {kept.profile.name}")
         # The verdict matters more than the pane names: when the line is too narrow for
         # every name, only the active pane keeps its name (the footer lists the keys).
         width = self.size.width
@@ -720,6 +727,7 @@ class MxLensApp(App[int]):
         def kept(result: Any) -> None:
             if result is not None:
                 self.connector = result
+                self._render_bar()
                 self.notify(
                     visible(result.verdict), title=result.profile.name, markup=False, timeout=10
                 )
