@@ -132,6 +132,10 @@ def _errors_for(ctx: GradeContext) -> set[str] | None:
         published |= _MTASTS_ENFORCED
     if ctx.dane_active:
         published |= _ENCRYPT
+        if not ctx.dane_ee_matched:
+            # DANE-TA (RFC 7672 3.1.2): the chain is checked up to the TLSA trust anchor,
+            # dates included; only DANE-EE makes the leaf's dates moot.
+            published |= {"cert.expired", "cert.not_yet_valid"}
     if ctx.policy == "strict":
         return None
     if ctx.policy == "opportunistic":

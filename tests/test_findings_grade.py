@@ -64,6 +64,15 @@ def test_dane_ee_match_makes_names_and_dates_moot() -> None:
     assert sev("tls.starttls_not_offered", "dane") == "warning"  # no DANE published
 
 
+def test_dane_ta_keeps_date_checks() -> None:
+    # DANE published and usable, but the match was not DANE-EE (a DANE-TA record): the leaf's
+    # dates still count for every sender that honours the domain's DANE.
+    for policy in ("dane", "opportunistic", "encrypt"):
+        assert sev("cert.expired", policy, dane_active=True) == "error", policy
+    # ... and DANE-EE still makes them moot.
+    assert sev("cert.expired", "dane", dane_active=True, dane_ee_matched=True) == "info"
+
+
 def test_exit_code_and_order() -> None:
     err = raise_finding("cert.expired", W, "x")
     warn = raise_finding("tls.legacy_accepted", W, "x")
