@@ -79,7 +79,11 @@ async def test_findings_highlight_stays_where_the_user_put_it(tmp_path: Path) ->
             await pilot.pause(0.02)
         await pilot.press("5", "down")
         await pilot.pause()
-        chosen = app.findings_bar.findings[1]
+        # What the user now sees highlighted (more findings may arrive meanwhile and be
+        # sorted in above it: the highlight must stay on this finding, not on this index).
+        lst = app.findings_bar.olist
+        assert lst.highlighted is not None
+        chosen = app.findings_bar.findings[lst.highlighted]
         await finish(pilot, app)
         lst = app.findings_bar.olist
         assert lst.highlighted is not None

@@ -51,8 +51,10 @@ class FindingsBar(Pane):
         super().reset()
         self.findings: list[Finding] = []
         # While the user stays on the top row, the highlight follows the worst finding as the
-        # list re-sorts; once they move, it stays on the finding they chose.
-        self._follow_top = True
+        # list re-sorts; once they move, it stays on the finding they chose (by identity:
+        # findings sorted in above it move its row).
+        self._chosen: Finding | None = None
+        self._placed: int | None = None  # the row this widget last highlighted itself
         self.olist.clear_options()
         self._detail(None)
 
@@ -74,22 +76,24 @@ class FindingsBar(Pane):
             )
         if not isinstance(event, FindingRaised):
             return
-        current = self._highlighted()
+        lst = self.olist
+        # A row the user moved to (keys are handled before this event, messages may not be).
+        if lst.highlighted is not None and lst.highlighted != self._placed:
+            self._chosen = self._highlighted() if lst.highlighted > 0 else None
         self.findings.append(event.finding)
         self.findings.sort(key=finding_order)
-        lst = self.olist
         lst.clear_options()
         lst.add_options(Option(self._prompt(f)) for f in self.findings)
         # A finding is always highlighted, so its why and fix show at once and Enter works
         # without an arrow key first.
-        if current is None or self._follow_top:
-            lst.highlighted = 0
-        else:
-            lst.highlighted = self.findings.index(current)
+        chosen = self._chosen
+        self._placed = self.findings.index(chosen) if chosen in self.findings else 0
+        lst.highlighted = self._placed
         self._detail(self._highlighted())
 
     def select(self, finding: Finding) -> None:
         if finding in self.findings:
+            self._chosen = finding
             self.olist.highlighted = self.findings.index(finding)
 
     def _highlighted(self) -> Finding | None:
@@ -124,7 +128,9 @@ class FindingsBar(Pane):
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         event.stop()
-        self._follow_top = event.option_index == 0
+        if event.option_index != self._placed:  # the user moved
+            self._placed = None
+            self._chosen = self._highlighted() if event.option_index > 0 else None
         self._detail(self._highlighted())
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
