@@ -244,7 +244,9 @@ class MxLensApp(App[int]):
         try:
             self.theme = self._theme_name
         except Exception:  # an unknown MXLENS_THEME: keep Textual's default
-            self.notify(f"unknown theme {self._theme_name!r}", severity="warning", markup=False)
+            self.notify(
+                visible(f"unknown theme {self._theme_name!r}"), severity="warning", markup=False
+            )
         self.keymap, warning = load_keymap(self._keymap_path)
         if self.keymap:
             self.set_keymap(self.keymap)
@@ -271,7 +273,7 @@ class MxLensApp(App[int]):
             lab = Lab()
             await lab.start()
         except Exception as exc:
-            self.notify(f"the lab did not start: {exc}", severity="error", markup=False)
+            self.notify(visible(f"the lab did not start: {exc}"), severity="error", markup=False)
             return
         self._lab = lab
         target = self.target
