@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from probes.dns import to_ascii
 from probes.errors import CheckError
+from probes.names import is_ip_literal
 from probes.options import Options
 
 from .dns_server import DnsServer
@@ -356,7 +357,7 @@ class Lab:
         if cert.names is not None:
             return [n.format(domain=d, mx=host) for n in cert.names]
         names = [host]
-        if mx_name != host and not _is_ip(mx_name):
+        if mx_name != host and not is_ip_literal(mx_name):
             names.insert(0, mx_name)
         return names
 
@@ -481,14 +482,6 @@ def _txt(text: str) -> str:
         s = chunk.decode("utf-8", errors="replace").replace("\\", "\\\\").replace('"', '\\"')
         out.append(f'"{s}"')
     return " ".join(out)
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _shell_quote(text: str) -> str:

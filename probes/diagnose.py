@@ -13,7 +13,6 @@ finish are held back until they have, then flow as they come.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -47,6 +46,7 @@ from .events import (
 from .findings import GradeContext, grade, raise_finding, worst
 from .http import Fetcher
 from .mtasts import check_mtasts
+from .names import is_ip_literal
 from .options import Options
 from .smtp import smtp_session
 from .tls import starttls_injection_test, tls12_cipher_probe, tls_version_sweep, weak_cipher_reason
@@ -244,7 +244,7 @@ class _Run:
         where = Where(self.domain)
         if self.options.mx:
             overrides = tuple(
-                MxHost(o.host.lower().rstrip("."), 0, is_ip_literal=_is_ip(o.host))
+                MxHost(o.host.lower().rstrip("."), 0, is_ip_literal=is_ip_literal(o.host))
                 for o in self.options.mx
             )
             self.put(MxResolved(self.target, self.domain, overrides))
@@ -336,7 +336,7 @@ class _Run:
                 # once, at its best preference; probing it twice would double its findings.
                 continue
             seen.add(exchange)
-            hosts.append(MxHost(exchange, pref, is_ip_literal=_is_ip(exchange)))
+            hosts.append(MxHost(exchange, pref, is_ip_literal=is_ip_literal(exchange)))
         return hosts
 
     async def mx_host(self, mx: MxHost) -> None:
@@ -592,14 +592,6 @@ class _Run:
 
 async def _nothing() -> None:
     return None
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:

@@ -28,6 +28,7 @@ import idna
 
 from .errors import CheckError
 from .events import DnsQuery
+from .names import is_ip_literal
 
 
 @dataclass(frozen=True)
@@ -250,11 +251,8 @@ class Resolver:
     async def resolve_host(self, host: str) -> list[str]:
         """Addresses to connect to for a URL host (an IP literal is returned as is).
         Raises OSError("DNS: <status>") when the name does not resolve."""
-        try:
-            ipaddress.ip_address(host.strip("[]"))
+        if is_ip_literal(host):
             return [host.strip("[]")]
-        except ValueError:
-            pass
         addrs, a, aaaa = await self.addresses(host)
         if not addrs:
             status = a.status if a.status not in ("NOERROR", "NODATA") else aaaa.status

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import ssl
 import time
 import urllib.request
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 import httpx
 
 from .dns import Resolver
+from .names import is_ip_literal
 from .options import Options
 from .trust import Roots
 
@@ -226,7 +226,7 @@ class Fetcher:
         port = parsed.port or default_port
         host_header = host if port == default_port else f"{_url_host(host)}:{port}"
         headers["Host"] = host_header
-        sni = None if _is_ip(host) else host
+        sni = None if is_ip_literal(host) else host
         last_error = "no address"
         for address in addresses:
             target = parsed.copy_with(host=address, port=port)
@@ -357,14 +357,6 @@ class Fetcher:
             addresses=addresses,
             via_proxy=proxy,
         )
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def _url_host(host: str) -> str:

@@ -39,6 +39,11 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+def is_ip_literal(text: str) -> bool:
+    """An IPv4 or IPv6 address (brackets allowed), as opposed to a host name."""
+    return _ip(text) is not None
+
+
 def match_name(pattern: str, host: str) -> bool:
     """Does a presented dNSName `pattern` (perhaps a wildcard) cover the host name `host`?"""
     if _ip(host) is not None:

@@ -10,7 +10,6 @@ STARTTLS injection).
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -28,6 +27,7 @@ from .events import (
     Where,
 )
 from .findings import raise_finding
+from .names import is_ip_literal
 from .options import Options
 
 if TYPE_CHECKING:
@@ -141,11 +141,7 @@ def local_version_support(version: str) -> bool:
 def sni_for(host: str) -> str | None:
     """The SNI to send for a host name: none for IP literals (RFC 6066 3 forbids them)."""
     name = host.strip().rstrip(".")
-    try:
-        ipaddress.ip_address(name.strip("[]"))
-    except ValueError:
-        return name or None
-    return None
+    return None if is_ip_literal(name) else (name or None)
 
 
 class HandshakeRecorder:

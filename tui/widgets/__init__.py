@@ -7,7 +7,7 @@ to each other: the app routes events to them and selection between them.
 
 from __future__ import annotations
 
-from textual.containers import Vertical
+from textual.containers import ScrollableContainer, Vertical
 from textual.widget import Widget
 
 from probes.events import Event, Where
@@ -47,3 +47,11 @@ class Pane(Vertical):
     def reset(self) -> None:
         """Forget everything: a new diagnosis starts."""
         self.selected = None
+
+
+def page(scroll: ScrollableContainer, direction: int) -> None:
+    """PgDn (direction > 0) or PgUp in a scrolling box, without animation (slow links)."""
+    if direction > 0:
+        scroll.scroll_page_down(animate=False)
+    else:
+        scroll.scroll_page_up(animate=False)

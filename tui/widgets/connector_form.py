@@ -22,6 +22,7 @@ from probes.errors import CheckError
 from probes.report import Report
 
 from ..safe import safe_text
+from . import page
 
 KEYS_HINT = "Up/Down profile  Tab name box  Enter keep  PgUp/PgDn scroll  Esc/^g close"
 # Below this many columns in the box a profile line would wrap: the list then shows the
@@ -148,11 +149,7 @@ class ConnectorForm(ModalScreen[ConnectorResult | None]):
         self.dismiss(self.result)
 
     def action_scroll_verdict(self, direction: int) -> None:
-        scroll = self.query_one("#connector-scroll", VerticalScroll)
-        if direction > 0:
-            scroll.scroll_page_down(animate=False)
-        else:
-            scroll.scroll_page_up(animate=False)
+        page(self.query_one("#connector-scroll", VerticalScroll), direction)
 
     def action_close(self) -> None:
         self.dismiss(None)

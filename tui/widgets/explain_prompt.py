@@ -23,6 +23,7 @@ from textual.widgets import Static, TextArea
 from probes.errors import CheckError
 from probes.explain import Explanation, explain, to_text
 
+from . import page
 from .walk_screen import hanging
 
 HINT = "Paste a bounce (NDR) or a mail log line: it is decoded below as you type."
@@ -140,11 +141,7 @@ class ExplainPrompt(ModalScreen[Explanation | None]):
         self.dismiss(self.explanation)
 
     def action_scroll_result(self, direction: int) -> None:
-        scroll = self.query_one("#explain-scroll", VerticalScroll)
-        if direction > 0:
-            scroll.scroll_page_down(animate=False)
-        else:
-            scroll.scroll_page_up(animate=False)
+        page(self.query_one("#explain-scroll", VerticalScroll), direction)
 
     def action_give_up(self) -> None:
         self.dismiss(None)

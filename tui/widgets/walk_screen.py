@@ -22,6 +22,7 @@ from textual.widgets.option_list import Option
 from probes.walk import Walk, WalkStep
 
 from ..safe import safe_text
+from . import page
 
 KEYS_HINT = "Up/Down step  Enter evidence  PgUp/PgDn scroll text  q/Esc close"
 
@@ -167,11 +168,7 @@ class WalkScreen(ModalScreen[WalkStep | None]):
             options.action_cursor_up()
 
     def action_scroll_detail(self, direction: int) -> None:
-        scroll = self.query_one("#walk-scroll", VerticalScroll)
-        if direction > 0:
-            scroll.scroll_page_down(animate=False)
-        else:
-            scroll.scroll_page_up(animate=False)
+        page(self.query_one("#walk-scroll", VerticalScroll), direction)
 
     def action_close(self) -> None:
         self.dismiss(None)
