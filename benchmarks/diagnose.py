@@ -34,9 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab.world import Lab  # noqa: E402
+from mxlens_lab.world import Lab  # noqa: E402
 from probes.diagnose import diagnose  # noqa: E402
-from probes.events import (  # noqa: E402
+from probes.model.events import (  # noqa: E402
     DiagnosisFinished,
     DnsQuery,
     EndpointChecked,
@@ -97,7 +97,7 @@ async def engine(names: list[str], runs: int) -> dict[str, dict[str, float]]:
 
 
 def cli(name: str, runs: int) -> float:
-    from lab.scenarios import SCENARIOS
+    from mxlens_lab.scenarios import SCENARIOS
 
     domain = SCENARIOS[name].domain
     mxlens = [sys.executable, "-c", "import sys; from tui.cli import main; sys.exit(main())"]

@@ -19,12 +19,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .certificates import validate_chain
-from .dane import TlsaLookup, is_usable, judge_dane, lookup_tlsa
-from .dns import Answer, Resolver, local_fqdn, to_ascii
-from .endpoints import check_endpoints
-from .errors import CheckError
-from .events import (
+from probes.checks.chain import validate_chain
+from probes.checks.dane import TlsaLookup, is_usable, judge_dane, lookup_tlsa
+from probes.checks.endpoints import check_endpoints
+from probes.checks.mtasts import check_mtasts
+from probes.checks.session import smtp_session
+from probes.checks.side_probes import starttls_injection_test, tls12_cipher_probe, tls_version_sweep
+from probes.checks.tlsrpt import check_tlsrpt
+from probes.model.errors import CheckError
+from probes.model.events import (
     AddressesResolved,
     ChainLink,
     ChainReceived,
@@ -43,15 +46,13 @@ from .events import (
     TlsVersionsProbed,
     Where,
 )
-from .findings import GradeContext, grade, raise_finding, worst
-from .http import Fetcher
-from .mtasts import check_mtasts
-from .names import is_ip_literal
-from .options import Options
-from .smtp import smtp_session
-from .tls import starttls_injection_test, tls12_cipher_probe, tls_version_sweep, weak_cipher_reason
-from .tlsrpt import check_tlsrpt
-from .trust import Roots, load_roots
+from probes.model.findings import GradeContext, grade, raise_finding, worst
+from probes.model.names import is_ip_literal
+from probes.model.options import Options
+from probes.net.dns import Answer, Resolver, local_fqdn, to_ascii
+from probes.net.http import Fetcher
+from probes.net.tls import weak_cipher_reason
+from probes.net.trust import Roots, load_roots
 
 _END = object()
 

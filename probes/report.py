@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .events import (
+from probes.model.events import (
     AddressesResolved,
     ChainReceived,
     ChainValidated,
@@ -31,9 +31,9 @@ from .events import (
     TranscriptLine,
     Where,
 )
-from .findings import SEVERITY_ORDER, exit_code, sort_findings
-from .options import Options
-from .safetext import visible
+from probes.model.findings import SEVERITY_ORDER, exit_code, sort_findings
+from probes.model.options import Options
+from probes.model.safetext import visible
 
 SCHEMA = "mxlens/1"
 # The one-line verdict of a finished check, by exit code (text report, ticket headline).
@@ -310,7 +310,7 @@ class Report:
                     rpt = "not published"
                 out.append(f"  TLS-RPT: {visible(rpt)}")
             out.append("")
-        from .providers import summary_text
+        from probes.interpret.providers import summary_text
 
         out.extend(summary_text(self.providers()))
         for mx in self._mx_worst_first():
@@ -322,7 +322,7 @@ class Report:
     def providers(self) -> dict[str, Any]:
         """Which provider each MX belongs to, and the CA endpoint hosts (OCSP, CRL, caIssuers)
         of the chains actually seen, which a verifying mail server must reach."""
-        from .providers import summarise
+        from probes.interpret.providers import summarise
 
         urls: list[str] = []
         for mx in self.mx.values():

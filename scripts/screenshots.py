@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from textual.widgets import TextArea  # noqa: E402
 
-from lab.world import Lab, LabThread  # noqa: E402
+from mxlens_lab.world import Lab, LabThread  # noqa: E402
 from tui.app import MxLensApp  # noqa: E402
 
 

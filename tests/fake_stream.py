@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from probes.errors import CheckError
-from probes.events import (
+from probes.model.errors import CheckError
+from probes.model.events import (
     AddressesResolved,
     CertInfo,
     ChainLink,
@@ -38,8 +38,8 @@ from probes.events import (
     TranscriptLine,
     Where,
 )
-from probes.findings import raise_finding
-from probes.options import Options
+from probes.model.findings import raise_finding
+from probes.model.options import Options
 
 HOSTILE_BANNER = "220 [bold]mx1 ESMTP\x1b[31m red \x1b]0;pwned\x07 ready"
 HOSTILE_ORG = "O=[bold]Evil\x1b[2J Corp"

@@ -15,8 +15,8 @@ from types import ModuleType
 
 import pytest
 
-from probes.events import Where
-from probes.findings import catalog, raise_finding
+from probes.model.events import Where
+from probes.model.findings import catalog, raise_finding
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG_PATH = ROOT / "probes" / "data" / "findings.json"

@@ -8,13 +8,14 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from probes.certificates import load_certificates, parse_certificate, validate_chain
-from probes.dns import Resolver
-from probes.errors import CheckError
-from probes.events import ChainValidated, FindingRaised, Where
-from probes.http import Fetcher
-from probes.options import Options
-from probes.trust import Roots, load_roots
+from probes.checks.certificates import load_certificates, parse_certificate
+from probes.checks.chain import validate_chain
+from probes.model.errors import CheckError
+from probes.model.events import ChainValidated, FindingRaised, Where
+from probes.model.options import Options
+from probes.net.dns import Resolver
+from probes.net.http import Fetcher
+from probes.net.trust import Roots, load_roots
 from tests._pki import (
     DAY,
     NOW,

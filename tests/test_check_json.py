@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from lab.scenarios import SCENARIOS
+from mxlens_lab.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.lab
 

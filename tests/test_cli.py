@@ -99,14 +99,6 @@ def test_headless_path_never_imports_textual() -> None:
     assert proc.stdout.strip() == "clean", proc.stderr
 
 
-def test_probes_never_import_textual() -> None:
-    for root, _, files in os.walk("probes"):
-        for name in files:
-            if name.endswith(".py"):
-                text = open(os.path.join(root, name), encoding="utf-8").read()
-                assert "import textual" not in text and "from textual" not in text, name
-
-
 def test_error_line_stays_one_line_for_hostile_input() -> None:
     # A newline (or an escape sequence) in what the user typed must not break the one-line
     # rule nor reach the terminal raw.

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from lab.world import Lab
-from probes.connectors import PROFILES, judge
+from mxlens_lab.world import Lab
 from probes.diagnose import diagnose
-from probes.errors import CheckError
+from probes.interpret.connectors import PROFILES, judge
+from probes.model.errors import CheckError
 from probes.report import Report
 from tui.cli import main
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from probes.dane import (
+from probes.checks.dane import (
     TlsaLookup,
     is_usable,
     judge_dane,
@@ -27,8 +27,8 @@ from probes.dane import (
     spki_der,
     tlsa_matches,
 )
-from probes.dns import Resolver
-from probes.events import DaneChecked, FindingRaised, TlsaRecord, Where
+from probes.model.events import DaneChecked, FindingRaised, TlsaRecord, Where
+from probes.net.dns import Resolver
 from tests.test_mtasts import DnsResponder
 
 

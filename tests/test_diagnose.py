@@ -7,7 +7,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from probes.diagnose import _Run
-from probes.dns import Answer
+from probes.net.dns import Answer
 
 
 def _mx_answer(*records: str) -> Answer:

@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from probes.dns import Resolver
-from probes.endpoints import check_endpoints
-from probes.events import ChainLink, EndpointChecked, FindingRaised, Where
-from probes.http import Fetcher
-from probes.options import Options
-from probes.trust import Roots
+from probes.checks.endpoints import check_endpoints
+from probes.model.events import ChainLink, EndpointChecked, FindingRaised, Where
+from probes.model.options import Options
+from probes.net.dns import Resolver
+from probes.net.http import Fetcher
+from probes.net.trust import Roots
 from tests._pki import DAY, NOW, Issued, Route, Server, closed_port, http_server, issue
 
 WHERE = Where("mx.example.test", "127.0.0.1", 25)

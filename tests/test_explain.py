@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from probes.errors import CheckError
-from probes.explain import SCHEMA, confirmed_cause, explain, knowledge, rules, to_text
-from probes.findings import catalog
-from probes.walk import STEPS
+from probes.interpret.explain import SCHEMA, confirmed_cause, explain, knowledge, rules, to_text
+from probes.interpret.walk import STEPS
+from probes.model.errors import CheckError
+from probes.model.findings import catalog
 from tests.ui_support import LARGE, make_app, wait_done
 from tui.cli import main
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from probes.events import Where
-from probes.findings import GradeContext, exit_code, grade, raise_finding, sort_findings
+from probes.model.events import Where
+from probes.model.findings import GradeContext, exit_code, grade, raise_finding, sort_findings
 
 W = Where("mx1.example.org", "192.0.2.10", 25)
 

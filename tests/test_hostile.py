@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from lab.world import Lab
+from mxlens_lab.world import Lab
 from probes.diagnose import diagnose
-from probes.events import DiagnosisFinished, TranscriptLine
+from probes.model.events import DiagnosisFinished, TranscriptLine
 from probes.report import Report
 
 pytestmark = pytest.mark.lab

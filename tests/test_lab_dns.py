@@ -14,8 +14,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from lab.dns_server import DnsServer
-from probes.dns import Resolver
+from mxlens_lab.dns_server import DnsServer
+from probes.net.dns import Resolver
 
 pytestmark = pytest.mark.lab
 

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
-from lab.http_server import MtaStsServer, PkiHttpServer
-from lab.pki import CA, PKI, Issued
+from mxlens_lab.http_server import MtaStsServer, PkiHttpServer
+from mxlens_lab.pki import CA, PKI, Issued
 
 pytestmark = pytest.mark.lab
 

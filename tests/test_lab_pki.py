@@ -14,7 +14,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from lab.pki import CA, PKI, Issued, server_context
+from mxlens_lab.pki import CA, PKI, Issued, server_context
 
 BASE = "http://pki.lab.test:8080"
 

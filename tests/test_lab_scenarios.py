@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.scenarios import SCENARIOS
-from lab.world import Lab
+from mxlens_lab.scenarios import SCENARIOS
+from mxlens_lab.world import Lab
 from probes.diagnose import diagnose
 from probes.report import Report
 

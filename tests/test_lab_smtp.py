@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from lab.pki import PKI
-from lab.smtp_server import Behaviour, SmtpServer
+from mxlens_lab.pki import PKI
+from mxlens_lab.smtp_server import Behaviour, SmtpServer
 
 pytestmark = [
     pytest.mark.lab,

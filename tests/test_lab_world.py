@@ -22,11 +22,11 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from lab import scenarios as scenario_table
-from lab.scenarios import SCENARIOS, STEPS
-from lab.world import Lab, LabThread
-from probes.dns import to_ascii
-from probes.findings import catalog
+from mxlens_lab import scenarios as scenario_table
+from mxlens_lab.scenarios import SCENARIOS, STEPS
+from mxlens_lab.world import Lab, LabThread
+from probes.model.findings import catalog
+from probes.net.dns import to_ascii
 
 pytestmark = [
     pytest.mark.lab,
@@ -279,7 +279,7 @@ async def test_options_point_at_the_lab(whole_lab: Lab) -> None:
 
 async def test_probes_resolver_and_fetcher_reach_the_lab(whole_lab: Lab) -> None:
     """The engine's own resolver gets lab answers, and the MTA-STS policy is served."""
-    from probes.dns import Resolver
+    from probes.net.dns import Resolver
 
     lab = whole_lab
     r = Resolver(lab.resolver, timeout=2)
@@ -308,7 +308,7 @@ async def test_probes_resolver_and_fetcher_reach_the_lab(whole_lab: Lab) -> None
 
 def test_foreground_runner_prints_what_to_run(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lab", "--scenario", "healthy", "--scenario", "no-starttls"],
+        [sys.executable, "-m", "mxlens_lab", "--scenario", "healthy", "--scenario", "no-starttls"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=Path(__file__).resolve().parent.parent,
@@ -337,9 +337,9 @@ def test_foreground_runner_prints_what_to_run(tmp_path: Path) -> None:
 
 
 async def test_options_for_keeps_what_the_user_set_and_guards_the_plumbing() -> None:
-    from lab.world import Lab
-    from probes.errors import CheckError
-    from probes.options import Options
+    from mxlens_lab.world import Lab
+    from probes.model.errors import CheckError
+    from probes.model.options import Options
 
     async with Lab(scenarios=["expected-name-mismatch"]) as lab:
         domain = lab.scenarios["expected-name-mismatch"].domain

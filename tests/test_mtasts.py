@@ -24,10 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from probes.dns import Resolver
-from probes.events import FindingRaised, MtaStsChecked
-from probes.http import Fetcher
-from probes.mtasts import (
+from probes.checks.mtasts import (
     Policy,
     RecordError,
     StsRecord,
@@ -36,8 +33,11 @@ from probes.mtasts import (
     parse_policy,
     parse_sts_record,
 )
-from probes.options import Options
-from probes.trust import Roots
+from probes.model.events import FindingRaised, MtaStsChecked
+from probes.model.options import Options
+from probes.net.dns import Resolver
+from probes.net.http import Fetcher
+from probes.net.trust import Roots
 
 # --------------------------------------------------------------------------- record parser
 

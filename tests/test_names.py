@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from probes.names import cert_matches, expected_name_matches, match_name
+from probes.model.names import cert_matches, expected_name_matches, match_name
 
 
 @pytest.mark.parametrize(

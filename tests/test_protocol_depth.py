@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from lab.smtp_server import Behaviour, SmtpServer
-from lab.world import Lab
+from mxlens_lab.smtp_server import Behaviour, SmtpServer
+from mxlens_lab.world import Lab
+from probes.checks.session import rate_limit_backoff
+from probes.checks.side_probes import WEAK_FAMILIES, tls12_cipher_probe, weak_families_available
 from probes.diagnose import diagnose
-from probes.events import FindingRaised, SessionFinished, TranscriptLine
-from probes.options import MxOverride, Options
+from probes.model.events import FindingRaised, SessionFinished, TranscriptLine
+from probes.model.options import MxOverride, Options
 from probes.report import Report
-from probes.smtp import rate_limit_backoff
-from probes.tls import WEAK_FAMILIES, tls12_cipher_probe, weak_families_available
 
 pytestmark = [
     pytest.mark.lab,
@@ -79,7 +79,7 @@ async def test_cipher_probe_direct_weak_accepted_static_rsa_refused() -> None:
     )
     await server.start()
     try:
-        from probes.events import Where
+        from probes.model.events import Where
 
         where = Where("mx.lab.test", "127.0.0.1", server.port)
         events = await collect(

@@ -8,7 +8,14 @@ from dataclasses import replace
 
 import pytest
 
-from probes.providers import data_date, provider_for, providers, summarise, summary_text, url_hosts
+from probes.interpret.providers import (
+    data_date,
+    provider_for,
+    providers,
+    summarise,
+    summary_text,
+    url_hosts,
+)
 
 
 @pytest.mark.parametrize(
@@ -110,7 +117,7 @@ def test_summary_text_makes_hostile_names_visible() -> None:
 
 @pytest.mark.lab
 async def test_report_lists_the_ca_endpoint_hosts_of_the_chain_seen() -> None:
-    from lab.world import Lab
+    from mxlens_lab.world import Lab
     from probes.diagnose import diagnose
     from probes.report import Report
 

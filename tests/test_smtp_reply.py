@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes.smtp import MAX_REPLY_LINES, ReplyParser, parse_reply
+from probes.net.smtp import MAX_REPLY_LINES, ReplyParser, parse_reply
 
 
 def test_single_line() -> None:
@@ -143,7 +143,7 @@ def test_cut_short_and_empty() -> None:
 def test_connect_errors_that_mean_not_tested_from_here() -> None:
     import errno
 
-    from probes.smtp import classify_connect_error
+    from probes.net.smtp import classify_connect_error
 
     # IPv6 without a route on this host: nothing reached the server.
     code, reason = classify_connect_error(

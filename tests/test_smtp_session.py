@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from probes.events import (
+from probes.checks.session import smtp_session
+from probes.model.events import (
     ChainReceived,
     Event,
     FindingRaised,
@@ -32,8 +33,7 @@ from probes.events import (
     TranscriptLine,
     Where,
 )
-from probes.options import Options
-from probes.smtp import smtp_session
+from probes.model.options import Options
 
 # --------------------------------------------------------------------------- certificates
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from probes.events import DiagnosisFinished, Event
-from probes.options import Options
+from probes.model.events import DiagnosisFinished, Event
+from probes.model.options import Options
 from tests.fake_stream import fake_diagnose
 from tests.ui_support import LARGE, SMALL, finished, make_app
 from tui.widgets import chain_pane

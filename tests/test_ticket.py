@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from probes.ticket import fenced, md
+from probes.interpret.ticket import fenced, md
 from tui.cli import main
 
 

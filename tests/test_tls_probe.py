@@ -10,22 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from probes.events import (
+from probes.checks.side_probes import starttls_injection_test, tls_version_sweep
+from probes.model.events import (
     SessionFinished,
     SessionStarted,
     TlsVersionsProbed,
     TranscriptLine,
     Where,
 )
-from probes.options import Options
-from probes.tls import (
+from probes.model.options import Options
+from probes.net.tls import (
     build_client_context,
     has_forward_secrecy,
     parse_server_hello,
     parse_server_key_exchange,
     sni_for,
-    starttls_injection_test,
-    tls_version_sweep,
     weak_cipher_reason,
 )
 from tests import test_smtp_session as base

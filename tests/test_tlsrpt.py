@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from probes.dns import Resolver
-from probes.events import FindingRaised, TlsRptChecked
-from probes.tlsrpt import TlsRptError, TlsRptRecord, check_tlsrpt, parse_tlsrpt
+from probes.checks.tlsrpt import TlsRptError, TlsRptRecord, check_tlsrpt, parse_tlsrpt
+from probes.model.events import FindingRaised, TlsRptChecked
+from probes.net.dns import Resolver
 from tests.test_mtasts import DnsResponder, txt
 
 

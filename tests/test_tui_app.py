@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from probes.errors import CheckError
-from probes.options import Options
+from probes.model.errors import CheckError
+from probes.model.options import Options
 from tests.fake_stream import FAILING_URL, fake_diagnose
 from tests.ui_support import SMALL, WIDE, finish, make_app, screen_segments, screen_text
 from tui.widgets.help_screen import HelpScreen
@@ -396,7 +396,7 @@ async def test_engine_errors_are_shown_not_raised(tmp_path: Path) -> None:
 async def test_policy_rows_take_the_graded_severity(tmp_path: Path) -> None:
     """Pane 1 marks the MTA-STS and DANE rows with the severity the findings were graded
     to (here a sender policy that only warns), never a FAIL of its own."""
-    from probes.events import (
+    from probes.model.events import (
         AddressesResolved,
         DaneChecked,
         DiagnosisFinished,
@@ -407,7 +407,7 @@ async def test_policy_rows_take_the_graded_severity(tmp_path: Path) -> None:
         TlsaRecord,
         Where,
     )
-    from probes.findings import raise_finding
+    from probes.model.findings import raise_finding
 
     mx = "mx.example.org"
     where = Where(mx, "192.0.2.10", 25)
@@ -432,7 +432,7 @@ async def test_policy_rows_take_the_graded_severity(tmp_path: Path) -> None:
 
 
 def test_one_pane_mapping_for_findings_and_walk_steps() -> None:
-    from probes.walk import STEP_OF, STEPS
+    from probes.interpret.walk import STEP_OF, STEPS
     from tui.app import pane_for
 
     assert pane_for("smtp.connect_timeout") == pane_for("tls") == pane_for("handshake") == 2

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from lab.world import Lab
+from mxlens_lab.world import Lab
 from tests.ui_support import (
     LAB_SIZE,
     SMALL,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, OptionList
 
-from probes.events import (
+from probes.model.events import (
     AddressesResolved,
     DiagnosisFinished,
     Event,
@@ -24,7 +24,7 @@ from probes.events import (
     SessionStarted,
     Where,
 )
-from probes.options import Options
+from probes.model.options import Options
 from tests.fake_stream import fake_diagnose
 from tests.ui_support import LARGE, SMALL, WIDE, finish, make_app, messages, screen_text
 from tui.widgets.connector_form import ConnectorForm

@@ -11,13 +11,13 @@ import json
 
 import pytest
 
-from lab.scenarios import SCENARIOS
-from lab.scenarios import STEPS as LAB_STEPS
-from lab.world import Lab
+from mxlens_lab.scenarios import SCENARIOS
+from mxlens_lab.scenarios import STEPS as LAB_STEPS
+from mxlens_lab.world import Lab
 from probes.diagnose import diagnose
-from probes.findings import catalog
+from probes.interpret.walk import STEP_OF, STEPS, VERDICT, build_walk, walk_text
+from probes.model.findings import catalog
 from probes.report import Report
-from probes.walk import STEP_OF, STEPS, VERDICT, build_walk, walk_text
 from tui.cli import main
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import OptionList, Static
 
-from lab.world import Lab
-from probes.connectors import PROFILES
+from mxlens_lab.world import Lab
+from probes.interpret.connectors import PROFILES
 from tests.ui_support import LARGE, lab_fixture, open_app, screen_text, wait_done
 from tui.app import MxLensApp
 from tui.widgets.connector_form import ConnectorForm

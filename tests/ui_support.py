@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from textual.pilot import Pilot
 
-from probes.options import Options
+from probes.model.options import Options
 from tests.fake_stream import fake_diagnose
 from tui.app import MxLensApp
 
 if TYPE_CHECKING:
-    from lab.world import Lab
+    from mxlens_lab.world import Lab
 
 # Terminal sizes (columns, rows).
 SMALL = (80, 24)  # the smallest terminal we support: one pane at a time
@@ -65,7 +65,7 @@ def lab_fixture(scenarios: Sequence[str]) -> Any:
 
     @pytest.fixture(scope="module", name="lab")
     def _lab() -> Iterator[Lab]:
-        from lab.world import LabThread
+        from mxlens_lab.world import LabThread
 
         with LabThread(list(scenarios)) as running:
             yield running

@@ -30,11 +30,11 @@ from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import Worker
 
-from probes.errors import CheckError
-from probes.events import ChainReceived, ChainValidated, DiagnosisFinished, Event, Where
-from probes.options import Options
+from probes.model.errors import CheckError
+from probes.model.events import ChainReceived, ChainValidated, DiagnosisFinished, Event, Where
+from probes.model.options import Options
+from probes.model.safetext import visible
 from probes.report import Report
-from probes.safetext import visible
 
 from .keymap import ACTIONS, bindings, display_key, keys_for, load_keymap
 from .safe import join, mark, safe_text
@@ -49,7 +49,7 @@ from .widgets.target_prompt import TargetPrompt
 from .widgets.transcript_pane import TranscriptPane
 
 if TYPE_CHECKING:
-    from probes.explain import Explanation
+    from probes.interpret.explain import Explanation
 
 Source = Callable[[str, Options], AsyncIterator[Event]]
 PANE_COUNT = 5
@@ -268,7 +268,7 @@ class MxLensApp(App[int]):
 
     async def _start_lab(self) -> None:
         try:
-            from lab.world import Lab  # imported here: the lab pulls the PKI and servers
+            from mxlens_lab.world import Lab  # imported here: the lab pulls the PKI and servers
 
             lab = Lab()
             await lab.start()
@@ -597,7 +597,7 @@ class MxLensApp(App[int]):
     def start_explained(self, explanation: Explanation | None) -> None:
         """Check what a bounce names, as `mxlens explain --run` does: the recipient domain
         through the host the bounce names (`--mx host`), unless the user gave --mx."""
-        from probes.explain import check_options
+        from probes.interpret.explain import check_options
 
         if explanation is None:
             return
@@ -655,7 +655,7 @@ class MxLensApp(App[int]):
             return
         text = "\n".join(lines) + "\n"
         self.copy_to_clipboard(text)
-        from probes.ticket import export_dir, file_stem
+        from probes.interpret.ticket import export_dir, file_stem
 
         directory = self._export_dir or export_dir()
         path = directory / f"firewall-{file_stem(self.target or 'mxlens')}.txt"
@@ -697,7 +697,7 @@ class MxLensApp(App[int]):
 
     def action_walk(self) -> None:
         """Open the walk-through; Enter on a step jumps to its evidence."""
-        from probes.walk import WalkStep
+        from probes.interpret.walk import WalkStep
 
         from .widgets.walk_screen import WalkScreen
 
@@ -706,7 +706,7 @@ class MxLensApp(App[int]):
             return
         walk = self.connector.walk if self.connector is not None else None
         if walk is None:
-            from probes.walk import build_walk
+            from probes.interpret.walk import build_walk
 
             walk = build_walk(report)
 
@@ -739,7 +739,7 @@ class MxLensApp(App[int]):
 
     def action_ticket(self) -> None:
         """Copy the ticket report (Markdown) with OSC 52 and save it where the path is shown."""
-        from probes.ticket import export_dir, save_ticket, ticket_markdown, ticket_path
+        from probes.interpret.ticket import export_dir, save_ticket, ticket_markdown, ticket_path
 
         report = self._finished_report("The ticket report")
         if report is None:

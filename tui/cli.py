@@ -17,8 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from probes.errors import CheckError
-from probes.options import POLICIES, MxOverride, Options
+from probes.model.errors import CheckError
+from probes.model.options import POLICIES, MxOverride, Options
 
 EXIT_BAD_INPUT = 3
 COMMANDS = ("check", "lab", "demo", "explain")
@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but bad flags exit 3 with one line (contract.md), not 2 with a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        from probes.safetext import visible
+        from probes.model.safetext import visible
 
         self.exit(EXIT_BAD_INPUT, f"mxlens: {visible(message)} (see {self.prog} --help)\n")
 
@@ -122,7 +122,7 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
 
 
 def _connector_names() -> list[str]:
-    from probes.connectors import PROFILES
+    from probes.interpret.connectors import PROFILES
 
     return list(PROFILES)
 
@@ -206,7 +206,7 @@ def _mx_override(text: str) -> MxOverride:
     """`--mx HOST[:PORT]`, `--mx ADDR[:PORT]`, `--mx [IPv6][:PORT]`, normalised."""
     import ipaddress
 
-    from probes.dns import to_ascii
+    from probes.net.dns import to_ascii
 
     raw = text.strip()
     port: int | None = None
@@ -246,7 +246,7 @@ def _ehlo_name(text: str | None) -> str | None:
         )
     if text.startswith("[") and text.endswith("]"):
         return text
-    from probes.dns import to_ascii
+    from probes.net.dns import to_ascii
 
     try:
         return to_ascii(text)
@@ -295,10 +295,10 @@ def _given_fields(parser: argparse.ArgumentParser, args: list[str]) -> frozenset
 
 def _options_from_args(ns: argparse.Namespace) -> Options:
     """Turn parsed flags into Options, with a one-line CheckError for any bad value."""
-    from probes.dns import parse_resolver
+    from probes.net.dns import parse_resolver
 
     if getattr(ns, "connector", None):
-        from probes.connectors import get_profile
+        from probes.interpret.connectors import get_profile
 
         profile = get_profile(ns.connector)
         if profile.needs_name and not ns.expect_name and not getattr(ns, "lab", False):
@@ -356,8 +356,8 @@ async def _check(
     from probes.report import Report
 
     if use_lab:
-        from lab.scenarios import find_scenario
-        from lab.world import Lab
+        from mxlens_lab.scenarios import find_scenario
+        from mxlens_lab.world import Lab
 
         scenario = find_scenario(domain)
         if scenario is None:
@@ -386,9 +386,9 @@ async def _check(
 
 def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
     """--walk, --connector and --ticket: the walk-through, a connector's verdict, a ticket file."""
-    from probes.connectors import judge
-    from probes.ticket import render, save_ticket, ticket_path
-    from probes.walk import build_walk, walk_text
+    from probes.interpret.connectors import judge
+    from probes.interpret.ticket import render, save_ticket, ticket_path
+    from probes.interpret.walk import build_walk, walk_text
 
     result = judge(report, ns.connector, report.options.expect_name) if ns.connector else None
     if result is not None:
@@ -404,7 +404,7 @@ def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
             doc["connector"] = result.to_json()
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     else:
-        from probes.safetext import visible
+        from probes.model.safetext import visible
 
         if result is not None:
             sys.stdout.write(
@@ -425,7 +425,7 @@ def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
 
 
 def _read_text(arg: str) -> str:
-    from probes.explain import MAX_TEXT
+    from probes.interpret.explain import MAX_TEXT
 
     if arg != "-":
         return arg
@@ -438,7 +438,7 @@ def _read_text(arg: str) -> str:
 
 async def _explain(ns: argparse.Namespace, options: Options) -> int:
     """`mxlens explain`: decode, print, and with --run check what the text names (lab too)."""
-    from probes.explain import check_options, explain, run_check, to_text
+    from probes.interpret.explain import check_options, explain, run_check, to_text
 
     expl = explain(_read_text(ns.text))
     if not ns.run:
@@ -459,8 +459,8 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
             sys.stdout.write(to_text(expl))
         check_options(expl, options)  # raises the one-line CheckError (exit 3)
     if ns.lab:
-        from lab.scenarios import find_scenario
-        from lab.world import Lab
+        from mxlens_lab.scenarios import find_scenario
+        from mxlens_lab.world import Lab
 
         target = expl.target()
         assert target is not None
@@ -475,7 +475,7 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
     if ns.json:
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     else:
-        from probes.safetext import visible
+        from probes.model.safetext import visible
 
         sys.stdout.write(to_text(expl))
         sys.stdout.write(
@@ -490,14 +490,14 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
 
 
 def _run_lab(scenarios: list[str]) -> int:
-    from lab.__main__ import run_foreground
+    from mxlens_lab.__main__ import run_foreground
 
     return run_foreground(scenarios or None)
 
 
 def _fail(message: str) -> int:
     """One line on stderr, with anything a server or a user typed made visible-safe."""
-    from probes.safetext import visible
+    from probes.model.safetext import visible
 
     sys.stderr.write(f"mxlens: {visible(message)}\n")
     return EXIT_BAD_INPUT
@@ -528,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tui.app import run_app
 
         if command == "demo" or ns.lab:
-            from lab.world import refuse_lab_owned
+            from mxlens_lab.world import refuse_lab_owned
 
             refuse_lab_owned(options)
             return run_app(ns.domain, options, lab=True, walk=ns.walk) or 0

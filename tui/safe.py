@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from probes.safetext import visible
+from probes.model.safetext import visible
 
 # Colours are the 8 ANSI names, so 16-colour terminals show the user's own palette.
 _MARKS: dict[str, tuple[str, str]] = {

@@ -24,11 +24,11 @@ from typing import Any, TypeVar
 
 import pytest
 
-from lab.pki import CA, Issued
-from lab.world import Lab, LabThread
+from mxlens_lab.pki import CA, Issued
+from mxlens_lab.world import Lab, LabThread
 from probes.diagnose import diagnose
-from probes.events import Event, TranscriptLine
-from probes.options import Options
+from probes.model.events import Event, TranscriptLine
+from probes.model.options import Options
 from probes.report import Report
 from tests.integration.postfix import Postfix, PostfixError, unavailable_reason
 

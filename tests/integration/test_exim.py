@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from lab.dns_server import DnsServer
-from lab.pki import PKI, Issued
+from mxlens_lab.dns_server import DnsServer
+from mxlens_lab.pki import PKI, Issued
 from tests.integration import exim
 from tests.integration.peers import run_mxlens
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from probes.events import ChainReceived, ChainValidated, TlsNegotiated, TlsVersionsProbed
+from probes.model.events import ChainReceived, ChainValidated, TlsNegotiated, TlsVersionsProbed
 from tests.integration.conftest import CASES, World
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ import sys
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from probes.events import (
+from probes.model.events import (
     ChainReceived,
     ChainValidated,
     EndpointChecked,

@@ -27,8 +27,8 @@ import dns.rcode
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from lab.pki import PKI, Issued
-from lab.smtp_server import Behaviour, SmtpServer
+from mxlens_lab.pki import PKI, Issued
+from mxlens_lab.smtp_server import Behaviour, SmtpServer
 from tests.integration import exim, unbound
 from tests.integration.peers import run_mxlens
 

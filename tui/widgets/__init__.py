@@ -10,7 +10,7 @@ from __future__ import annotations
 from textual.containers import ScrollableContainer, Vertical
 from textual.widget import Widget
 
-from probes.events import Event, Where
+from probes.model.events import Event, Where
 
 AddrKey = tuple[str, str]  # (MX host, address): one SMTP server as the domain pane lists it
 

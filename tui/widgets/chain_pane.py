@@ -15,7 +15,7 @@ from textual.widget import Widget
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
-from probes.events import (
+from probes.model.events import (
     CertInfo,
     ChainLink,
     ChainReceived,

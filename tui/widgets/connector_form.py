@@ -17,8 +17,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from probes.connectors import PROFILES, ConnectorResult, judge
-from probes.errors import CheckError
+from probes.interpret.connectors import PROFILES, ConnectorResult, judge
+from probes.model.errors import CheckError
 from probes.report import Report
 
 from ..safe import safe_text

@@ -16,7 +16,7 @@ from textual.widget import Widget
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from probes.events import (
+from probes.model.events import (
     AddressesResolved,
     DaneChecked,
     DiagnosisFinished,
@@ -31,7 +31,7 @@ from probes.events import (
     SessionStarted,
     TlsRptChecked,
 )
-from probes.names import mx_matches
+from probes.model.names import mx_matches
 
 from ..safe import join, mark, safe_text
 from . import AddrKey, Pane

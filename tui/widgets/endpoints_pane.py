@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from probes.events import EndpointChecked, Event
+from probes.model.events import EndpointChecked, Event
 
 from ..safe import join, mark, safe_text
 from . import AddrKey, Pane

@@ -20,8 +20,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
 
-from probes.errors import CheckError
-from probes.explain import Explanation, explain, to_text
+from probes.interpret.explain import Explanation, explain, to_text
+from probes.model.errors import CheckError
 
 from . import page
 from .walk_screen import hanging

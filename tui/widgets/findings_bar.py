@@ -10,7 +10,7 @@ from textual.widget import Widget
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from probes.events import DiagnosisFinished, Event, Finding, FindingRaised
+from probes.model.events import DiagnosisFinished, Event, Finding, FindingRaised
 
 from ..safe import join, mark, safe_text
 from . import Pane

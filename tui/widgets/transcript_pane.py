@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.widget import Widget
 from textual.widgets import OptionList, Static
 
-from probes.events import (
+from probes.model.events import (
     Event,
     SessionFinished,
     SessionStarted,

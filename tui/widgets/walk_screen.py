@@ -19,7 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from probes.walk import Walk, WalkStep
+from probes.interpret.walk import Walk, WalkStep
 
 from ..safe import safe_text
 from . import page

@@ -1,9 +1,9 @@
-"""The SMTP probe: one STARTTLS dialogue per address, never a message.
+"""The SMTP connection: a capped reply reader, the transcript, STARTTLS and the handshake.
 
 greeting -> EHLO -> STARTTLS -> TLS handshake -> EHLO -> QUIT (or, with implicit TLS, the
 handshake first). MAIL, RCPT and DATA are never sent. Every line in and out, every handshake
 step and every event (timeout, reset) becomes a TranscriptLine as it happens; what went wrong
-becomes a finding that points at the transcript line showing it.
+is judged by checks/session.py, which turns it into findings pointing at transcript lines.
 
 The connection is a small asyncio.Protocol with a capped line buffer, upgraded with
 `loop.start_tls`, so it runs on Python 3.10 (StreamWriter.start_tls is 3.11+). Servers are
@@ -20,33 +20,21 @@ import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from .certificates import parse_certificate
-from .events import (
-    ChainReceived,
+from probes.model.events import (
     Direction,
     Event,
-    FindingRaised,
-    SessionFinished,
     SessionPurpose,
-    SessionStarted,
-    TlsNegotiated,
     TranscriptLine,
     Where,
 )
-from .findings import raise_finding
-from .options import Options
-from .safetext import decode
-from .tls import (
+from probes.model.options import Options
+from probes.model.safetext import decode
+from probes.net.tls import (
     HandshakeRecorder,
-    build_client_context,
     describe_handshake_error,
-    has_forward_secrecy,
     peer_chain_der,
-    sni_for,
-    version_below_12,
-    weak_cipher_reason,
 )
 
 MAX_LINE_OCTETS = 512  # RFC 5321 4.5.3.1.5, CRLF included
@@ -802,274 +790,3 @@ def _is_rate_limit(reply: Reply) -> bool:
 
 def _first_line(reply: Reply) -> str:
     return reply.lines[0] if reply.lines else ""
-
-
-def _stop_findings(conn: SmtpConnection, where: Where) -> Iterator[FindingRaised]:
-    """The finding that explains where the dialogue stopped."""
-    step = conn.stopped_at
-    ev = (f"transcript:{conn.stop_index}",)
-
-    def make(fid: str, summary: str) -> FindingRaised:
-        return FindingRaised(raise_finding(fid, where, summary, evidence=ev))
-
-    if step == "connect":
-        if conn.connect_error == "no-route-here":
-            yield make(
-                "smtp.not_tested_from_here",
-                f"{conn.address} is IPv6 and this host has no IPv6 route: not tested",
-            )
-        elif conn.connect_error == "refused":
-            yield make("smtp.connect_refused", f"TCP connection to port {conn.port} refused")
-        else:
-            yield make(
-                "smtp.connect_timeout",
-                f"no TCP connection to port {conn.port} within {conn.timeout:.1f} s"
-                if conn.connect_error == "timeout"
-                else f"cannot reach port {conn.port} ({conn.connect_error})",
-            )
-        return
-    if step == "handshake":
-        yield make("tls.handshake_failed", f"TLS handshake failed: {conn.tls_error}")
-        return
-    if step == "starttls" and conn.starttls is False:
-        yield make("tls.starttls_not_offered", "EHLO reply does not list STARTTLS")
-        return
-    reply = conn.stop_reply
-    if reply is None:
-        what = conn.stop_what
-        if conn.stop_failure == "overflow":
-            yield make("smtp.malformed_reply", f"the {what} broke the size caps; reading stopped")
-            # The reply never ends, so no sender gets past this step either: it waits until
-            # its own timeout or buffer limit and defers. That is a dialogue failure (an
-            # error), which smtp.malformed_reply, a warning about syntax, does not say.
-            yield make(
-                "smtp.timeout",
-                f"the {what} never ended (more than {MAX_REPLY_LINES} lines or "
-                f"{MAX_REPLY_OCTETS // 1024} KiB without a final line): the dialogue cannot go on",
-            )
-        elif conn.stop_failure == "timeout":
-            yield make("smtp.timeout", f"no {what} within {conn.timeout:.1f} s")
-        elif conn.stop_failure in ("closed", "reset"):
-            yield make(
-                "smtp.timeout", f"connection {conn.stop_failure} by server before the {what}"
-            )
-        return
-    shown = _first_line(reply)[:120]
-    if step == "greeting":
-        if _is_rate_limit(reply):
-            yield make("smtp.rate_limited", f"greeting says the server is throttling: {shown}")
-        elif reply.code == 0:
-            yield make("smtp.greeting_rejected", f"greeting is not an SMTP reply: {shown}")
-        else:
-            yield make("smtp.greeting_rejected", f"greeting is {reply.code}, not 220: {shown}")
-    elif step in ("ehlo", "ehlo-tls"):
-        if reply.code == 421:
-            yield make("smtp.rate_limited", f"EHLO answered with 421: {shown}")
-        else:
-            when = " after TLS" if step == "ehlo-tls" else ""
-            yield make("smtp.ehlo_rejected", f"EHLO{when} answered with {reply.code}: {shown}")
-    elif step == "starttls":
-        if reply.code == 421:
-            yield make("smtp.rate_limited", f"STARTTLS answered with 421: {shown}")
-        else:
-            yield make("tls.starttls_refused", f"STARTTLS answered with {reply.code}: {shown}")
-
-
-def throttle_findings(conn: SmtpConnection, where: Where, what: str) -> Iterator[FindingRaised]:
-    """smtp.rate_limited when an extra connection (`what`: version sweep, injection test)
-    was throttled. Only that: any other stop is the main session's to report. Without it, a
-    server that admits one connection and answers 421 to the next leaves the sweep's blanks
-    unexplained."""
-    for event in _stop_findings(conn, where):
-        if event.finding.id == "smtp.rate_limited":
-            finding = event.finding
-            yield FindingRaised(replace(finding, summary=f"{what}: {finding.summary}"))
-
-
-def _tls_findings(conn: SmtpConnection, where: Where) -> Iterator[FindingRaised]:
-    tls = conn.tls
-    assert tls is not None
-    ev = (f"transcript:{conn.tls_index}",)
-    if version_below_12(tls.version):
-        yield FindingRaised(
-            raise_finding(
-                "tls.legacy_only",
-                where,
-                f"negotiated {tls.version} although this client offered up to TLSv1.3",
-                evidence=ev,
-            )
-        )
-    reason = weak_cipher_reason(tls.cipher)
-    if reason:
-        yield FindingRaised(
-            raise_finding(
-                "tls.weak_cipher", where, f"negotiated {tls.cipher} ({reason})", evidence=ev
-            )
-        )
-    if not has_forward_secrecy(tls.version, tls.cipher):
-        yield FindingRaised(
-            raise_finding(
-                "tls.no_forward_secrecy",
-                where,
-                f"negotiated {tls.cipher} over {tls.version}: no ephemeral key exchange",
-                evidence=ev,
-            )
-        )
-
-
-def rate_limit_backoff(options: Options) -> float:
-    """Seconds to wait after a throttle before the one retry: min(5, timeout) unless set."""
-    if options.rate_limit_backoff is not None:
-        return max(0.0, float(options.rate_limit_backoff))
-    return min(5.0, float(options.timeout))
-
-
-def throttled(conn: SmtpConnection) -> bool:
-    """The dialogue stopped on a throttle (421 / "too many connections"), not a verdict."""
-    reply = conn.stop_reply
-    if reply is None or conn.stopped_at not in ("greeting", "ehlo", "ehlo-tls", "starttls"):
-        return False
-    return reply.code == 421 or (conn.stopped_at == "greeting" and _is_rate_limit(reply))
-
-
-async def smtp_session(
-    where: Where,
-    options: Options,
-    *,
-    purpose: SessionPurpose = "main",
-    ehlo_name: str,
-    retry_throttled: bool = True,
-) -> AsyncIterator[Event]:
-    """One SMTP dialogue with where.address:port, as far as TLS and a second EHLO.
-
-    Yields SessionStarted, TranscriptLines as they happen, TlsNegotiated, ChainReceived,
-    findings, and SessionFinished whose outcome is "ok" or the step where it stopped
-    (connect, greeting, ehlo, starttls, handshake, ehlo-tls). Never sends MAIL/RCPT/DATA.
-
-    Politeness: when the server throttles (421 / "too many connections"), the session waits
-    `rate_limit_backoff(options)` seconds and tries ONE more connection (same transcript).
-    If the retry works, the result is that of the retry plus smtp.rate_limited as info (a
-    throttle that cleared: senders retry too, mail flows); if it is throttled again,
-    smtp.rate_limited keeps its catalog severity (warning) and nothing else is judged.
-    SessionFinished.connections counts both connections.
-    """
-    yield SessionStarted(where, purpose)
-    transcript = Transcript(where, purpose)
-    implicit = options.implicit_tls
-    connections = 0
-    first_throttle: tuple[int | None, str] | None = None
-    while True:
-        connections += 1
-        conn = smtp_connection(where, options, transcript)
-        retry_left = retry_throttled and connections == 1
-        try:
-            async for event in _dialogue(
-                conn, where, ehlo_name, implicit, judge_throttle=not retry_left
-            ):
-                yield event
-        finally:
-            await conn.close()
-        if retry_left and throttled(conn):
-            assert conn.stop_reply is not None
-            first_throttle = (conn.stop_index, _first_line(conn.stop_reply)[:120])
-            wait = rate_limit_backoff(options)
-            yield transcript.line(
-                "!", f"throttled by the server; waiting {wait:.1f} s before one retry"
-            )
-            await asyncio.sleep(wait)
-            yield transcript.line("!", "connection 2: retrying once after the throttle")
-            continue
-        break
-    if first_throttle is not None:
-        index, shown = first_throttle
-        if throttled(conn):
-            # The retry's own smtp.rate_limited (a warning) was yielded by _dialogue.
-            yield transcript.line("!", "throttled again on the retry; giving up politely")
-        else:
-            yield FindingRaised(
-                raise_finding(
-                    "smtp.rate_limited",
-                    where,
-                    f"first connection throttled ({shown}); the retry after "
-                    f"{rate_limit_backoff(options):.1f} s was answered",
-                    evidence=(f"transcript:{index}",),
-                    severity="info",
-                )
-            )
-    outcome = conn.stopped_at or "ok"
-    yield SessionFinished(
-        where, purpose, outcome, None if implicit else conn.starttls, connections=connections
-    )
-
-
-async def _dialogue(
-    conn: SmtpConnection,
-    where: Where,
-    ehlo_name: str,
-    implicit: bool,
-    *,
-    judge_throttle: bool = True,
-) -> AsyncIterator[Event]:
-    """The steps of one connection, then the findings they show. With judge_throttle False
-    a throttled connection yields no findings: the caller retries and judges the retry."""
-    async for event in prepare_tls(conn, ehlo_name, implicit=implicit):
-        yield event
-    if conn.stopped_at is None:
-        recorder = HandshakeRecorder(conn.transcript.t_ms)
-        ctx = build_client_context(recorder=recorder)
-        async for event in conn.handshake(ctx, recorder, sni_for(where.host)):
-            yield event
-    if conn.tls is not None:
-        tls = conn.tls
-        yield TlsNegotiated(
-            where,
-            tls.version,
-            tls.cipher,
-            tls.bits,
-            has_forward_secrecy(tls.version, tls.cipher),
-            tls.group,
-            tls.steps,
-            tls.sni,
-        )
-        yield ChainReceived(where, tuple(parse_certificate(der) for der in tls.chain))
-        for finding in _tls_findings(conn, where):
-            yield finding
-        if implicit:
-            async for event in conn.greeting():
-                yield event
-            if conn.stopped_at is None:
-                async for event in conn.ehlo(ehlo_name):
-                    yield event
-        else:
-            async for event in conn.ehlo(ehlo_name, step="ehlo-tls"):
-                yield event
-            reply = conn.ehlo_reply
-            if conn.stopped_at is None and reply is not None and "STARTTLS" in reply.keywords:
-                line = reply.keyword_line("STARTTLS")
-                at = conn.ehlo_indexes[line if line is not None else 0]
-                yield FindingRaised(
-                    raise_finding(
-                        "tls.starttls_still_offered",
-                        where,
-                        "EHLO after TLS still lists STARTTLS",
-                        evidence=(f"transcript:{at}",),
-                    )
-                )
-        if conn.stopped_at is None:
-            async for event in conn.quit():
-                yield event
-    if not judge_throttle and throttled(conn):
-        return
-    for finding in _stop_findings(conn, where):
-        yield finding
-    if conn.malformed:
-        index, reasons = conn.malformed[0]
-        more = f" (and {len(conn.malformed) - 1} more replies)" if len(conn.malformed) > 1 else ""
-        yield FindingRaised(
-            raise_finding(
-                "smtp.malformed_reply",
-                where,
-                f"reply breaks RFC 5321: {reasons[0]}{more}",
-                evidence=(f"transcript:{index}",),
-            )
-        )

@@ -141,7 +141,7 @@ def summarise(mx_hosts: Iterable[str], endpoint_urls: Iterable[str]) -> dict[str
 def summary_text(summary: dict[str, Any]) -> list[str]:
     """The text report's "Providers" lines (empty when there is nothing to say). Every string
     that may come from the network (MX names, URL hosts) goes through visible()."""
-    from .safetext import visible
+    from probes.model.safetext import visible
 
     out: list[str] = []
     known = [row for row in summary["mx"] if row["provider"]]

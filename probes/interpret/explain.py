@@ -19,8 +19,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from .errors import CheckError
-from .options import MxOverride, Options
+from probes.model.errors import CheckError
+from probes.model.options import MxOverride, Options
 
 SCHEMA = "mxlens/explain/1"
 # A bounce is short; a whole mailbox pasted by mistake is not. Cap what we scan.
@@ -251,8 +251,8 @@ def check_options(explanation: Explanation, options: Options) -> tuple[str, Opti
 async def run_check(explanation: Explanation, options: Options) -> tuple[dict[str, Any], int]:
     """Explain + check: the explain document with "check" (the check --json document) and
     "cause" (the confirmed candidate or null), and the check's exit code."""
-    from .diagnose import diagnose
-    from .report import Report
+    from probes.diagnose import diagnose
+    from probes.report import Report
 
     domain, opts = check_options(explanation, options)
     report = Report(domain, opts)
@@ -270,8 +270,8 @@ async def run_check(explanation: Explanation, options: Options) -> tuple[dict[st
 
 def to_text(explanation: Explanation, *, catalog_titles: dict[str, str] | None = None) -> str:
     """A short plain-text decoding for terminals and tickets (network text made visible)."""
-    from .findings import catalog
-    from .safetext import visible
+    from probes.model.findings import catalog
+    from probes.model.safetext import visible
 
     titles = catalog_titles
     if titles is None:

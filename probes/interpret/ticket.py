@@ -15,13 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .findings import exit_code, sort_findings
-from .report import VERDICT_TEXT, Report
-from .safetext import visible
-from .walk import Walk, build_walk, walk_text
+from probes.interpret.walk import Walk, build_walk, walk_text
+from probes.model.findings import exit_code, sort_findings
+from probes.model.safetext import visible
+from probes.report import VERDICT_TEXT, Report
 
 if TYPE_CHECKING:
-    from .connectors import ConnectorResult
+    from probes.interpret.connectors import ConnectorResult
 
 Format = Literal["md", "text"]
 # Inline Markdown that could format, link or embed: with "[" escaped no link can form, so

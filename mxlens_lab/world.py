@@ -30,10 +30,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from probes.dns import to_ascii
-from probes.errors import CheckError
-from probes.names import is_ip_literal
-from probes.options import Options
+from probes.model.errors import CheckError
+from probes.model.names import is_ip_literal
+from probes.model.options import Options
+from probes.net.dns import to_ascii
 
 from .dns_server import DnsServer
 from .http_server import MtaStsServer, PkiHttpServer

@@ -12,12 +12,12 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from .dns import Answer, Resolver
-from .events import Event, FindingRaised, MtaStsChecked, Where
-from .findings import raise_finding
-from .http import Fetcher, HttpResult
-from .names import mx_matches
-from .safetext import decode
+from probes.model.events import Event, FindingRaised, MtaStsChecked, Where
+from probes.model.findings import raise_finding
+from probes.model.names import mx_matches
+from probes.model.safetext import decode
+from probes.net.dns import Answer, Resolver
+from probes.net.http import Fetcher, HttpResult
 
 # RFC 8461 3.2 names no limit; 64 KiB is what common senders accept.
 POLICY_MAX_BYTES = 64 * 1024

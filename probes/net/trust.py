@@ -16,8 +16,8 @@ import certifi
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from .errors import CheckError
-from .options import Options
+from probes.model.errors import CheckError
+from probes.model.options import Options
 
 # Where distributions keep the system bundle, most common first.
 SYSTEM_BUNDLES: tuple[str, ...] = (

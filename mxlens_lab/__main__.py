@@ -1,4 +1,4 @@
-"""`python -m lab [--scenario NAME ...]`: run the lab in the foreground until Ctrl+C.
+"""`python -m mxlens_lab [--scenario NAME ...]`: run the lab in the foreground until Ctrl+C.
 
 Prints where the lab listens and, per scenario, the domain, what is wrong with it and the
 exact `mxlens check` command line that diagnoses it.
@@ -62,7 +62,7 @@ def run_foreground(scenarios: list[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mxlens_lab", description=__doc__)
     parser.add_argument(
         "--scenario",
         action="append",

@@ -77,7 +77,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes.walk import STEPS as STEPS  # re-exported: a scenario's `breaks` is one of them
+from probes.interpret.walk import STEPS as STEPS
 
 NOT_STAGED: dict[str, str] = {
     "smtp.not_tested_from_here": "needs an unroutable IPv6 address; the lab is loopback only",
@@ -740,8 +740,8 @@ def get(name: str) -> Scenario:
 def find_scenario(name: str) -> Scenario | None:
     """The scenario whose domain is `name` or a parent of it (U-label or A-label, any case):
     `healthy.lab.test`, `mx1.healthy.lab.test` and `xn--bcher-kva.lab.test` all find theirs."""
-    from probes.dns import to_ascii
-    from probes.errors import CheckError
+    from probes.model.errors import CheckError
+    from probes.net.dns import to_ascii
 
     try:
         wanted = to_ascii(name)

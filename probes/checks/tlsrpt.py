@@ -10,10 +10,10 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from .dns import Resolver
-from .events import Event, FindingRaised, TlsRptChecked, Where
-from .findings import raise_finding
-from .mtasts import extension_field_problem, split_tag_record, txt_strings
+from probes.checks.mtasts import extension_field_problem, split_tag_record, txt_strings
+from probes.model.events import Event, FindingRaised, TlsRptChecked, Where
+from probes.model.findings import raise_finding
+from probes.net.dns import Resolver
 
 VERSION = "v=TLSRPTv1"
 # The address part of a mailto: URI, loosely: local@domain, no spaces.

@@ -18,13 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from .errors import CheckError
-from .events import CertInfo, Finding, Where
-from .findings import GradeContext, grade, raise_finding
-from .names import expected_name_matches, normalize
-from .options import Policy
-from .report import Report
-from .walk import STEPS, Walk, WalkStep, build_walk, leaf_cert
+from probes.interpret.walk import STEPS, Walk, WalkStep, build_walk, leaf_cert
+from probes.model.errors import CheckError
+from probes.model.events import CertInfo, Finding, Where
+from probes.model.findings import GradeContext, grade, raise_finding
+from probes.model.names import expected_name_matches, normalize
+from probes.model.options import Policy
+from probes.report import Report
 
 NameCheck = Literal["none", "mx", "tlsdomain", "nexthop"]
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from .dns import Resolver
-from .names import is_ip_literal
-from .options import Options
-from .trust import Roots
+from probes.model.names import is_ip_literal
+from probes.model.options import Options
+from probes.net.dns import Resolver
+from probes.net.trust import Roots
 
 
 @dataclass(frozen=True)

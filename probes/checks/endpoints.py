@@ -22,11 +22,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from .certificates import cert_info, issued_by, load_certificates, verify_signature
-from .events import ChainLink, EndpointChecked, EndpointKind, Event, Finding, FindingRaised, Where
-from .findings import raise_finding
-from .http import Fetcher, HttpResult
-from .options import Options
+from probes.checks.certificates import cert_info, load_certificates
+from probes.checks.chain import issued_by, verify_signature
+from probes.model.events import (
+    ChainLink,
+    EndpointChecked,
+    EndpointKind,
+    Event,
+    Finding,
+    FindingRaised,
+    Where,
+)
+from probes.model.findings import raise_finding
+from probes.model.options import Options
+from probes.net.http import Fetcher, HttpResult
 
 OCSP_MAX_BYTES = 200_000
 CRL_MAX_BYTES = 30_000_000  # large public CRLs run to tens of MB

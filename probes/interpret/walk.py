@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .events import CertInfo, Finding, Where
-from .findings import SEVERITY_ORDER
-from .report import MxReport, Report, SessionReport, trust_summary, versions_text
+from probes.model.events import CertInfo, Finding, Where
+from probes.model.findings import SEVERITY_ORDER
+from probes.report import MxReport, Report, SessionReport, trust_summary, versions_text
 
 StepStatus = Literal["pass", "fail", "skip"]
 
@@ -675,7 +675,7 @@ def _short(text: str, limit: int = 120) -> str:
 
 def walk_text(walk: Walk) -> str:
     """The walk as plain terminal text: PASS/FAIL/SKIP words. Network text made visible."""
-    from .safetext import visible
+    from probes.model.safetext import visible
 
     out = [f"Walk-through for {visible(walk.target)} (policy {walk.policy})"]
     if walk.route is not None:

@@ -15,9 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from .dns import Resolver
-from .events import DaneChecked, Event, FindingRaised, TlsaRecord, Where
-from .findings import raise_finding
+from probes.model.events import DaneChecked, Event, FindingRaised, TlsaRecord, Where
+from probes.model.findings import raise_finding
+from probes.net.dns import Resolver
 
 USAGE_NAMES = {0: "PKIX-TA", 1: "PKIX-EE", 2: "DANE-TA", 3: "DANE-EE"}
 _DIGEST_LEN = {1: 32, 2: 64}  # SHA-256, SHA-512

@@ -26,9 +26,9 @@ import dns.resolver
 import dns.reversename
 import idna
 
-from .errors import CheckError
-from .events import DnsQuery
-from .names import is_ip_literal
+from probes.model.errors import CheckError
+from probes.model.events import DnsQuery
+from probes.model.names import is_ip_literal
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The vocabulary: events, options, errors, the findings catalog and its grading, names, safe text."""

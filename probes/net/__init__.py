@@ -1,0 +1,1 @@
+"""Network primitives: DNS, HTTP, trust roots, the SMTP connection, TLS contexts and handshake details."""
