@@ -335,7 +335,7 @@ def test_run_text_output_names_the_cause(capsys: pytest.CaptureFixture[str]) -> 
 async def test_paste_prompt_decodes_and_offers_the_check(tmp_path: Path) -> None:
     from textual.widgets import Static, TextArea
 
-    from tui.widgets.explain_prompt import ExplainPrompt
+    from tui.screens.explain_prompt import ExplainPrompt
 
     app = make_app(tmp_path)
     async with app.run_test(size=LARGE) as pilot:
@@ -374,7 +374,7 @@ async def test_paste_prompt_in_lab_mode_probes_the_named_host(tmp_path: Path) ->
     plumbing (resolver, port, trust store), so mx1's expired certificate is not reported."""
     from textual.widgets import TextArea
 
-    from tui.widgets.explain_prompt import ExplainPrompt
+    from tui.screens.explain_prompt import ExplainPrompt
 
     domain = "pool-inconsistent.lab.test"
     app = make_app(tmp_path, domain, source=None, lab=True)
@@ -412,7 +412,7 @@ async def test_paste_prompt_in_lab_mode_probes_the_named_host(tmp_path: Path) ->
 async def test_paste_prompt_without_target_stays_open(tmp_path: Path) -> None:
     from textual.app import App
 
-    from tui.widgets.explain_prompt import ExplainPrompt
+    from tui.screens.explain_prompt import ExplainPrompt
 
     results: list[str | None] = []
 

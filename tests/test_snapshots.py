@@ -24,7 +24,7 @@ from probes.model.events import DiagnosisFinished, Event
 from probes.model.options import Options
 from tests.fake_stream import fake_diagnose
 from tests.ui_support import LARGE, SMALL, finished, make_app
-from tui.widgets import chain_pane
+from tui.panes import chain_pane
 
 pytestmark = pytest.mark.ui
 

@@ -12,8 +12,8 @@ from probes.model.errors import CheckError
 from probes.model.options import Options
 from tests.fake_stream import FAILING_URL, fake_diagnose
 from tests.ui_support import SMALL, WIDE, finish, make_app, screen_segments, screen_text
-from tui.widgets.help_screen import HelpScreen
-from tui.widgets.target_prompt import TargetPrompt
+from tui.screens.help_screen import HelpScreen
+from tui.screens.target_prompt import TargetPrompt
 
 pytestmark = pytest.mark.ui
 

@@ -25,8 +25,8 @@ from tests.ui_support import (
     terminal_bytes,
     wait_done,
 )
-from tui.widgets.help_screen import HelpScreen
-from tui.widgets.target_prompt import TargetPrompt
+from tui.screens.help_screen import HelpScreen
+from tui.screens.target_prompt import TargetPrompt
 
 pytestmark = [pytest.mark.ui, pytest.mark.lab]
 

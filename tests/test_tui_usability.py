@@ -27,10 +27,10 @@ from probes.model.events import (
 from probes.model.options import Options
 from tests.fake_stream import fake_diagnose
 from tests.ui_support import LARGE, SMALL, WIDE, finish, make_app, messages, screen_text
-from tui.widgets.connector_form import ConnectorForm
-from tui.widgets.explain_prompt import ExplainPrompt
-from tui.widgets.walk_screen import KEYS_HINT as WALK_KEYS
-from tui.widgets.walk_screen import WalkScreen
+from tui.screens.connector_form import ConnectorForm
+from tui.screens.explain_prompt import ExplainPrompt
+from tui.screens.walk_screen import KEYS_HINT as WALK_KEYS
+from tui.screens.walk_screen import WalkScreen
 
 pytestmark = pytest.mark.ui
 

@@ -11,8 +11,8 @@ from mxlens_lab.world import Lab
 from probes.interpret.connectors import PROFILES
 from tests.ui_support import LARGE, lab_fixture, open_app, screen_text, wait_done
 from tui.app import MxLensApp
-from tui.widgets.connector_form import ConnectorForm
-from tui.widgets.walk_screen import WalkScreen
+from tui.screens.connector_form import ConnectorForm
+from tui.screens.walk_screen import WalkScreen
 
 pytestmark = [pytest.mark.ui, pytest.mark.lab]
 

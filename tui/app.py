@@ -37,16 +37,16 @@ from probes.model.safetext import visible
 from probes.report import Report
 
 from .keymap import ACTIONS, bindings, display_key, keys_for, load_keymap
+from .panes import AddrKey, Pane
+from .panes.chain_pane import ChainPane
+from .panes.domain_pane import DomainPane
+from .panes.endpoints_pane import EndpointsPane, firewall_lines
+from .panes.findings_bar import FindingsBar
+from .panes.transcript_pane import TranscriptPane
 from .safe import join, mark, safe_text
-from .widgets import AddrKey, Pane
-from .widgets.chain_pane import ChainPane
-from .widgets.domain_pane import DomainPane
-from .widgets.endpoints_pane import EndpointsPane, firewall_lines
-from .widgets.findings_bar import FindingsBar
-from .widgets.help_screen import HelpScreen
+from .screens.help_screen import HelpScreen
+from .screens.target_prompt import TargetPrompt
 from .widgets.key_bar import KeyBar
-from .widgets.target_prompt import TargetPrompt
-from .widgets.transcript_pane import TranscriptPane
 
 if TYPE_CHECKING:
     from probes.interpret.explain import Explanation
@@ -590,7 +590,7 @@ class MxLensApp(App[int]):
 
     def action_explain(self) -> None:
         """The bounce decoder: paste a text, read its decoding, check what it names."""
-        from .widgets.explain_prompt import ExplainPrompt
+        from .screens.explain_prompt import ExplainPrompt
 
         self.push_screen(ExplainPrompt(), self.start_explained)
 
@@ -699,7 +699,7 @@ class MxLensApp(App[int]):
         """Open the walk-through; Enter on a step jumps to its evidence."""
         from probes.interpret.walk import WalkStep
 
-        from .widgets.walk_screen import WalkScreen
+        from .screens.walk_screen import WalkScreen
 
         report = self._finished_report("The walk-through")
         if report is None:
@@ -720,7 +720,7 @@ class MxLensApp(App[int]):
 
     def action_connector(self) -> None:
         """Pick a connector profile and see its verdict (re-grades, no new probe)."""
-        from .widgets.connector_form import ConnectorForm
+        from .screens.connector_form import ConnectorForm
 
         report = self._finished_report("The connector check")
         if report is None:
