@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Container
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widgets import Input, Static
 from textual.worker import Worker
 
 from probes.model.errors import CheckError
@@ -124,6 +124,16 @@ def _default_theme() -> str:
     return "ansi-dark"
 
 
+class MainScreen(Screen[None]):
+    """The screen with the five panes. It notes every key that bubbles up through it, so
+    the app can tell keys typed for this screen from those of a dialog (`MxLensApp.on_key`)."""
+
+    def on_key(self, event: events.Key) -> None:
+        app = self.app
+        if isinstance(app, MxLensApp):
+            app._main_keys.append(event)
+
+
 class PaneBar(Static):
     """The top line: the pane keys (always visible, even at 80 columns) and the run status."""
 
@@ -187,6 +197,7 @@ class MxLensApp(App[int]):
         self.report: Report | None = None  # the run's events, for the walk, connectors, tickets
         self.connector: Any = None  # the ConnectorResult the user kept in the connector form
         self.walk_when_done = False
+        self._main_keys: list[events.Key] = []  # keys on their way up from the main screen
         if "NO_COLOR" in os.environ:
             self.add_class("-no-color")  # app.tcss marks cursors in reverse instead
 
@@ -493,6 +504,33 @@ class MxLensApp(App[int]):
     def on_resize(self) -> None:
         self._render_bar()
 
+    def get_default_screen(self) -> Screen[Any]:
+        return MainScreen(id="_default")
+
+    def on_key(self, event: events.Key) -> None:
+        """Type-ahead: keys typed in one burst with the key that opens a dialog.
+
+        A paste over SSH (`/name.example` Enter) arrives as keys queued back to back on the
+        main screen's focused widget; by the time they bubble up here the `/` has opened the
+        prompt. The app then checks them against the dialog's bindings (Enter submits, ctrl+u
+        clears), but nobody typed the characters: they were lost, or ran a main-screen binding
+        (`q` quit). Here, in their order, they go into the dialog's text field."""
+        if not any(queued is event for queued in self._main_keys):
+            return
+        self._main_keys = [queued for queued in self._main_keys if queued is not event]
+        if self.screen is self.screen_stack[0] or not event.is_printable:
+            return  # the main screen's own key, or one the dialog's bindings take
+        field = self.screen.focused
+        if not isinstance(field, Input) or event.character is None:
+            return
+        event.stop()
+        event.prevent_default()
+        selection = field.selection
+        if selection.is_empty:
+            field.insert_text_at_cursor(event.character)
+        else:  # the pre-filled target is selected: typing replaces it
+            field.replace(event.character, *selection)
+
     def _render_bar(self) -> None:
         try:
             bar = self.query_one(PaneBar)
@@ -586,7 +624,17 @@ class MxLensApp(App[int]):
             if value:
                 self.start(value)
 
-        self.push_screen(TargetPrompt(self.target), chosen)
+        self.push_screen(TargetPrompt(self.target, self._lab_choices()), chosen)
+
+    def _lab_choices(self) -> list[tuple[str, str]]:
+        """The lab's domains and what each breaks, for the `/` prompt (none outside the lab)."""
+        if not self._lab_mode:
+            return []
+        if self._lab is not None:
+            scenarios = self._lab.scenarios
+        else:  # still starting: it will serve every scenario
+            from mxlens_lab.scenarios import SCENARIOS as scenarios
+        return [(s.domain, s.description) for s in scenarios.values()]
 
     def action_explain(self) -> None:
         """The bounce decoder: paste a text, read its decoding, check what it names."""
