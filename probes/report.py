@@ -34,6 +34,7 @@ from probes.model.events import (
 from probes.model.findings import SEVERITY_ORDER, exit_code, sort_findings
 from probes.model.options import Options
 from probes.model.safetext import visible
+from probes.model.version import mxlens_version
 
 SCHEMA = "mxlens/1"
 # The one-line verdict of a finished check, by exit code (text report, ticket headline).
@@ -175,6 +176,7 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
+            "version": mxlens_version(),
             "target": self.target,
             "target_ascii": self.target_ascii,
             "policy": self.options.policy,

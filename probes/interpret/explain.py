@@ -21,6 +21,7 @@ from typing import Any
 
 from probes.model.errors import CheckError
 from probes.model.options import MxOverride, Options
+from probes.model.version import mxlens_version
 
 SCHEMA = "mxlens/explain/1"
 # A bounce is short; a whole mailbox pasted by mistake is not. Cap what we scan.
@@ -86,6 +87,7 @@ class Explanation:
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
+            "version": mxlens_version(),
             "recognised": self.recognised,
             "status_code": self.status_code,
             "reply_code": self.reply_code,
