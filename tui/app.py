@@ -299,7 +299,8 @@ class MxLensApp(App[int]):
     def _lab_options(self, target: str) -> Options:
         """The lab's plumbing and the scenario's own options, then what the user set."""
         assert self._lab is not None
-        return self._lab.options_for(target, self.user_options)
+        options: Options = self._lab.options_for(target, self.user_options)
+        return options
 
     async def _stop_lab(self) -> None:
         lab, self._lab = self._lab, None
