@@ -421,7 +421,7 @@ def _finding_json(f: Finding) -> dict[str, Any]:
         "summary": f.summary,
         "detail": f.detail,
         "fix": f.fix,
-        "evidence": list(f.evidence),
+        "evidence": [str(e) for e in f.evidence],
     }
 
 

@@ -31,7 +31,15 @@ from textual.widgets import Input, Static
 from textual.worker import Worker
 
 from probes.model.errors import CheckError
-from probes.model.events import ChainReceived, ChainValidated, DiagnosisFinished, Event, Where
+from probes.model.events import (
+    ChainReceived,
+    ChainValidated,
+    DiagnosisFinished,
+    Event,
+    Evidence,
+    Where,
+    evidence_of,
+)
 from probes.model.options import Options
 from probes.model.safetext import visible
 from probes.report import Report
@@ -449,32 +457,31 @@ class MxLensApp(App[int]):
         finding = message.finding
         self.jump(finding.where, finding.evidence, finding.id)
 
-    def jump(self, where: Where, refs: Sequence[str], about: str) -> None:
+    def jump(self, where: Where, refs: Sequence[Evidence | str], about: str) -> None:
         """Show evidence: choose the address of `where`, then the pane and line of the first
-        usable reference ("transcript:3", "cert:0", "endpoint:URL"); without one, the pane
-        of `about` (a finding id or a walk step name, see `pane_for`)."""
+        usable reference (a finding's Evidence, or a walk step's refs in their text form);
+        without one, the pane of `about` (a finding id or a walk step name, see `pane_for`)."""
         if where.address is not None:
             key = (where.host, where.address)
             if key != self.selected:
                 self.domain_pane.choose(key)
                 self.select_address(key)
-        for evidence in refs:
-            kind, _, value = evidence.partition(":")
-            if kind == "transcript" and value.isdigit():
+        for evidence in evidence_of(refs):
+            if evidence.kind == "transcript" and evidence.index is not None:
                 self.set_active_pane(2)
-                if not self.transcript_pane.jump(int(value)):
+                if not self.transcript_pane.jump(evidence.index):
                     self.notify("that line is not in the transcript shown", markup=False)
                 return
-            if kind == "cert" and value.isdigit():
+            if evidence.kind == "cert" and evidence.index is not None:
                 self.set_active_pane(3)
-                self.chain_pane.jump(int(value))
+                self.chain_pane.jump(evidence.index)
                 return
-            if kind == "endpoint":
+            if evidence.kind == "endpoint" and evidence.url:
                 self.set_active_pane(4)
-                if not self.endpoints_pane.jump(value):
+                if not self.endpoints_pane.jump(evidence.url):
                     # The URL belongs to another chain: show every endpoint instead.
                     self.endpoints_pane.show_address(self.selected, set())
-                    self.endpoints_pane.jump(value)
+                    self.endpoints_pane.jump(evidence.url)
                 return
         target = pane_for(about)
         if target == 3:

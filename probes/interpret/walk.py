@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from probes.model.events import CertInfo, Finding, Where
+from probes.model.events import CertInfo, Evidence, Finding, Where
 from probes.model.findings import SEVERITY_ORDER
 from probes.report import MxReport, Report, SessionReport, trust_summary, versions_text
 
@@ -300,12 +300,8 @@ def _malformed_step(report: Report, finding: Finding) -> str:
     return "starttls_accepted" if command == "STARTTLS" else "ehlo"
 
 
-def _ref_index(evidence: tuple[str, ...], kind: str) -> int | None:
-    for ref in evidence:
-        k, _, v = ref.partition(":")
-        if k == kind and v.isdigit():
-            return int(v)
-    return None
+def _ref_index(evidence: tuple[Evidence, ...], kind: str) -> int | None:
+    return next((e.index for e in evidence if e.kind == kind), None)
 
 
 # --------------------------------------------------------------------------- building
@@ -374,7 +370,7 @@ def build_walk(
                     why,
                     fix,
                     lead.where if lead else route,
-                    tuple(lead.evidence) if lead and lead.evidence else refs,
+                    tuple(map(str, lead.evidence)) if lead and lead.evidence else refs,
                 )
             )
             if name in _CHAIN:
@@ -394,7 +390,7 @@ def build_walk(
                 lead.detail if lead else "",
                 lead.fix if lead else "",
                 lead.where if lead else route,
-                tuple(lead.evidence) if lead and lead.evidence else refs,
+                tuple(map(str, lead.evidence)) if lead and lead.evidence else refs,
             )
         )
 

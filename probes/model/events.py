@@ -11,6 +11,7 @@ UTF-8). Front ends must pass them through `probes.safetext.visible()` before sho
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,11 +42,45 @@ class Where:
 # --------------------------------------------------------------------------- findings
 
 
+EvidenceKind = Literal["transcript", "cert", "endpoint"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Where the proof of a finding is: a line of the session's transcript (`index`, as in
+    TranscriptLine.index), a certificate of the chain (`index`, 0 = leaf, in the validated
+    path), or a CA endpoint (`url`). Its text form, "transcript:12", "cert:0",
+    "endpoint:http://...", is what the JSON carries."""
+
+    kind: EvidenceKind
+    index: int | None = None
+    url: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.url if self.kind == 'endpoint' else self.index}"
+
+    @classmethod
+    def parse(cls, ref: Evidence | str) -> Evidence | None:
+        """The one reader of the text form; None for anything that is not one."""
+        if isinstance(ref, Evidence):
+            return ref
+        kind, _, value = ref.partition(":")
+        if kind in ("transcript", "cert") and value.isdigit():
+            return cls(kind, int(value))  # type: ignore[arg-type]
+        if kind == "endpoint" and value:
+            return cls("endpoint", url=value)
+        return None
+
+
+def evidence_of(refs: Iterable[Evidence | str]) -> tuple[Evidence, ...]:
+    """References as given by a probe or a walk step, as Evidence (unreadable ones dropped)."""
+    return tuple(e for e in map(Evidence.parse, refs) if e is not None)
+
+
 @dataclass(frozen=True)
 class Finding:
     """One diagnosis. `id` comes from the catalog (findings.md); severity is already graded
-    for the sender policy in use. `evidence` holds short references a front end can jump to
-    (for example "transcript:12" or "cert:0" or "endpoint:http://...")."""
+    for the sender policy in use. `evidence` says where a front end can show the proof."""
 
     id: str
     severity: Severity
@@ -53,10 +88,15 @@ class Finding:
     summary: str
     detail: str
     fix: str
-    evidence: tuple[str, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
     # The severity the probe raised it with, before grading for a sender policy; grading
     # for another sender (connector simulation) starts from here, not from the catalog.
     raised_as: Severity | None = None
+
+    def __post_init__(self) -> None:
+        # Probes may still give the text form ("transcript:12"): converted here, once.
+        if any(not isinstance(e, Evidence) for e in self.evidence):
+            object.__setattr__(self, "evidence", evidence_of(self.evidence))
 
 
 # --------------------------------------------------------------------------- DNS
@@ -122,13 +162,15 @@ class SessionStarted:
 @dataclass(frozen=True)
 class TranscriptLine:
     """One line of the SMTP dialogue or one handshake step. t_ms is milliseconds since the
-    session started (monotonic clock)."""
+    session started (monotonic clock; never less than the line before). index is the line's
+    position in its session's transcript, from 0: what `Evidence("transcript", index)` names."""
 
     where: Where
     purpose: SessionPurpose
     t_ms: float
     dir: Direction
     text: str
+    index: int = 0
 
 
 @dataclass(frozen=True)

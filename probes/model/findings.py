@@ -9,12 +9,13 @@ asked for (findings.md, "Sender policies").
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from probes.model.events import Finding, Severity, Where
+from probes.model.events import Evidence, Finding, Severity, Where, evidence_of
 
 SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2, "ok": 3}
 
@@ -34,7 +35,7 @@ def raise_finding(
     *,
     detail: str | None = None,
     fix: str | None = None,
-    evidence: tuple[str, ...] = (),
+    evidence: Iterable[Evidence | str] = (),
     severity: Severity | None = None,
 ) -> Finding:
     """Build a finding with the catalog's defaults. `summary` says what was seen, here."""
@@ -49,7 +50,7 @@ def raise_finding(
         summary=summary,
         detail=detail or entry["detail"] or entry["title"],
         fix=fix or entry["fix"],
-        evidence=evidence,
+        evidence=evidence_of(evidence),
     )
 
 

@@ -373,15 +373,20 @@ class Transcript:
         self.purpose = purpose
         self.index = 0  # the index the next line will get
         self._t0 = time.monotonic()
+        self._last_ms = 0.0
 
     def t_ms(self) -> float:
         return round((time.monotonic() - self._t0) * 1000.0, 3)
 
     def line(self, direction: Direction, text: str, t_ms: float | None = None) -> TranscriptLine:
+        # A reply is stamped when its bytes arrived, which can be before the line shown just
+        # above it was made (a handshake step drained late): the transcript reads top to
+        # bottom, so its times never go backwards.
+        stamp = max(self.t_ms() if t_ms is None else t_ms, self._last_ms)
+        self._last_ms = stamp
+        line = TranscriptLine(self.where, self.purpose, stamp, direction, text, self.index)
         self.index += 1
-        return TranscriptLine(
-            self.where, self.purpose, self.t_ms() if t_ms is None else t_ms, direction, text
-        )
+        return line
 
 
 @dataclass

@@ -53,11 +53,8 @@ def days_left(not_after: str, now: datetime | None = None) -> int | None:
 def cert_index(finding: Finding) -> int | None:
     """The path index a finding points at: its "cert:N" evidence, else the leaf for cert.*."""
     for ev in finding.evidence:
-        if ev.startswith("cert:"):
-            try:
-                return int(ev[5:])
-            except ValueError:
-                return None
+        if ev.kind == "cert":
+            return ev.index
     if finding.id.startswith("cert.") or finding.id.startswith("dane."):
         return 0
     return None

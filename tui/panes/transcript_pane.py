@@ -79,7 +79,6 @@ class TranscriptPane(Pane):
     def reset(self) -> None:
         super().reset()
         self.entries: dict[AddrKey, list[_Entry]] = defaultdict(list)
-        self.main_count: dict[AddrKey, int] = defaultdict(int)
         self.tls_steps_seen: set[AddrKey] = set()
         # main sessions started and not finished: when the last line (or the start) arrived
         self.open_main: dict[AddrKey, tuple[float, Where]] = {}
@@ -105,8 +104,7 @@ class TranscriptPane(Pane):
         purpose = getattr(event, "purpose", "main")
         main_index: int | None = None
         if isinstance(event, TranscriptLine) and purpose == "main":
-            main_index = self.main_count[key]
-            self.main_count[key] += 1
+            main_index = event.index  # the engine numbers lines; evidence names that number
             if event.dir == "TLS":
                 self.tls_steps_seen.add(key)
         if isinstance(event, TlsNegotiated):
