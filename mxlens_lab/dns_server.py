@@ -186,7 +186,7 @@ class DnsServer:
             alias = self._data.get((current, "CNAME"))
             if alias and q.rdtype != dns.rdatatype.CNAME:
                 response.answer.append(self._rrset(owner, dns.rdatatype.CNAME, alias[:1]))
-                target = alias[0].target  # type: ignore[attr-defined]
+                target = getattr(alias[0], "target")  # noqa: B009 - a CNAME rdata
                 owner = target
                 current = _norm(target.to_text())
                 if not self._inside(current):

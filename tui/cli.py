@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from probes.model.errors import CheckError
 from probes.model.options import POLICIES, MxOverride, Options
@@ -414,7 +414,12 @@ def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
             sys.stdout.write(walk_text(walk) + "\n")
         sys.stdout.write(report.to_text())
     if ns.ticket or ns.ticket_to:
-        fmt = ns.ticket or ("md" if ns.ticket_to.lower().endswith((".md", ".markdown")) else "text")
+        fmt: Literal["md", "text"] = (
+            "md"
+            if (ns.ticket or "") == "md"
+            or (not ns.ticket and ns.ticket_to.lower().endswith((".md", ".markdown")))
+            else "text"
+        )
         path = Path(ns.ticket_to) if ns.ticket_to else ticket_path(report.target, fmt)
         try:
             save_ticket(render(report, fmt, walk, result), path)

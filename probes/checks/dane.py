@@ -42,10 +42,10 @@ def parse_tlsa(rdata: object) -> TlsaRecord:
     Raises ValueError when the input is not a TLSA record."""
     if not isinstance(rdata, str):
         try:
-            usage = int(rdata.usage)  # type: ignore[attr-defined]
-            selector = int(rdata.selector)  # type: ignore[attr-defined]
-            mtype = int(rdata.mtype)  # type: ignore[attr-defined]
-            cert = bytes(rdata.cert)  # type: ignore[attr-defined]
+            usage = int(getattr(rdata, "usage"))  # noqa: B009 - any TLSA-shaped rdata
+            selector = int(getattr(rdata, "selector"))  # noqa: B009
+            mtype = int(getattr(rdata, "mtype"))  # noqa: B009
+            cert = bytes(getattr(rdata, "cert"))  # noqa: B009
         except (AttributeError, TypeError, ValueError) as exc:
             raise ValueError(f"not a TLSA rdata: {exc}") from None
         return TlsaRecord(usage, selector, mtype, cert.hex())

@@ -114,7 +114,7 @@ class ChainPane(Pane):
         """sha256 of every certificate of an address's chain (to route CA endpoints)."""
         found = {link.cert.sha256 for link in self.path(key)}
         if key in self.received:
-            found |= {c.sha256 for c in self.received[key].certs}  # type: ignore[index]
+            found |= {c.sha256 for c in self.received[key].certs}
         return found
 
     # ------------------------------------------------------------------ events
@@ -253,7 +253,7 @@ class ChainPane(Pane):
         row("Subject", safe_text(c.subject))
         row("SAN", safe_text(", ".join(c.san)) if c.san else Text("(none: CN only)", "yellow"))
         if self.current == 0 and self.selected in self.validated:
-            v = self.validated[self.selected]  # type: ignore[index]
+            v = self.validated[self.selected]
             if v.names_checked:
                 ok = v.name_matches
                 verdict = Text(

@@ -227,8 +227,8 @@ class DomainPane(Pane):
             return
         kind, value = data
         key: AddrKey | None = None
-        if kind == "addr":
-            key = value  # type: ignore[assignment]
+        if kind == "addr" and isinstance(value, tuple):
+            key = (str(value[0]), str(value[1]))
         elif kind == "host":
             addrs = self.addresses.get(str(value), ())
             key = (str(value), addrs[0]) if addrs else None
