@@ -83,13 +83,17 @@ _ENCRYPT = {
     "tls.handshake_failed",
     "tls.legacy_only",
 }
-# What a sender that validates the chain (and revocation) refuses; names not checked.
-_VERIFY = {
+# The PKIX path checks: a chain to a trusted root, within its dates (RFC 5280 6.1). Verifying
+# senders, MTA-STS enforce and (absent DANE-EE) everyone who checks certificates apply them.
+_PKIX_PATH = {
     "cert.untrusted",
     "cert.self_signed",
     "cert.incomplete_chain",
     "cert.expired",
     "cert.not_yet_valid",
+}
+# What a sender that validates the chain (and revocation) refuses; names not checked.
+_VERIFY = _PKIX_PATH | {
     "cert.revoked",
     "cert.weak_signature",
     "cert.weak_key",
@@ -103,26 +107,10 @@ _MTASTS = {
     "mtasts.mx_not_covered",
 }
 # What an MTA-STS sender refuses when the policy is in enforce mode (RFC 8461 section 4).
-_MTASTS_ENFORCED = _ENCRYPT | {
-    "cert.untrusted",
-    "cert.self_signed",
-    "cert.incomplete_chain",
-    "cert.expired",
-    "cert.not_yet_valid",
-    "cert.name_mismatch",
-    "mtasts.mx_not_covered",
-}
+_MTASTS_ENFORCED = _ENCRYPT | _PKIX_PATH | {"cert.name_mismatch", "mtasts.mx_not_covered"}
 _DANE = {"dane.tlsa_mismatch", "dane.lookup_failed"}
 # Under DANE-EE the certificate's names and dates are not checked (RFC 7672 3.1.1).
-_DANE_EE_MOOT = {
-    "cert.untrusted",
-    "cert.self_signed",
-    "cert.incomplete_chain",
-    "cert.expired",
-    "cert.not_yet_valid",
-    "cert.name_mismatch",
-    "cert.expires_soon",
-}
+_DANE_EE_MOOT = _PKIX_PATH | {"cert.name_mismatch", "cert.expires_soon"}
 
 
 def _errors_for(ctx: GradeContext) -> set[str] | None:
