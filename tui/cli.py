@@ -25,7 +25,7 @@ COMMANDS = ("check", "lab", "demo", "explain")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but bad flags exit 3 with one line (contract.md), not 2 with a usage dump."""
+    """argparse, but bad flags exit 3 with one line (docs/cli.md), not 2 with a usage dump."""
 
     def error(self, message: str) -> NoReturn:
         from probes.model.safetext import visible
