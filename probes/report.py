@@ -7,8 +7,11 @@ The text report is for terminals and tickets: every network string goes through
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from probes.model.events import (
     AddressesResolved,
@@ -21,6 +24,7 @@ from probes.model.events import (
     Event,
     Finding,
     FindingRaised,
+    Severity,
     MtaStsChecked,
     MxResolved,
     PtrResolved,
@@ -31,7 +35,7 @@ from probes.model.events import (
     TranscriptLine,
     Where,
 )
-from probes.model.findings import SEVERITY_ORDER, exit_code, sort_findings
+from probes.model.findings import EXPIRES_SOON, SEVERITY_ORDER, exit_code, sort_findings
 from probes.model.options import Options
 from probes.model.safetext import visible
 from probes.model.version import mxlens_version
@@ -91,7 +95,8 @@ class Report:
         self.dns: list[DnsQuery] = []
         self.mtasts: MtaStsChecked | None = None
         self.tlsrpt: TlsRptChecked | None = None
-        self.findings: list[Finding] = []
+        self.findings: list[Finding] = []  # as graded now (the run's, or a connector's)
+        self.run_findings: list[Finding] | None = None  # the run's own, once regraded
         self.finished: DiagnosisFinished | None = None
         self._ptr: dict[str, PtrResolved] = {}
 
@@ -146,7 +151,12 @@ class Report:
         elif isinstance(event, TlsVersionsProbed):
             self._session(event.where).versions = event
         elif isinstance(event, EndpointChecked):
-            # Endpoint events carry no address: attach to every session whose chain has the cert.
+            if event.where is not None and event.where.address is not None:
+                session = self._session(event.where)
+                if event not in session.endpoints:
+                    session.endpoints.append(event)
+                return
+            # Without a session (older event sources): every session whose chain has the cert.
             for mx in self.mx.values():
                 for session in mx.sessions.values():
                     certs = session.validation.path if session.validation else ()
@@ -167,6 +177,86 @@ class Report:
 
     def exit_code(self) -> int:
         return exit_code(self.findings)
+
+    # ------------------------------------------------------------------ what the views ask
+    # The UI's panes show these answers instead of re-deriving them from the events, so the
+    # screen, the JSON, the text report and the ticket cannot disagree.
+
+    def regrade(self, findings: Iterable[Finding] | None) -> None:
+        """Judge the report for another sender: `findings` as a connector profile graded
+        them (`connectors.judge`), or None for the run's own grading again. The exit code,
+        the JSON, the text and every view follow."""
+        if self.run_findings is None:
+            self.run_findings = list(self.findings)
+        self.findings = list(self.run_findings if findings is None else findings)
+
+    def session_at(self, host: str, address: str) -> SessionReport | None:
+        """The main session of one MX address (the first port probed)."""
+        mx = self.mx.get(host)
+        if mx is None:
+            return None
+        return next((s for (a, _), s in mx.sessions.items() if a == address), None)
+
+    def findings_for(self, host: str, address: str | None = None) -> list[Finding]:
+        """Worst first: the findings about one address and about its host as a whole (with
+        address None: every finding about the host)."""
+        return sort_findings(
+            [
+                f
+                for f in self.findings
+                if f.where.host == host and (address is None or f.where.address in (None, address))
+            ]
+        )
+
+    def findings_for_cert(self, host: str, address: str, index: int) -> list[Finding]:
+        """The findings about certificate `index` (0 = leaf) of that address's chain: those
+        whose evidence names it, and the certificate findings that name none (the leaf)."""
+        out = []
+        for f in self.findings_for(host, address):
+            if f.where.address != address:
+                continue  # about the host (a TLSA lookup), not this address's chain
+            named = [e.index for e in f.evidence if e.kind == "cert"]
+            if named:
+                if index in named:
+                    out.append(f)
+            elif index == 0 and f.id.startswith(("cert.", "dane.")):
+                out.append(f)
+        return out
+
+    def address_status(self, host: str, address: str) -> Severity | None:
+        """The worst severity about one address (its host's findings count too); None when
+        nothing was found about it."""
+        found = self.findings_for(host, address)
+        return found[0].severity if found else None
+
+    def endpoints_for(self, host: str, address: str) -> list[EndpointChecked]:
+        """The CA endpoints of that address's chain, one per URL: the latest result."""
+        session = self.session_at(host, address)
+        return _latest(session.endpoints) if session is not None else []
+
+    def all_endpoints(self) -> list[EndpointChecked]:
+        """Every CA endpoint checked, for every MX, one per URL."""
+        return _latest(
+            [e for mx in self.mx_in_order() for s in mx.sessions.values() for e in s.endpoints]
+        )
+
+    def ca_endpoint_urls(self) -> list[str]:
+        """Every OCSP, CRL and caIssuers URL of the chains seen, checked or not: the one list
+        the JSON's `ca_endpoint_hosts`, the text report and the firewall list come from."""
+        urls: list[str] = []
+        for mx in self.mx.values():
+            for s in mx.sessions.values():
+                urls.extend(e.url for e in s.endpoints)
+                certs = [link.cert for link in s.validation.path] if s.validation else []
+                if not certs and s.chain is not None:
+                    certs = list(s.chain.certs)
+                for cert in certs:
+                    urls.extend((*cert.ocsp_urls, *cert.crl_urls, *cert.ca_issuers_urls))
+        return list(dict.fromkeys(urls))
+
+    def firewall_list(self) -> list[str]:
+        """Unique "host:port" entries, sorted, that a verifying mail server must reach."""
+        return sorted({host_port(url) for url in self.ca_endpoint_urls()} - {""})
 
     def mx_in_order(self) -> list[MxReport]:
         return sorted(self.mx.values(), key=lambda m: m.preference)
@@ -326,16 +416,7 @@ class Report:
         of the chains actually seen, which a verifying mail server must reach."""
         from probes.interpret.providers import summarise
 
-        urls: list[str] = []
-        for mx in self.mx.values():
-            for s in mx.sessions.values():
-                urls.extend(e.url for e in s.endpoints)
-                certs = [link.cert for link in s.validation.path] if s.validation else []
-                if not certs and s.chain is not None:
-                    certs = list(s.chain.certs)
-                for cert in certs:
-                    urls.extend((*cert.ocsp_urls, *cert.crl_urls, *cert.ca_issuers_urls))
-        return summarise([mx.host for mx in self.mx_in_order()], urls)
+        return summarise([mx.host for mx in self.mx_in_order()], self.ca_endpoint_urls())
 
     def _mx_worst_first(self) -> list[MxReport]:
         def rank(mx: MxReport) -> tuple[int, int]:
@@ -387,6 +468,50 @@ class Report:
                     out.append(f"      ... {len(s.transcript) - 40} more lines (see --json)")
         out.append("")
         return out
+
+
+def expiry(not_after: str, now: datetime | None = None) -> tuple[str, int | None]:
+    """A certificate's date state as the engine grades it: ("expired" | "soon" | "ok",
+    whole days left), or ("unknown", None) for an unreadable date. "soon" is less than
+    EXPIRES_SOON left, the rule cert.expires_soon is raised by."""
+    try:
+        when = datetime.fromisoformat(not_after.replace("Z", "+00:00"))
+    except ValueError:
+        return "unknown", None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    left = when - (now or datetime.now(timezone.utc))
+    days = left.days  # whole days, rounded down (-1 for a few hours ago)
+    if left.total_seconds() < 0:
+        return "expired", days
+    return ("soon" if left < EXPIRES_SOON else "ok"), days
+
+
+def _latest(endpoints: list[EndpointChecked]) -> list[EndpointChecked]:
+    """One result per URL, the latest, in the order first seen (a URL in two certificates
+    or two sessions' chains is one row and one firewall entry, not two)."""
+    out: dict[str, EndpointChecked] = {}
+    for e in endpoints:
+        out[e.url] = e  # a dict keeps the first position and takes the new value
+    return list(out.values())
+
+
+def host_port(url: str) -> str:
+    """ "host:port" a firewall must allow for url (80 for http, 443 for https by default);
+    "" for text that is not a URL with a host (a hostile certificate can carry anything)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ""
+    name = parts.hostname or ""
+    if not name:
+        return ""
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    if ":" in name:  # an IPv6 literal
+        name = f"[{name}]"
+    return f"{name}:{port}"
 
 
 def trust_summary(validation: ChainValidated) -> str:

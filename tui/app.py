@@ -48,7 +48,7 @@ from .keymap import ACTIONS, bindings, display_key, keys_for, load_keymap
 from .panes import AddrKey, Pane
 from .panes.chain_pane import ChainPane
 from .panes.domain_pane import DomainPane
-from .panes.endpoints_pane import EndpointsPane, firewall_lines
+from .panes.endpoints_pane import EndpointsPane
 from .panes.findings_bar import FindingsBar
 from .panes.transcript_pane import TranscriptPane
 from .safe import join, mark, safe_text
@@ -354,6 +354,7 @@ class MxLensApp(App[int]):
         self.report = Report(target, self.options)
         self.connector = None
         for n in range(1, PANE_COUNT + 1):
+            self.pane(n).report = self.report
             self.pane(n).reset()
         self.domain_pane.start(target)
         self._render_bar()
@@ -400,13 +401,13 @@ class MxLensApp(App[int]):
         if message.run != self.run_id or not self._panes_alive():
             return  # a straggler from a cancelled or replaced run, or the app is closing
         event = message.event
+        if self.report is not None:
+            self.report.add(event)  # the store first: the panes ask it
         for n in range(1, PANE_COUNT + 1):
             self.pane(n).add_event(event)
-        if self.report is not None:
-            self.report.add(event)
         if isinstance(event, (ChainReceived, ChainValidated)) and self.selected is not None:
             if (event.where.host, event.where.address) == self.selected:
-                self._refilter_endpoints()  # the chain now says which endpoints are ours
+                self.endpoints_pane.show_address(self.selected)  # endpoints found by chain
         if isinstance(event, DiagnosisFinished):
             self.finished = event
             if event.error:
@@ -448,10 +449,7 @@ class MxLensApp(App[int]):
         self.domain_pane.selected = key
         self.transcript_pane.show_address(key)
         self.chain_pane.show_address(key)
-        self._refilter_endpoints()
-
-    def _refilter_endpoints(self) -> None:
-        self.endpoints_pane.show_address(self.selected, self.chain_pane.fingerprints(self.selected))
+        self.endpoints_pane.show_address(key)
 
     @on(FindingsBar.Jump)
     def _on_jump(self, message: FindingsBar.Jump) -> None:
@@ -481,7 +479,7 @@ class MxLensApp(App[int]):
                 self.set_active_pane(4)
                 if not self.endpoints_pane.jump(evidence.url):
                     # The URL belongs to another chain: show every endpoint instead.
-                    self.endpoints_pane.show_address(self.selected, set())
+                    self.endpoints_pane.show_address(self.selected, everything=True)
                     self.endpoints_pane.jump(evidence.url)
                 return
         target = pane_for(about)
@@ -705,8 +703,7 @@ class MxLensApp(App[int]):
 
     def action_firewall(self) -> None:
         """Copy the CA endpoints' host:port list (OSC 52) and save it to a file."""
-        endpoints = self.endpoints_pane.endpoints
-        lines = firewall_lines(endpoints)
+        lines = self.report.firewall_list() if self.report is not None else []
         if not lines:
             self.notify("No CA endpoints known yet: nothing to copy.", markup=False)
             return

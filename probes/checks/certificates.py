@@ -20,6 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from probes.model.events import (
     CertInfo,
 )
+from probes.model.findings import EXPIRES_SOON as EXPIRES_SOON  # re-exported for chain.py
 
 if TYPE_CHECKING:
     pass
@@ -295,7 +296,6 @@ def load_certificates(body: bytes) -> list[x509.Certificate]:
 
 # --------------------------------------------------------------------------- validation
 
-EXPIRES_SOON = timedelta(days=14)
 MAX_AIA_LEVELS = 4
 MAX_DEPTH = 8
 WEAK_HASHES = ("sha1", "md5")

@@ -342,6 +342,7 @@ class _Check:
             cert_status=status,
             addresses=result.addresses if result else (),
             size=len(result.body) if result and result.body else None,
+            where=self.where,
         )
 
     def _finding(self, fid: str, summary: str, url: str, index: int) -> Finding:

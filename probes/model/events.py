@@ -276,6 +276,9 @@ class EndpointChecked:
     cert_status: Literal["good", "revoked", "unknown"] | None = None
     addresses: tuple[str, ...] = ()
     size: int | None = None
+    # The session whose chain the URL came from. The same URL in two sessions' chains is
+    # fetched once (a cache) but reported for each, so every address knows its endpoints.
+    where: Where | None = None
 
 
 # --------------------------------------------------------------------------- policies

@@ -9,6 +9,7 @@ asked for (findings.md, "Sender policies").
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -18,6 +19,9 @@ from typing import Any
 from probes.model.events import Evidence, Finding, Severity, Where, evidence_of
 
 SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2, "ok": 3}
+# A leaf closer than this to its notAfter gives cert.expires_soon (and the chain pane's
+# warning colour: one threshold, here).
+EXPIRES_SOON = timedelta(days=14)
 
 # Which senders each --policy stands for; docs/findings.md renders it beside the ids that are
 # errors under each policy, computed from grade() so the table cannot drift from the code.

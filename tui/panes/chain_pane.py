@@ -5,9 +5,6 @@ trust "store"), and a detail view of the highlighted certificate with every fail
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import datetime, timezone
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
@@ -25,8 +22,7 @@ from probes.model.events import (
     Finding,
     FindingRaised,
 )
-from probes.model.findings import SEVERITY_ORDER
-from probes.report import trust_summary
+from probes.report import expiry, trust_summary
 
 from ..safe import join, mark, safe_text
 from . import AddrKey, Pane, key_of
@@ -36,28 +32,6 @@ _SOURCE = {
     "aia": "fetched from the AIA caIssuers URL (the server did not send it)",
     "store": "taken from the trust store",
 }
-
-
-def days_left(not_after: str, now: datetime | None = None) -> int | None:
-    """Whole days from now to an ISO 8601 UTC time ("2027-01-01T00:00:00Z")."""
-    try:
-        when = datetime.fromisoformat(not_after.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
-    return int((when - now).total_seconds() // 86400)
-
-
-def cert_index(finding: Finding) -> int | None:
-    """The path index a finding points at: its "cert:N" evidence, else the leaf for cert.*."""
-    for ev in finding.evidence:
-        if ev.kind == "cert":
-            return ev.index
-    if finding.id.startswith("cert.") or finding.id.startswith("dane."):
-        return 0
-    return None
 
 
 class ChainTree(Tree[int]):
@@ -91,7 +65,6 @@ class ChainPane(Pane):
         super().reset()
         self.received: dict[AddrKey, ChainReceived] = {}
         self.validated: dict[AddrKey, ChainValidated] = {}
-        self.findings: dict[AddrKey, list[Finding]] = defaultdict(list)
         self.current = 0
         self.finished = False
         self._cert_nodes: list[TreeNode[int]] = []
@@ -130,11 +103,7 @@ class ChainPane(Pane):
             self.finished = True
             changed = self.selected
         elif isinstance(event, FindingRaised):
-            f = event.finding
-            if cert_index(f) is not None:
-                changed = key_of(f.where)
-                if changed is not None:
-                    self.findings[changed].append(f)
+            changed = key_of(event.finding.where)
         if changed is not None and changed == self.selected:
             self._redraw()
 
@@ -159,10 +128,9 @@ class ChainPane(Pane):
     # ------------------------------------------------------------------ rendering
 
     def _problems(self, index: int) -> list[Finding]:
-        if self.selected is None:
+        if self.selected is None or self.report is None:
             return []
-        found = [f for f in self.findings.get(self.selected, []) if cert_index(f) == index]
-        return sorted(found, key=lambda f: SEVERITY_ORDER.get(f.severity, 9))
+        return self.report.findings_for_cert(*self.selected, index)
 
     def _status(self, index: int) -> str:
         problems = self._problems(index)
@@ -261,12 +229,12 @@ class ChainPane(Pane):
             if v.error:
                 row("Validator", safe_text(v.error, "red"))
         row("Issuer", safe_text(c.issuer))
-        left = days_left(c.not_after)
+        state, left = expiry(c.not_after)  # the engine's threshold, not a second one
         if left is None:
             when = Text("?")
-        elif left < 0:
+        elif state == "expired":
             when = Text(f"EXPIRED {-left} days ago", "bold red")
-        elif left <= 14:
+        elif state == "soon":
             when = Text(f"{left} days left", "bold yellow")
         else:
             when = Text(f"{left} days left", "green")
