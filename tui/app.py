@@ -40,6 +40,7 @@ from probes.model.events import (
     Where,
     evidence_of,
 )
+from probes.model.findings import sort_findings
 from probes.model.options import Options
 from probes.model.safetext import visible
 from probes.report import Report
@@ -590,18 +591,26 @@ class MxLensApp(App[int]):
             return join(mark("error"), Text("could not check"))
         if self.cancelled:
             return join(mark("cancelled"), Text("cancelled, r = rerun"))
-        if self.finished is not None:
-            counts = self.findings_bar.counts()
-            summary = [
-                Text(f"{counts[s]} {w}", style)
+        if self.finished is not None and self.report is not None:
+            # The cause first (the worst finding), then how many more: a count alone sent
+            # every user to pane 5 to learn what is wrong.
+            found = sort_findings(self.report.findings)
+            worst = next((f for f in found if f.severity in ("error", "warning")), None)
+            if worst is None:
+                return join(mark("ok"), Text("no problems"))
+            counts: dict[str, int] = {}
+            for f in found:
+                counts[f.severity] = counts.get(f.severity, 0) + 1
+            counts[worst.severity] -= 1
+            more = [
+                Text(f"+{counts[s]} {w}", style)
                 for s, w, style in (
                     ("error", "FAIL", "bold red"),
                     ("warning", "WARN", "bold yellow"),
-                    ("info", "INFO", "cyan"),
                 )
                 if counts.get(s)
             ]
-            return join(*summary, sep=" ") if summary else join(mark("ok"), Text("no problems"))
+            return join(mark(worst.severity), Text(worst.id, "bold"), *more)
         return Text("press / to enter a domain", "dim")
 
     # ------------------------------------------------------------------ actions
@@ -783,13 +792,27 @@ class MxLensApp(App[int]):
         def kept(result: Any) -> None:
             if result is not None:
                 self.connector = result
-                self._render_bar()
+            self.apply_grading()  # the kept profile again, also when the form was left
+            if result is not None:
                 self.notify(
                     visible(result.verdict), title=result.profile.name, markup=False, timeout=10
                 )
 
         current = self.connector.profile.name if self.connector is not None else None
+        report.regrade(None)  # the form judges every profile from the run's own grading
         self.push_screen(ConnectorForm(report, profile=current), kept)
+
+    def apply_grading(self) -> None:
+        """Grade the store for the kept connector (or the run's policy), and let every view
+        follow: findings, address marks, policy rows, chain marks, the top line; the walk
+        and the ticket read the kept connector too."""
+        if self.report is None:
+            return
+        self.report.regrade(self.connector.findings if self.connector is not None else None)
+        self.findings_bar.show_findings(self.report.findings)
+        self.domain_pane.regrade(self.report.findings)
+        self.chain_pane.regraded()
+        self._render_bar()
 
     def action_ticket(self) -> None:
         """Copy the ticket report (Markdown) with OSC 52 and save it where the path is shown."""

@@ -112,6 +112,12 @@ class ChainPane(Pane):
         self.current = 0
         self._redraw()
 
+    def regraded(self) -> None:
+        """The report's findings were graded again: redraw the marks, stay on the certificate."""
+        current = self.current
+        self._redraw()
+        self.jump(current)
+
     def jump(self, index: int) -> bool:
         if 0 <= index < len(self._cert_nodes):
             self.current = index

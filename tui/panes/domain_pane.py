@@ -190,6 +190,19 @@ class DomainPane(Pane):
             self._relabel_all()
             self._render_policies()  # "not checked yet" becomes "not checked"
 
+    def regrade(self, findings: list[Finding]) -> None:
+        """Marks and policy rows for the findings as graded now (a kept connector)."""
+        self.graded = list(findings)
+        self.findings = defaultdict(list)
+        self.host_findings = defaultdict(list)
+        for f in findings:
+            if f.where.address is not None:
+                self.findings[(f.where.host, f.where.address)].append(f.severity)
+            else:
+                self.host_findings[f.where.host].append(f.severity)
+        self._relabel_all()
+        self._render_policies()
+
     def mark_failed(self, error: str) -> None:
         """The check could not be made (bad input, a resolver that does not answer)."""
         self.finished = DiagnosisFinished(self.domain or "", 0.0, None, error)

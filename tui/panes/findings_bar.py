@@ -90,6 +90,25 @@ class FindingsBar(Pane):
         lst.highlighted = self._placed
         self._detail(self._highlighted())
 
+    def show_findings(self, findings: list[Finding]) -> None:
+        """Show the report's findings as graded now (a kept connector re-grades them),
+        keeping the user on the same finding (same id and place) when it is still there."""
+        chosen = self._highlighted() if self.olist.highlighted else None
+        self.findings = sorted(findings, key=finding_order)
+        lst = self.olist
+        lst.clear_options()
+        lst.add_options(Option(self._prompt(f)) for f in self.findings)
+        same = [
+            i
+            for i, f in enumerate(self.findings)
+            if chosen is not None and (f.id, f.where) == (chosen.id, chosen.where)
+        ]
+        self._chosen = self.findings[same[0]] if same else None
+        self._placed = same[0] if same else 0
+        if self.findings:
+            lst.highlighted = self._placed
+        self._detail(self._highlighted())
+
     def select(self, finding: Finding) -> None:
         if finding in self.findings:
             self._chosen = finding

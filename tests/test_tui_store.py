@@ -1,0 +1,113 @@
+"""The panes show the engine's store (the Report): a kept connector re-grades it and every
+view follows; the endpoints pane counts its rows and says why it is empty."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from probes.interpret.connectors import PROFILES
+from probes.model.events import (
+    AddressesResolved,
+    DiagnosisFinished,
+    Event,
+    MxHost,
+    MxResolved,
+    SessionFinished,
+    SessionStarted,
+    TranscriptLine,
+    Where,
+)
+from probes.model.options import Options
+from tests.ui_support import LARGE, SMALL, WIDE, finish, make_app, screen_text
+from tui.screens.connector_form import ConnectorForm
+
+pytestmark = pytest.mark.ui
+
+
+def severity_of(app: object, fid: str, host: str) -> set[str]:
+    bar = app.findings_bar  # type: ignore[attr-defined]
+    return {f.severity for f in bar.findings if f.id == fid and f.where.host == host}
+
+
+async def test_a_kept_connector_regrades_findings_marks_and_top_line(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=WIDE) as pilot:
+        await finish(pilot, app)
+        assert severity_of(app, "cert.name_mismatch", "mx2.example.org") == {"error"}
+        assert app.domain_pane.status(("mx2.example.org", "192.0.2.20")) == "error"
+        top = screen_text(app).splitlines()[0]
+        assert "FAIL smtp.connect_timeout" in top  # the cause, not only counts
+        await pilot.press("o")
+        await pilot.pause()
+        assert isinstance(app.screen, ConnectorForm)
+        for _ in range(list(PROFILES).index("postfix-encrypt")):
+            await pilot.press("down")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.connector is not None and app.connector.profile.name == "postfix-encrypt"
+        # An encrypting sender checks no names: the mismatch no longer fails, in every view.
+        assert severity_of(app, "cert.name_mismatch", "mx2.example.org") - {"error"}
+        assert "error" not in severity_of(app, "cert.name_mismatch", "mx2.example.org")
+        assert app.domain_pane.status(("mx2.example.org", "192.0.2.20")) != "error"
+        assert app.report is not None
+        assert list(app.report.findings) == list(app.connector.findings)
+        assert "as postfix-encrypt" in screen_text(app).splitlines()[0]
+        # Opening the form again and leaving it keeps the connector's grading.
+        await pilot.press("o")
+        await pilot.pause()
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert "error" not in severity_of(app, "cert.name_mismatch", "mx2.example.org")
+
+
+async def test_endpoints_pane_counts_rows_not_results(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=LARGE) as pilot:
+        await finish(pilot, app)
+        pane = app.endpoints_pane
+        rows = pane.table.row_count
+        note = str(pane.query_one("#endpoints-note").render())
+        assert rows > 0 and note.startswith(f"{rows} URLs for ")
+        # Detail is the third column, visible before the table scrolls at 80 columns.
+        labels = [str(c.label) for c in pane.table.ordered_columns]
+        assert labels[:3] == ["Result", "Kind", "Detail"]
+
+
+async def stops_before_tls(target: str, options: Options) -> AsyncIterator[Event]:
+    host = f"mx1.{target}"
+    where = Where(host, "192.0.2.7", 25)
+    yield MxResolved(target, target, (MxHost(host, 10),))
+    yield AddressesResolved(host, ("192.0.2.7",))
+    yield SessionStarted(where, "main")
+    yield TranscriptLine(where, "main", 1.0, "S", "554 no service", 0)
+    yield SessionFinished(where, "main", "greeting", None)
+    await asyncio.sleep(0)
+    yield DiagnosisFinished(target, 5.0, "error")
+
+
+async def test_endpoints_pane_says_why_it_stays_empty(tmp_path: Path) -> None:
+    app = make_app(tmp_path, source=stops_before_tls)
+    async with app.run_test(size=SMALL) as pilot:
+        await finish(pilot, app)
+        await pilot.press("4")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "no CA endpoints checked yet" not in text
+        assert "stopped at greeting, before a certificate" in text
+
+
+async def test_firewall_list_comes_from_the_report(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=LARGE) as pilot:
+        await finish(pilot, app)
+        await pilot.press("f")
+        await pilot.pause()
+        assert app.last_export is not None and app.report is not None
+        saved = app.last_export.read_text("utf-8").splitlines()[1:]
+        assert saved == app.report.firewall_list()
+        hosts = {line.rsplit(":", 1)[0] for line in saved}
+        assert hosts == set(app.report.to_json()["providers"]["ca_endpoint_hosts"])
