@@ -7,6 +7,7 @@ The text report is for terminals and tickets: every network string goes through
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -352,7 +353,8 @@ class Report:
 
     # ------------------------------------------------------------------ text
 
-    def to_text(self) -> str:
+    def to_text(self, width: int = 80) -> str:
+        """The text report; long sentences wrap at `width` columns under their own start."""
         out: list[str] = []
         name = (
             self.target
@@ -368,11 +370,11 @@ class Report:
             out.append("Findings (worst first):")
             for f in shown:
                 out.append(f"  {f.severity.upper():7} {f.id:28} {visible(str(f.where))}")
-                out.append(f"          {visible(f.summary)}")
+                out.extend(_wrap("          ", visible(f.summary), width))
                 if f.severity in ("error", "warning"):
-                    out.append(f"          why: {visible(f.detail)}")
+                    out.extend(_wrap("          why: ", visible(f.detail), width))
                     if f.fix:
-                        out.append(f"          fix: {visible(f.fix)}")
+                        out.extend(_wrap("          fix: ", visible(f.fix), width))
             out.append("")
         if self.mtasts or self.tlsrpt:
             out.append("Domain policies:")
@@ -485,6 +487,18 @@ def expiry(not_after: str, now: datetime | None = None) -> tuple[str, int | None
     if left.total_seconds() < 0:
         return "expired", days
     return ("soon" if left < EXPIRES_SOON else "ok"), days
+
+
+def _wrap(lead: str, text: str, width: int) -> list[str]:
+    """`lead` + text wrapped at width, the next lines indented to where the text began;
+    words are never cut (a long URL stays whole on its own line)."""
+    lines = textwrap.wrap(
+        text,
+        max(width - len(lead), 20),
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [""]
+    return [(lead if i == 0 else " " * len(lead)) + line for i, line in enumerate(lines)]
 
 
 def _latest(endpoints: list[EndpointChecked]) -> list[EndpointChecked]:

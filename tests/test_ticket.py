@@ -19,6 +19,16 @@ def test_md_escapes_markup_and_controls() -> None:
     assert md("1. item") == "1\\. item"
 
 
+def test_md_leaves_what_cannot_format_readable() -> None:
+    # Plain-text ticket systems show Markdown as typed: "starttls\\_offered" was noise.
+    assert md("mx1[192.0.2.1]:25 at starttls_offered: TLS_AES_256 -> ok") == (
+        "mx1[192.0.2.1]:25 at starttls_offered: TLS_AES_256 -> ok"
+    )
+    assert md("_emphasis_ a&amp;b") == "\\_emphasis\\_ a\\&amp;b"
+    assert md("[x]: http://evil.example") == "\\[x]: http://evil.example"  # a definition
+    assert md("see [x][y]") == "see \\[x\\]\\[y\\]"
+
+
 def test_fence_is_longer_than_any_backtick_run() -> None:
     block = fenced(["a ````` b", "plain"])
     first = block.splitlines()[0]
@@ -42,10 +52,11 @@ def test_check_ticket_md_for_a_hostile_banner(
     assert text.startswith("# Mail to hostile.lab.test: OK")
     assert "| 4 | Receive the 220 greeting (`greeting`) | **PASS** |" in text
     assert "\x1b" not in text and "\x9b" not in text and "\u202e" not in text
-    # Outside fences the banner's markup is escaped; inside, it sits in a fenced block.
+    # Outside fences nothing of the banner can format or link ("<" is escaped; a lone
+    # "[bold red]" with no "(" or "[" after it is plain text in Markdown, so it stays as
+    # readable as it is); inside, it sits in a fenced block.
     body, _, transcript = text.partition("## SMTP transcript of the route")
-    assert "[bold red]" not in body
-    assert "\\[bold red\\]" in body
+    assert "[bold red]mx1[/]" in body and "\\<U+202E>" in body
     assert transcript.strip().startswith("```text") and "[bold red]" in transcript
 
 

@@ -17,7 +17,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.text import Text
 from textual import events, on
@@ -814,28 +814,31 @@ class MxLensApp(App[int]):
         self.chain_pane.regraded()
         self._render_bar()
 
-    def action_ticket(self) -> None:
-        """Copy the ticket report (Markdown) with OSC 52 and save it where the path is shown."""
-        from probes.interpret.ticket import export_dir, save_ticket, ticket_markdown, ticket_path
+    def action_ticket(self, fmt: str = "md") -> None:
+        """Copy the ticket report (Markdown, or plain text with fmt "text") with OSC 52 and
+        save it where the path is shown."""
+        from probes.interpret.ticket import export_dir, render, save_ticket, ticket_path
 
         report = self._finished_report("The ticket report")
         if report is None:
             return
-        text = ticket_markdown(report, connector=self.connector)
+        kind: Literal["md", "text"] = "text" if fmt == "text" else "md"
+        text = render(report, kind, connector=self.connector)
         self.copy_to_clipboard(text)
-        path = ticket_path(report.target, "md", self._export_dir or export_dir())
+        path = ticket_path(report.target, kind, self._export_dir or export_dir())
+        what = "Markdown" if kind == "md" else "plain text"
         try:
             save_ticket(text, path)
         except OSError as exc:
             self.notify(
-                f"Copied the ticket report; could not write {path}: {exc.strerror}",
+                f"Copied the ticket report ({what}); could not write {path}: {exc.strerror}",
                 severity="warning",
                 markup=False,
             )
             return
         self.last_export = path
         self.notify(
-            f"Copied the ticket report (Markdown) and saved it to {path}",
+            f"Copied the ticket report ({what}) and saved it to {path}",
             title="Ticket",
             markup=False,
             timeout=10,

@@ -433,7 +433,7 @@ async def _check(
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
-        sys.stdout.write(report.to_text())
+        sys.stdout.write(report.to_text(_text_width()))
     return report.exit_code()
 
 
@@ -465,7 +465,7 @@ def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
             )
         if ns.walk:
             sys.stdout.write(walk_text(walk) + "\n")
-        sys.stdout.write(report.to_text())
+        sys.stdout.write(report.to_text(_text_width()))
     if ns.ticket or ns.ticket_to:
         fmt: Literal["md", "text"] = (
             "md"
@@ -572,6 +572,16 @@ def _unknown_command(args: list[str]) -> str | None:
     close = difflib.get_close_matches(positional[0], COMMANDS, n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
     return f"unknown command {positional[0]!r} (commands: {', '.join(COMMANDS)}){hint}"
+
+
+def _text_width() -> int:
+    """Where the text report wraps: the terminal's width, 80 into a file or a pipe."""
+    try:
+        if sys.stdout.isatty():
+            return max(40, os.get_terminal_size(sys.stdout.fileno()).columns)
+    except (AttributeError, ValueError, OSError):
+        pass
+    return 80
 
 
 def _has_terminal() -> bool:

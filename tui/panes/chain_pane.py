@@ -24,7 +24,7 @@ from probes.model.events import (
 )
 from probes.report import expiry, trust_summary
 
-from ..safe import join, mark, safe_text
+from ..safe import MARK_WIDTH, hanging, join, mark, safe_text
 from . import AddrKey, Pane, key_of
 
 _SOURCE = {
@@ -200,27 +200,30 @@ class ChainPane(Pane):
             return
         link = path[self.current]
         c: CertInfo = link.cert
-        out = Text()
+        # (label, body) rows: a long SAN list or a finding's why wraps under its own text,
+        # not under the label (`hanging`).
+        rows: list[tuple[Text, Text]] = []
 
         def row(name: str, value: Text) -> None:
-            out.append(Text(f"{name:<10} ", "bold"))
-            out.append(value)
-            out.append("\n")
+            rows.append((Text(f"{name:<10} ", "bold"), value))
 
         # Failed checks first: they are why the user is looking.
         problems = self._problems(self.current)
         if problems:
             for f in problems:
                 style = {"error": "bold red", "warning": "yellow"}.get(f.severity, "")
-                out.append(join(mark(f.severity), Text(f.id, style), safe_text(f.summary, style)))
-                out.append("\n")
+                rows.append(
+                    (
+                        join(mark(f.severity), Text("")),
+                        join(Text(f.id, style), safe_text(f.summary, style)),
+                    )
+                )
                 if f.detail:
-                    out.append(Text("     "))
-                    out.append(safe_text(f.detail, "dim"))
-                    out.append("\n")
-            out.append("\n")
+                    rows.append((Text(" " * (MARK_WIDTH + 1)), safe_text(f.detail, "dim")))
+            rows.append((Text(), Text()))
         else:
-            out.append(Text("no failed checks on this certificate\n\n", "dim"))
+            rows.append((Text(), Text("no failed checks on this certificate", "dim")))
+            rows.append((Text(), Text()))
         row("Subject", safe_text(c.subject))
         row("SAN", safe_text(", ".join(c.san)) if c.san else Text("(none: CN only)", "yellow"))
         if self.current == 0 and self.selected in self.validated:
@@ -263,4 +266,8 @@ class ChainPane(Pane):
             for url in urls:
                 row(name, safe_text(url))
         row("Source", Text(_SOURCE.get(link.source, link.source)))
-        detail.update(out)
+        width = detail.content_region.width or (self.size.width - 4)
+        detail.update(hanging(rows, max(width, 20)))
+
+    def on_resize(self) -> None:
+        self._render_detail()  # the wrapped rows depend on the width

@@ -21,7 +21,7 @@ from textual.widgets.option_list import Option
 
 from probes.interpret.walk import Walk, WalkStep
 
-from ..safe import safe_text
+from ..safe import hanging, safe_text
 from . import page
 
 KEYS_HINT = "Up/Down step  Enter evidence  PgUp/PgDn scroll text  q/Esc close"
@@ -38,24 +38,6 @@ def step_label(index: int, step: WalkStep) -> Text:
     ids = step.findings + step.notes
     if ids:
         out.append(f"  {' '.join(ids)}", "yellow" if step.status != "fail" else "red")
-    return out
-
-
-def hanging(rows: list[tuple[Text, Text]], width: int, console: Console) -> Text:
-    """Each (label, body) row with the body wrapped under itself, not under the label.
-
-    Still one `Text` (never markup), so what it shows is exactly its plain text. `width` is
-    the columns available; the caller re-renders when that changes.
-    """
-    out = Text()
-    for label, body in rows:
-        indent = Text(" " * label.cell_len)
-        lines = body.wrap(console, max(10, width - label.cell_len)) if body.plain else [body]
-        for number, line in enumerate(lines):
-            out.append_text(label if number == 0 else indent)
-            out.append_text(line)
-            out.append("\n")
-    out.rstrip()
     return out
 
 
