@@ -111,3 +111,30 @@ async def test_firewall_list_comes_from_the_report(tmp_path: Path) -> None:
         assert saved == app.report.firewall_list()
         hosts = {line.rsplit(":", 1)[0] for line in saved}
         assert hosts == set(app.report.to_json()["providers"]["ca_endpoint_hosts"])
+
+
+async def test_a_check_that_cannot_be_made_says_why_in_full_at_80_columns(
+    tmp_path: Path,
+) -> None:
+    from probes.model.errors import CheckError
+
+    message = (
+        "the resolver 192.0.2.53 port 53 does not answer (timeout after 10 s): use --resolver "
+        "with one that answers from here"
+    )
+
+    async def no_resolver(target: str, options: Options) -> AsyncIterator[Event]:
+        raise CheckError(message)
+        yield  # pragma: no cover
+
+    app = make_app(tmp_path, source=no_resolver)
+    async with app.run_test(size=SMALL) as pilot:
+        await finish(pilot, app)
+        await pilot.pause()
+        assert app.active_pane == 5
+        text = " ".join(screen_text(app).replace("┃", " ").split())
+        assert "The check could not be made." in text
+        assert "use --resolver with one that answers from here" in text  # not cut
+        await pilot.press("1")
+        await pilot.pause()
+        assert "not checked yet" not in screen_text(app)

@@ -111,3 +111,17 @@ async def test_lab_mode_offers_every_scenario_without_a_lab_running(tmp_path: Pa
     assert app._lab_choices() == []
     app._lab_mode = True  # as `mxlens demo` sets it, without starting the servers
     assert [d for d, _ in app._lab_choices()] == [s.domain for s in SCENARIOS.values()]
+
+
+async def test_the_command_palette_closes_with_ctrl_g(tmp_path: Path) -> None:
+    from textual.command import CommandPalette
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SMALL) as pilot:
+        await finish(pilot, app)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert not isinstance(app.screen, CommandPalette)

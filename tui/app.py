@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from rich.text import Text
 from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.binding import Binding
+from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Container
 from textual.css.query import NoMatches
 from textual.message import Message
@@ -122,6 +123,13 @@ class MxLensCommands(Provider):
                 )
 
 
+class Palette(CommandPalette):
+    """Textual's command palette, closed by ctrl+g as well as Esc, like every mxlens dialog
+    (Esc is unreliable over some SSH links; q would type into its search box)."""
+
+    BINDINGS = [Binding("ctrl+g", "escape", "Close", show=False)]
+
+
 def _default_theme() -> str:
     """Truecolour terminals get Textual's theme; everything else the terminal's own 16 colours."""
     chosen = os.environ.get("MXLENS_THEME")
@@ -212,6 +220,12 @@ class MxLensApp(App[int]):
             self.add_class("-no-color")  # app.tcss marks cursors in reverse instead
 
     # ------------------------------------------------------------------ layout
+
+    def action_command_palette(self) -> None:
+        if self.use_command_palette and not any(
+            isinstance(screen, CommandPalette) for screen in self.screen_stack
+        ):
+            self.push_screen(Palette(id="--command-palette"))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Textual's own palette entries, less the two that mxlens does better: its Quit
@@ -423,6 +437,8 @@ class MxLensApp(App[int]):
         if message.error:
             self.error = message.error
             self.domain_pane.mark_failed(message.error)
+            self.findings_bar.show_error(message.error)
+            self.set_active_pane(5)  # the only pane with room for the whole message
             self.notify(
                 visible(message.error), title="Could not check", severity="error", markup=False
             )

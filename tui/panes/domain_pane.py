@@ -208,6 +208,7 @@ class DomainPane(Pane):
         self.finished = DiagnosisFinished(self.domain or "", 0.0, None, error)
         self._render_root()
         self._relabel_all()
+        self._render_policies()  # "not checked", not "not checked yet": nothing will come
 
     def mark_cancelled(self) -> None:
         self.cancelled = True
@@ -268,6 +269,7 @@ class DomainPane(Pane):
             if self.cancelled:
                 parts.append(Text("cancelled", "magenta"))
             elif self.finished.error:
+                # A tree label never wraps: pane 5 has the whole message.
                 parts.append(safe_text(f"could not check: {self.finished.error}", "bold red"))
             else:
                 parts.append(Text(f"done in {self.finished.elapsed_ms / 1000:.1f} s", "dim"))

@@ -109,6 +109,18 @@ class FindingsBar(Pane):
             lst.highlighted = self._placed
         self._detail(self._highlighted())
 
+    def show_error(self, error: str) -> None:
+        """The check could not be made: say so in the list, and the whole message (which
+        the top line and pane 1 have no room for) wrapped below it."""
+        self.olist.clear_options()
+        self.olist.add_option(
+            Option(join(mark("error"), Text("The check could not be made.")), disabled=True)
+        )
+        detail = self.query_one("#findings-detail", Static)
+        detail.update(
+            join(safe_text(error), Text("\nr = run again, / = another domain", "dim"), sep="")
+        )
+
     def select(self, finding: Finding) -> None:
         if finding in self.findings:
             self._chosen = finding
