@@ -248,7 +248,7 @@ class _Run:
                 MxHost(canonical(o.host), 0, is_ip_literal=is_ip_literal(o.host))
                 for o in self.options.mx
             )
-            self.put(MxResolved(self.target, self.domain, overrides))
+            self.put(MxResolved(self.target, self.domain, overrides, overridden=True))
             return list(overrides)
         answer = await self.resolver.query(self.domain, "MX")
         if answer.status == "TIMEOUT" or answer.status.startswith("ERROR"):

@@ -93,6 +93,7 @@ class Report:
         self.mx: dict[str, MxReport] = {}
         self.null_mx = False
         self.implicit_mx = False
+        self.mx_overridden = False  # --mx: the hosts were given, no MX lookup was made
         self.dns: list[DnsQuery] = []
         self.mtasts: MtaStsChecked | None = None
         self.tlsrpt: TlsRptChecked | None = None
@@ -122,6 +123,7 @@ class Report:
             self.target_ascii = event.domain_ascii
             self.null_mx = event.null_mx
             self.implicit_mx = event.implicit
+            self.mx_overridden = event.overridden
             for host in event.hosts:
                 self._mx(host.host).preference = host.preference
         elif isinstance(event, AddressesResolved):

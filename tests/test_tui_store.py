@@ -138,3 +138,26 @@ async def test_a_check_that_cannot_be_made_says_why_in_full_at_80_columns(
         await pilot.press("1")
         await pilot.pause()
         assert "not checked yet" not in screen_text(app)
+
+
+async def through_mx(target: str, options: Options) -> AsyncIterator[Event]:
+    host = "mx.given.test"
+    yield MxResolved(target, target, (MxHost(host, 0),), overridden=True)
+    yield AddressesResolved(host, ("192.0.2.8",), authenticated=True)
+    await asyncio.sleep(0)
+    yield DiagnosisFinished(target, 5.0, None)
+
+
+async def test_a_check_through_mx_invents_no_dns_facts(tmp_path: Path) -> None:
+    from probes.interpret.walk import build_walk
+
+    app = make_app(tmp_path, source=through_mx)
+    async with app.run_test(size=WIDE) as pilot:
+        await finish(pilot, app)
+        text = screen_text(app)
+        assert "MX answer not validated" not in text
+        assert "MX not looked up (--mx names the hosts)" in text
+        assert app.report is not None
+        step = build_walk(app.report).step("resolve_mx")
+        assert step.status == "skip" and "no MX lookup" in step.evidence[0]
+        assert not any(e.startswith("MX 0") for e in step.evidence)

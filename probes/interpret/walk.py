@@ -470,6 +470,8 @@ class _Evidence:
     def reached(self, name: str) -> tuple[bool, bool]:
         r, s = self.report, self.session
         if name == "resolve_mx":
+            if r.mx_overridden:
+                return False, False  # no MX lookup was made: nothing passed
             return bool(r.mx) or r.null_mx, False
         if name == "resolve_address":
             return bool(self.mx and self.mx.addresses), False
@@ -498,6 +500,9 @@ class _Evidence:
         return False, False
 
     def skip_reason(self, name: str) -> str:
+        if name == "resolve_mx" and self.report.mx_overridden:
+            hosts = ", ".join(m.host for m in self.report.mx_in_order())
+            return f"no MX lookup: --mx names the host ({hosts})"
         if name == "revocation" and not self.report.options.endpoints:
             return "skipped: --no-endpoints"
         if name == "mta_sts":
@@ -525,7 +530,9 @@ class _Evidence:
         r, mx, s = self.report, self.mx, self.session
         out: list[str] = []
         refs: list[str] = []
-        if name == "resolve_mx":
+        if name == "resolve_mx" and r.mx_overridden:
+            pass  # the skip reason names the given hosts; there are no MX records to show
+        elif name == "resolve_mx":
             if r.null_mx:
                 out.append("null MX (0 .)")
             elif r.implicit_mx:

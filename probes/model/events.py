@@ -133,6 +133,9 @@ class MxResolved:
     null_mx: bool = False
     implicit: bool = False
     authenticated: bool = False  # the MX answer came back with AD
+    # The hosts are the user's (--mx, a bounce's host): no MX lookup was made, so nothing
+    # is known about the MX records or their DNSSEC.
+    overridden: bool = False
 
 
 @dataclass(frozen=True)

@@ -263,6 +263,8 @@ class DomainPane(Pane):
                 parts.append(Text("null MX: accepts no mail", "bold red"))
             elif mx.implicit:
                 parts.append(Text("no MX: implicit MX (the domain's own address)", "yellow"))
+            elif mx.overridden:
+                parts.append(Text(f"{len(mx.hosts)} host(s) from --mx, no MX lookup", "dim"))
             else:
                 parts.append(Text(f"{len(mx.hosts)} MX", "dim"))
         if self.finished is not None:
@@ -413,7 +415,12 @@ class DomainPane(Pane):
 
     def _dnssec_label(self) -> Text:
         if self.mx is None:
-            return join(mark("pending"), Text("DNSSEC: not checked yet"))
+            return join(
+                mark("pending"),
+                Text("DNSSEC: not checked" + ("" if self.finished else " yet")),
+            )
+        if self.mx.overridden:
+            return join(mark("pending"), Text("DNSSEC: MX not looked up (--mx names the hosts)"))
         if self.mx.authenticated:
             return join(mark("ok"), Text("DNSSEC: MX answer validated (AD)"))
         return join(mark("info"), Text("DNSSEC: MX answer not validated (no AD)"))
