@@ -9,9 +9,9 @@ asked for (findings.md, "Sender policies").
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from functools import lru_cache
 from importlib import resources
 from typing import Any
