@@ -64,6 +64,7 @@ class SessionReport:
     transcript: list[TranscriptLine] = field(default_factory=list)
     starttls: bool | None = None
     outcome: str | None = None
+    throttled: bool = False
     connections: int = 0
     tls: TlsNegotiated | None = None
     chain: ChainReceived | None = None
@@ -145,6 +146,7 @@ class Report:
             if event.purpose == "main":
                 session.starttls = event.starttls
                 session.outcome = event.outcome
+                session.throttled = event.throttled
         elif isinstance(event, TlsNegotiated):
             self._session(event.where).tls = event
         elif isinstance(event, ChainReceived):
@@ -326,6 +328,7 @@ class Report:
             "address": s.address,
             "port": s.port,
             "outcome": s.outcome,
+            "throttled": s.throttled,
             "connections": s.connections,
             "transcript": [
                 {"t_ms": line.t_ms, "dir": line.dir, "text": line.text} for line in s.transcript

@@ -415,6 +415,7 @@ async def test_starttls_421_is_rate_limit(serve: Callable[..., FakeSmtp]) -> Non
     server = serve(smtp_script(starttls_reply=b"421 4.7.0 Too many TLS sessions\r\n"))
     events = await run(server)
     assert set(findings(events)) == {"smtp.rate_limited"}
+    assert finished(events).throttled  # the session says so itself: no TLS verdict
 
 
 async def test_never_greets_times_out(serve: Callable[..., FakeSmtp]) -> None:
@@ -471,6 +472,7 @@ async def test_greeting_554_rejected_and_421_rate_limited(serve: Callable[..., F
     events = await run(rejected)
     assert set(findings(events)) == {"smtp.greeting_rejected"}
     assert finished(events).outcome == "greeting"
+    assert not finished(events).throttled  # a refusal, not a throttle
     assert evidence_line(events, "smtp.greeting_rejected").text.startswith("554")
 
     throttled = serve(raw_script(b"421 4.7.0 mx.test Too many connections, try later\r\n"))

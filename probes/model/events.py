@@ -258,6 +258,9 @@ class SessionFinished:
     outcome: str  # "ok", or the step where it stopped: "connect", "greeting", "ehlo", ...
     starttls: bool | None  # STARTTLS advertised
     connections: int = 1
+    # It ended on a throttle (421, "too many connections"), the retry included: `outcome`
+    # is where it stopped, not a verdict on TLS.
+    throttled: bool = False
 
 
 # --------------------------------------------------------------------------- CA endpoints

@@ -325,6 +325,9 @@ class DomainPane(Pane):
                 else Text("(does not resolve back)", "yellow")
             )
             parts.extend([Text("PTR", "dim"), names, confirm])
+        session = self.report.session_at(*key) if self.report is not None else None
+        if session is not None and session.throttled:
+            parts.append(Text("throttled (421): no TLS verdict", "yellow"))
         return join(*parts)
 
     def _relabel(self, key: AddrKey) -> None:
