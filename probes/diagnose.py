@@ -37,6 +37,7 @@ from probes.model.events import (
     Event,
     Finding,
     FindingRaised,
+    GradingSettled,
     MtaStsChecked,
     MxHost,
     MxResolved,
@@ -151,6 +152,12 @@ class _Run:
         self.put(FindingRaised(graded))
 
     def release_findings(self) -> None:
+        if not self.context_ready:
+            self.put(
+                GradingSettled(
+                    self.options.policy, self.mtasts_enforce, tuple(sorted(self.dane_active))
+                )
+            )
         self.context_ready = True
         pending, self.pending = self.pending, []
         for finding in pending:

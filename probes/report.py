@@ -25,6 +25,7 @@ from probes.model.events import (
     Event,
     Finding,
     FindingRaised,
+    GradingSettled,
     MtaStsChecked,
     MxResolved,
     PtrResolved,
@@ -101,6 +102,7 @@ class Report:
         self.findings: list[Finding] = []  # as graded now (the run's, or a connector's)
         self.run_findings: list[Finding] | None = None  # the run's own, once regraded
         self.finished: DiagnosisFinished | None = None
+        self.grading: GradingSettled | None = None  # the context the findings were graded in
         self._ptr: dict[str, PtrResolved] = {}
 
     # ------------------------------------------------------------------ collecting
@@ -177,6 +179,8 @@ class Report:
             self.tlsrpt = event
         elif isinstance(event, FindingRaised):
             self.findings.append(event.finding)
+        elif isinstance(event, GradingSettled):
+            self.grading = event
         elif isinstance(event, DiagnosisFinished):
             self.finished = event
 

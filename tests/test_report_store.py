@@ -129,3 +129,31 @@ def test_regrade_and_back() -> None:
 )
 def test_host_port(url: str, entry: str) -> None:
     assert host_port(url) == entry
+
+
+def test_the_run_says_what_it_graded_with_before_the_held_findings() -> None:
+    from mxlens_lab.world import Lab
+    from probes.diagnose import diagnose
+    from probes.model.events import GradingSettled
+
+    async def events() -> list[Event]:
+        async with Lab(["expired"]) as lab:
+            options = lab.options("expired")
+            return [e async for e in diagnose(lab.domain("expired"), options)]
+
+    seen = asyncio.run(events())
+    settled = [i for i, e in enumerate(seen) if isinstance(e, GradingSettled)]
+    assert len(settled) == 1
+    event = seen[settled[0]]
+    assert isinstance(event, GradingSettled)
+    assert event.policy == "strict" and event.mtasts_enforce is True
+    cert_findings = [
+        i
+        for i, e in enumerate(seen)
+        if isinstance(e, FindingRaised) and e.finding.id.startswith("cert.")
+    ]
+    assert cert_findings and settled[0] < cert_findings[0]
+    report = Report("expired.lab.test", Options())
+    for e in seen:
+        report.add(e)
+    assert report.grading == event

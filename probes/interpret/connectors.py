@@ -223,10 +223,15 @@ def regrade(report: Report, profile: Profile, tls_domain: str | None = None) -> 
     )
     dane_hosts: set[str] = set()
     dane_ee: set[tuple[str, str | None]] = set()
+    settled = report.grading  # what the run itself graded with, when the stream said it
+    if settled is not None:
+        mtasts_enforce = settled.mtasts_enforce
+        dane_hosts.update(settled.dane_hosts)
     for mx in report.mx.values():
         for s in mx.sessions.values():
             if s.dane is not None and s.dane.authenticated and s.dane.usable > 0:
-                dane_hosts.add(mx.host)
+                if settled is None:
+                    dane_hosts.add(mx.host)
                 if s.dane.matched is not None and s.dane.matched.usage == 3:
                     dane_ee.add((mx.host, s.address))
     recompute_names = profile.name_check in ("tlsdomain", "nexthop")

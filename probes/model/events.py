@@ -345,6 +345,18 @@ class FindingRaised:
 
 
 @dataclass(frozen=True)
+class GradingSettled:
+    """What the grading of every finding depends on, once the domain's policies answered
+    (findings were held back until then): the sender policy, whether a valid MTA-STS policy
+    is in enforce mode, and the MX hosts with DNSSEC-validated, usable TLSA records. A
+    re-grade for another sender (a connector) starts from this, not from a second guess."""
+
+    policy: str
+    mtasts_enforce: bool
+    dane_hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DiagnosisFinished:
     target: str
     elapsed_ms: float
@@ -369,5 +381,6 @@ Event = (
     | TlsRptChecked
     | DaneChecked
     | FindingRaised
+    | GradingSettled
     | DiagnosisFinished
 )
