@@ -31,6 +31,7 @@ from probes.model.events import (
     SessionStarted,
     TlsNegotiated,
     TranscriptLine,
+    Waiting,
     Where,
 )
 from probes.model.options import Options
@@ -387,6 +388,16 @@ async def test_healthy_starttls(
     # Never a message: no MAIL, RCPT or DATA reached the server.
     sent = [c.split(b" ")[0].upper() for c in server.commands]
     assert sent == [b"EHLO", b"STARTTLS", b"EHLO", b"QUIT"]
+    assert [line.index for line in lines] == list(range(len(lines)))
+    # The reader says what it waits for, in order (the UI shows it while a server is silent).
+    waits = [e.what for e in events if isinstance(e, Waiting)]
+    assert waits[:5] == [
+        "TCP connection",
+        "greeting",
+        "EHLO reply",
+        "STARTTLS reply",
+        "TLS handshake",
+    ]
 
 
 async def test_no_starttls(serve: Callable[..., FakeSmtp]) -> None:

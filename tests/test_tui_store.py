@@ -161,3 +161,33 @@ async def test_a_check_through_mx_invents_no_dns_facts(tmp_path: Path) -> None:
         step = build_walk(app.report).step("resolve_mx")
         assert step.status == "skip" and "no MX lookup" in step.evidence[0]
         assert not any(e.startswith("MX 0") for e in step.evidence)
+
+
+async def silent_after_ehlo(target: str, options: Options) -> AsyncIterator[Event]:
+    from probes.model.events import Waiting
+
+    host = f"mx1.{target}"
+    where = Where(host, "192.0.2.9", 25)
+    yield MxResolved(target, target, (MxHost(host, 10),))
+    yield AddressesResolved(host, ("192.0.2.9",))
+    yield SessionStarted(where, "main")
+    yield TranscriptLine(where, "main", 1.0, "S", "220 hello", 0)
+    yield TranscriptLine(where, "main", 2.0, "C", "EHLO mxlens.invalid", 1)
+    yield Waiting(where, "main", "EHLO reply", 2.0)
+    await asyncio.sleep(3600)
+
+
+async def test_the_transcript_says_what_the_engine_waits_for(tmp_path: Path) -> None:
+    import re
+
+    app = make_app(tmp_path, source=silent_after_ehlo)
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.press("2")
+        for _ in range(60):
+            await pilot.pause(0.05)
+            if "waiting" in screen_text(app):
+                break
+        assert re.search(r"waiting \d+ s for the EHLO reply", screen_text(app))
+        await pilot.press("c")
+        await pilot.pause()
+        assert "waiting for the EHLO reply" in screen_text(app)

@@ -177,6 +177,18 @@ class TranscriptLine:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """The session now waits for the server: `what` it waits for ("TCP connection",
+    "greeting", "EHLO reply", "STARTTLS reply", "TLS handshake"), from t_ms on. The reader
+    says it, so a front end need not guess from the last line shown."""
+
+    where: Where
+    purpose: SessionPurpose
+    what: str
+    t_ms: float
+
+
+@dataclass(frozen=True)
 class TlsNegotiated:
     where: Where
     version: str  # "TLSv1.3"
@@ -371,6 +383,7 @@ Event = (
     | PtrResolved
     | SessionStarted
     | TranscriptLine
+    | Waiting
     | TlsNegotiated
     | ChainReceived
     | ChainValidated

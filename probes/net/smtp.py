@@ -27,6 +27,7 @@ from probes.model.events import (
     Event,
     SessionPurpose,
     TranscriptLine,
+    Waiting,
     Where,
 )
 from probes.model.options import Options
@@ -461,10 +462,15 @@ class SmtpConnection:
             for t_ms, text in self.recorder.drain():
                 yield self.transcript.line("TLS", text, t_ms)
 
+    def _waiting(self, what: str) -> Waiting:
+        t = self.transcript
+        return Waiting(t.where, t.purpose, what, t.t_ms())
+
     async def connect(self) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()
         proto = _LineProtocol(self.transcript.t_ms)
         reason = ""
+        yield self._waiting("TCP connection")
         try:
             # Numeric host only: every name lookup goes through probes.dns.Resolver.
             transport, _ = await asyncio.wait_for(
@@ -521,6 +527,7 @@ class SmtpConnection:
         wait = self.timeout if timeout is None else timeout
         deadline = asyncio.get_running_loop().time() + wait
         parser = ReplyParser()
+        yield self._waiting(what)
         while True:
             try:
                 line = await self.proto.next_line(deadline)
@@ -671,6 +678,7 @@ class SmtpConnection:
             # (and start_tls on a dead transport would only wait for its timeout).
             error = EOFError("connection closed by server before the handshake")
         else:
+            yield self._waiting("TLS handshake")
             try:
                 new_transport = await self._start_tls(ctx, sni)
             except asyncio.TimeoutError:
