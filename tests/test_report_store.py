@@ -157,3 +157,13 @@ def test_the_run_says_what_it_graded_with_before_the_held_findings() -> None:
     for e in seen:
         report.add(e)
     assert report.grading == event
+
+
+def test_a_pool_finding_does_not_mark_the_healthy_address() -> None:
+    report = Report("example.org", Options())
+    healthy = Where("mx2.example.org", "192.0.2.2", 25)
+    report.add(FindingRaised(raise_finding("pool.inconsistent", healthy, "differs from mx1")))
+    assert report.address_status("mx2.example.org", "192.0.2.2") is None
+    assert [f.id for f in report.findings_for("mx2.example.org", "192.0.2.2")] == [
+        "pool.inconsistent"
+    ]  # still listed with the address's findings, only not its mark

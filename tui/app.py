@@ -826,7 +826,7 @@ class MxLensApp(App[int]):
             return
         self.report.regrade(self.connector.findings if self.connector is not None else None)
         self.findings_bar.show_findings(self.report.findings)
-        self.domain_pane.regrade(self.report.findings)
+        self.domain_pane.regraded()
         self.chain_pane.regraded()
         self._render_bar()
 

@@ -7,8 +7,6 @@ other panes show.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.message import Message
@@ -21,7 +19,6 @@ from probes.model.events import (
     DaneChecked,
     DiagnosisFinished,
     Event,
-    Finding,
     FindingRaised,
     MtaStsChecked,
     MxHost,
@@ -83,9 +80,6 @@ class DomainPane(Pane):
         self.cname: dict[str, str | None] = {}
         self.ptr: dict[str, PtrResolved] = {}
         self.session: dict[AddrKey, str] = {}  # "running" / "done" / "stopped"
-        self.findings: dict[AddrKey, list[str]] = defaultdict(list)
-        self.host_findings: dict[str, list[str]] = defaultdict(list)
-        self.graded: list[Finding] = []  # as raised: already graded for the sender policy
         self.mtasts: MtaStsChecked | None = None
         self.tlsrpt: TlsRptChecked | None = None
         self.dane: dict[str, DaneChecked] = {}
@@ -112,7 +106,8 @@ class DomainPane(Pane):
 
     def status(self, key: AddrKey) -> str:
         """error beats everything (it is final); otherwise the session's progress decides."""
-        sevs = self.findings.get(key, []) + self.host_findings.get(key[0], [])
+        worst = self.report.address_status(*key) if self.report is not None else None
+        sevs = [worst] if worst else []
         state = self.session.get(key)
         if "error" in sevs:
             return "error"
@@ -161,19 +156,12 @@ class DomainPane(Pane):
                 self.session[key] = "ok" if event.outcome == "ok" else "stopped"
                 self._relabel(key)
         elif isinstance(event, FindingRaised):
-            f = event.finding
-            self.graded.append(f)
+            f = event.finding  # already in the report: the marks are its answer
             if f.id.startswith(("mtasts.", "dane.")):
                 self._render_policies()
-            if f.where.address is not None:
-                key = (f.where.host, f.where.address)
-                self.findings[key].append(f.severity)
-                self._relabel(key)
-            else:
-                self.host_findings[f.where.host].append(f.severity)
-                for key in list(self._addr_nodes):
-                    if key[0] == f.where.host:
-                        self._relabel(key)
+            for key in list(self._addr_nodes):
+                if key[0] == f.where.host and f.where.address in (None, key[1]):
+                    self._relabel(key)
             self._relabel_host(f.where.host)
         elif isinstance(event, MtaStsChecked):
             self.mtasts = event
@@ -190,16 +178,8 @@ class DomainPane(Pane):
             self._relabel_all()
             self._render_policies()  # "not checked yet" becomes "not checked"
 
-    def regrade(self, findings: list[Finding]) -> None:
-        """Marks and policy rows for the findings as graded now (a kept connector)."""
-        self.graded = list(findings)
-        self.findings = defaultdict(list)
-        self.host_findings = defaultdict(list)
-        for f in findings:
-            if f.where.address is not None:
-                self.findings[(f.where.host, f.where.address)].append(f.severity)
-            else:
-                self.host_findings[f.where.host].append(f.severity)
+    def regraded(self) -> None:
+        """The report's findings were graded again (a kept connector): redraw the marks."""
         self._relabel_all()
         self._render_policies()
 
@@ -290,7 +270,8 @@ class DomainPane(Pane):
         info = next((h for h in self.hosts if h.host == host), None)
         keys = [k for k in self._addr_nodes if k[0] == host]
         statuses = [self.status(k) for k in keys]
-        sevs = self.host_findings.get(host, [])
+        found = self.report.findings_for(host) if self.report is not None else []
+        sevs = [f.severity for f in found if f.where.address is None]
         worst = "pending"
         for s in ("error", "warning", "running", "cancelled", "ok"):
             if s in statuses or (s in ("error", "warning") and s in sevs):
@@ -350,9 +331,10 @@ class DomainPane(Pane):
         """The worst graded severity of the findings with this id prefix (about `host`, when
         given), None when there are none. The policy rows take their mark from this, so
         pane 1 never disagrees with the findings bar."""
+        graded = self.report.findings if self.report is not None else []
         sevs = [
             f.severity
-            for f in self.graded
+            for f in graded
             if f.id.startswith(prefix)
             and f.id != exclude
             and (host is None or f.where.host == host)

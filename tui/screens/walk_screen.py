@@ -131,6 +131,15 @@ class WalkScreen(ModalScreen[WalkStep | None]):
         scroll = self.query_one("#walk-scroll", VerticalScroll)
         width = scroll.scrollable_content_region.width or 76  # 0 before the first layout
         detail = step_detail(self.walk.steps[index], width, self.app.console)
+        if self.walk.elsewhere:
+            # The verdict says "Other MX differ (N notes below)": these are the notes.
+            label = Text("Other MX: ", "bold")
+            rows = [
+                (label if i == 0 else Text(" " * label.cell_len), safe_text(line))
+                for i, line in enumerate(self.walk.elsewhere)
+            ]
+            detail.append("\n\n")
+            detail.append_text(hanging(rows, width, self.app.console))
         self.query_one("#walk-detail", Static).update(detail)
         self.query_one("#walk-scroll", VerticalScroll).scroll_home(animate=False)
 
