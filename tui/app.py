@@ -64,6 +64,18 @@ if TYPE_CHECKING:
 
 Source = Callable[[str, Options], AsyncIterator[Event]]
 PANE_COUNT = 5
+# A notice that repeats what the screen keeps (the kept connector stays in the top line, a
+# saved path in `last_export`) goes after this long: at 80x24 it sits over pane 5's why/fix.
+NOTICE_SECONDS = 5
+
+
+def shown_path(path: Path) -> str:
+    """A path as short as it can be said: ~ for the home directory."""
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
 
 # The pane that shows the evidence of a finding-id prefix or of a walk step (probes.walk.STEPS);
 # everything else (dns, mtasts, tlsrpt, pool, the MX and address steps) is in pane 1.
@@ -751,10 +763,10 @@ class MxLensApp(App[int]):
             return
         self.last_export = path
         self.notify(
-            f"Copied {len(lines)} host:port entries (all MX) and saved them to {path}",
+            f"Copied {len(lines)} host:port entries (all MX) and saved them to {shown_path(path)}",
             title="Firewall list",
             markup=False,
-            timeout=10,
+            timeout=NOTICE_SECONDS,
         )
 
     # ------------------------------------------------------------------ walk, connector, ticket
@@ -811,7 +823,10 @@ class MxLensApp(App[int]):
             self.apply_grading()  # the kept profile again, also when the form was left
             if result is not None:
                 self.notify(
-                    visible(result.verdict), title=result.profile.name, markup=False, timeout=10
+                    visible(result.verdict),
+                    title=result.profile.name,
+                    markup=False,
+                    timeout=NOTICE_SECONDS,
                 )
 
         current = self.connector.profile.name if self.connector is not None else None
@@ -854,10 +869,10 @@ class MxLensApp(App[int]):
             return
         self.last_export = path
         self.notify(
-            f"Copied the ticket report ({what}) and saved it to {path}",
+            f"Copied the ticket report ({what}) and saved it to {shown_path(path)}",
             title="Ticket",
             markup=False,
-            timeout=10,
+            timeout=NOTICE_SECONDS,
         )
 
 

@@ -63,6 +63,7 @@ class ChainPane(Pane):
 
     def reset(self) -> None:
         super().reset()
+        self._wrapped_at = -1  # the width the detail was last wrapped to
         self.received: dict[AddrKey, ChainReceived] = {}
         self.validated: dict[AddrKey, ChainValidated] = {}
         self.current = 0
@@ -266,8 +267,17 @@ class ChainPane(Pane):
             for url in urls:
                 row(name, safe_text(url))
         row("Source", Text(_SOURCE.get(link.source, link.source)))
-        width = detail.content_region.width or (self.size.width - 4)
-        detail.update(hanging(rows, max(width, 20)))
+        scroll = self.query_one("#chain-detail-scroll", VerticalScroll)
+        width = scroll.scrollable_content_region.width  # 0 before the first layout
+        self._wrapped_at = width
+        detail.update(hanging(rows, width or 76))
+        if not width:
+            self.call_after_refresh(self._rewrap)
+
+    def _rewrap(self) -> None:
+        scroll = self.query_one("#chain-detail-scroll", VerticalScroll)
+        if scroll.scrollable_content_region.width != self._wrapped_at:
+            self._render_detail()
 
     def on_resize(self) -> None:
-        self._render_detail()  # the wrapped rows depend on the width
+        self.call_after_refresh(self._rewrap)  # the wrapped rows depend on the width

@@ -100,9 +100,14 @@ class HelpScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#help-body").focus()
+        self.call_after_refresh(self._fit)
 
     def on_resize(self) -> None:
-        width = self.query_one("#help-text", Static).content_region.width
+        self.call_after_refresh(self._fit)
+
+    def _fit(self) -> None:
+        # wrapped to the real width once the layout is known, so the Static never re-wraps
+        width = self.query_one("#help-body", VerticalScroll).scrollable_content_region.width
         if width:
             self.query_one("#help-text", Static).update(help_text(self._keymap, width))
 
