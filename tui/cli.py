@@ -21,7 +21,13 @@ from probes.model.errors import CheckError
 from probes.model.options import POLICIES, MxOverride, Options
 
 EXIT_BAD_INPUT = 3
-COMMANDS = ("check", "lab", "demo", "explain")
+COMMANDS = ("check", "lab", "demo", "explain", "history", "diff", "watch")
+# Commands whose parser and handler live in their own module (tui/commands/).
+_COMMAND_MODULES = {
+    "history": "tui.commands.history",
+    "diff": "tui.commands.diff",
+    "watch": "tui.commands.watch",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,6 +146,13 @@ def _parser_for(command: str) -> _Parser:
             "add the step-by-step walk-through (JSON keys walk, first_failure; text: before the report)",
         )
         _add_report_options(p)
+        from tui.commands.recording import add_history_option
+
+        add_history_option(p)
+    elif command in _COMMAND_MODULES:
+        import importlib
+
+        p = importlib.import_module(_COMMAND_MODULES[command]).parser(_Parser, _add_probe_options)
     elif command == "lab":
         p = _Parser(
             prog="mxlens lab",
@@ -178,6 +191,7 @@ def _parser_for(command: str) -> _Parser:
         p = _Parser(
             prog="mxlens",
             description="Find out why mail to a domain fails over TLS. Commands: check, explain, "
+            "history, diff, watch, "
             "lab, demo; without a command, open the terminal UI.",
         )
         p.add_argument("domain", nargs="?", metavar="DOMAIN")
@@ -370,18 +384,28 @@ async def _check(
                 use_lab=False,
                 extras=extras,
             )
+    from datetime import datetime, timezone
+
+    started = datetime.now(timezone.utc)
     report = Report(domain, options)
     async for event in diagnose(domain, options):
         report.add(event)
     if extras is not None and (
         extras.walk or extras.connector or extras.ticket or extras.ticket_to
     ):
-        return _check_extras(report, extras, as_json=as_json)
-    if as_json:
-        sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+        code = _check_extras(report, extras, as_json=as_json)
     else:
-        sys.stdout.write(report.to_text())
-    return report.exit_code()
+        if as_json:
+            sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+        else:
+            sys.stdout.write(report.to_text())
+        code = report.exit_code()
+    if extras is None or not extras.no_history:
+        from tui.commands.recording import record_check
+
+        sys.stdout.flush()  # the report first, then any note about the history on stderr
+        record_check(report, started)
+    return code
 
 
 def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
@@ -520,6 +544,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(
                 _check(ns.domain, options, as_json=ns.json, use_lab=ns.lab, extras=ns)
             )
+        if command in _COMMAND_MODULES:
+            import importlib
+
+            handler = importlib.import_module(_COMMAND_MODULES[command])
+            return int(handler.run(ns, options_from_args))
         if command == "lab":
             return _run_lab(ns.scenario)
         if command == "explain":

@@ -1,0 +1,52 @@
+"""Recording a finished check: the one place every front end goes through.
+
+`record_report()` never raises for a history problem: a check that could be made must still
+report, so the caller gets a `Recorded` saying whether the run was stored, and the lines to show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from probes.model.errors import CheckError
+
+from .store import HistoryStore, options_json
+
+
+@dataclass
+class Recorded:
+    run_id: int | None  # None: not recorded
+    notices: list[str] = field(default_factory=list)  # e.g. a corrupt file moved aside
+    error: str | None = None  # why it was not recorded
+
+
+def record_report(
+    report: Any,
+    started: datetime,
+    *,
+    source: str = "check",
+    path: Path | None = None,
+    doc: dict[str, Any] | None = None,
+) -> Recorded:
+    """Store a finished probes.report.Report (or its document `doc`) in the history."""
+    finished = datetime.now(timezone.utc)
+    data = report.to_json() if doc is None else doc
+    try:
+        store = HistoryStore(path)
+    except CheckError as exc:
+        return Recorded(None, error=str(exc))
+    with store:
+        try:
+            run_id = store.record_run(
+                data,
+                started=started,
+                finished=finished,
+                source=source,
+                options=options_json(report.options),
+            )
+        except CheckError as exc:
+            return Recorded(None, list(store.notices), str(exc))
+        return Recorded(run_id, list(store.notices))

@@ -1,0 +1,31 @@
+"""Recording a headless check in the history, and saying so when it could not be."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from typing import Any
+
+from probes.history.record import Recorded, record_report
+from probes.model.safetext import visible
+
+
+def add_history_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-history",
+        action="store_true",
+        help="do not record this check in the history database ($MXLENS_STATE_DIR)",
+    )
+
+
+def record_check(report: Any, started: datetime, *, source: str = "check") -> Recorded:
+    """Record `report`; any trouble goes to stderr as one line each, never changing the exit."""
+    recorded = record_report(report, started, source=source)
+    for line in recorded.notices:
+        sys.stderr.write(f"mxlens: {visible(line)}\n")
+    if recorded.run_id is None:
+        sys.stderr.write(
+            f"mxlens: this check was not recorded in the history: {visible(recorded.error or '')}\n"
+        )
+    return recorded
