@@ -10,8 +10,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 
 from mxlens_lab.scenarios import CertSpec
@@ -20,6 +23,9 @@ from probes.history.store import HistoryStore
 from tui.cli import main
 
 pytestmark = pytest.mark.lab
+HISTORY_SCHEMA = json.loads(
+    (Path(__file__).parent.parent / "docs/schema/mxlens-history-1.json").read_text("utf-8")
+)
 
 
 def lab_args(lab: Lab, name: str) -> list[str]:
@@ -43,7 +49,9 @@ def check(lab: Lab, name: str, capsys: pytest.CaptureFixture[str]) -> int:
     return code
 
 
-def diff_json(domain: str, capsys: pytest.CaptureFixture[str], *runs: str) -> tuple[int, dict]:
+def diff_json(
+    domain: str, capsys: pytest.CaptureFixture[str], *runs: str
+) -> tuple[int, dict[str, Any]]:
     code = main(["diff", domain, *runs, "--json"])
     out = capsys.readouterr()
     return code, json.loads(out.out)
@@ -98,6 +106,22 @@ def test_no_history_records_nothing(
         assert store.count() == 0
 
 
+def test_unwritable_state_dir_still_checks_and_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    monkeypatch.setenv("MXLENS_STATE_DIR", str(blocker / "mxlens"))
+    with LabThread(["healthy"]) as lab:
+        code = main(["check", *lab_args(lab, "healthy"), "--json"])
+    out = capsys.readouterr()
+    assert code == 0
+    assert json.loads(out.out)["exit_code"] == 0  # the report is whole
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and "this check was not recorded in the history" in lines[0]
+    assert "cannot create the state directory" in lines[0]
+
+
 def test_eight_concurrent_checks_are_all_recorded_once(_private_state_dir: Path) -> None:
     with LabThread(["healthy"]) as lab:
         args = lab_args(lab, "healthy")
@@ -136,10 +160,10 @@ def _integrity(path: Path) -> tuple[str, int, list[int]]:
     return status, count, ids
 
 
-def _wait_for(predicate: object, timeout: float) -> bool:
+def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return True
         time.sleep(0.05)
     return False
@@ -224,11 +248,13 @@ def test_watch_until_change_json_lines(_private_state_dir: Path) -> None:
         )
         assert proc.stdout is not None
         first = json.loads(proc.stdout.readline())
+        jsonschema.validate(first, HISTORY_SCHEMA)
         assert first["schema"] == "mxlens/watch/1" and first["stopped"] is False
         lab.switch("healthy", server={"offer_starttls": False})
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, (out, err)
     last = json.loads(out.strip().splitlines()[-1])
+    jsonschema.validate(last, HISTORY_SCHEMA)
     assert last["stopped"] is True and last["exit"] == 2
     kinds = {c["kind"] for c in last["changes"]}
     assert "smtp.starttls" in kinds and "finding.added" in kinds
