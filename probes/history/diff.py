@@ -13,7 +13,7 @@ from typing import Any
 
 from probes.model.safetext import visible
 
-from .store import Run, RunSummary
+from .store import Run, RunSummary, mxlens_version
 
 DIFF_SCHEMA = "mxlens/diff/1"
 
@@ -80,6 +80,7 @@ class RunDiff:
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": DIFF_SCHEMA,
+            "version": mxlens_version(),
             "domain": self.domain,
             "a": self.a.to_json(),
             "b": self.b.to_json(),

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from probes.history.diff import short_time
-from probes.history.store import HistoryStore
+from probes.history.store import HistoryStore, mxlens_version
 from probes.model.errors import CheckError
 from probes.model.safetext import visible
 
@@ -58,6 +58,7 @@ def run(ns: argparse.Namespace, options_from_args: Callable[..., Any]) -> int:
     if ns.json:
         doc = {
             "schema": HISTORY_SCHEMA,
+            "version": mxlens_version(),
             "database": str(path),
             "domain": domain,
             "runs": [r.to_json() for r in runs],

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from probes.history.store import mxlens_version
 from probes.model.errors import CheckError
 from probes.model.options import Options
 from probes.model.safetext import visible
@@ -121,6 +122,7 @@ async def watch(
         if as_json:
             line = {
                 "schema": WATCH_SCHEMA,
+                "version": mxlens_version(),
                 "target": domain,
                 "check": number,
                 "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
