@@ -65,7 +65,9 @@ def test_certificate_change_is_named_by_diff(
         assert check(lab, "healthy", capsys) == 0
         # The partner renews: another intermediate, a leaf that expires in 5 days.
         lab.switch("healthy", cert=CertSpec(not_after_days=5), new_ca="healthy-renewed-ca")
-        assert check(lab, "healthy", capsys) == 1
+        ticket = _private_state_dir / "ticket.md"
+        assert main(["check", *lab_args(lab, "healthy"), "--ticket-to", str(ticket)]) == 1
+        capsys.readouterr()
     code, doc = diff_json(domain, capsys)
     assert code == 1
     assert doc["schema"] == "mxlens/diff/1" and doc["changed"] is True
@@ -83,6 +85,11 @@ def test_certificate_change_is_named_by_diff(
     text = capsys.readouterr().out
     assert "leaf issuer changed from" in text and "leaf notAfter changed from" in text
     assert "new finding cert.expires_soon (warning)" in text
+    # The ticket of the second check says what changed since the first.
+    md = ticket.read_text("utf-8")
+    assert "## Changes since the last check" in md
+    since = f"since {doc['a']['started'][:10]} {doc['a']['started'][11:16]} UTC: leaf issuer changed from"
+    assert since in md
 
 
 def test_two_identical_runs_diff_exit_0(capsys: pytest.CaptureFixture[str]) -> None:

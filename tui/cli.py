@@ -380,25 +380,26 @@ async def _check(
     report = Report(domain, options)
     async for event in diagnose(domain, options):
         report.add(event)
-    if extras is not None and (
-        extras.walk or extras.connector or extras.ticket or extras.ticket_to
-    ):
-        code = _check_extras(report, extras, as_json=as_json)
-    else:
-        if as_json:
-            sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
-        else:
-            sys.stdout.write(report.to_text())
-        code = report.exit_code()
+    changes = None
     if extras is None or not extras.no_history:
         from tui.commands.recording import record_check
 
-        sys.stdout.flush()  # the report first, then any note about the history on stderr
-        record_check(report, started)
-    return code
+        # Recorded before the extras: the ticket says what changed since the last check.
+        changes = record_check(report, started).diff
+    if extras is not None and (
+        extras.walk or extras.connector or extras.ticket or extras.ticket_to
+    ):
+        return _check_extras(report, extras, as_json=as_json, changes=changes)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(report.to_text())
+    return report.exit_code()
 
 
-def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
+def _check_extras(
+    report: Any, ns: argparse.Namespace, *, as_json: bool, changes: Any = None
+) -> int:
     """--walk, --connector and --ticket: the walk-through, a connector's verdict, a ticket file."""
     from probes.interpret.connectors import judge
     from probes.interpret.ticket import render, save_ticket, ticket_path
@@ -436,7 +437,7 @@ def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
         )
         path = Path(ns.ticket_to) if ns.ticket_to else ticket_path(report.target, fmt)
         try:
-            save_ticket(render(report, fmt, walk, result), path)
+            save_ticket(render(report, fmt, walk, result, changes), path)
         except OSError as exc:
             raise CheckError(f"cannot write the ticket report {path}: {exc.strerror}") from None
         sys.stderr.write(f"mxlens: ticket report saved to {path}\n")

@@ -13,6 +13,7 @@ from typing import Any
 
 from probes.model.errors import CheckError
 
+from .diff import RunDiff, diff_runs
 from .store import HistoryStore, options_json
 
 
@@ -21,6 +22,9 @@ class Recorded:
     run_id: int | None  # None: not recorded
     notices: list[str] = field(default_factory=list)  # e.g. a corrupt file moved aside
     error: str | None = None  # why it was not recorded
+    # What changed since the domain's previous recorded run (None: no previous run, or not
+    # recorded): the UI's "changed since the last check" marks and the ticket's section.
+    diff: RunDiff | None = None
 
 
 def record_report(
@@ -47,6 +51,9 @@ def record_report(
                 source=source,
                 options=options_json(report.options),
             )
+            current = store.run(run_id)
+            previous = store.previous(current)
         except CheckError as exc:
             return Recorded(None, list(store.notices), str(exc))
-        return Recorded(run_id, list(store.notices))
+        diff = diff_runs(previous, current) if previous is not None else None
+        return Recorded(run_id, list(store.notices), diff=diff)
