@@ -172,6 +172,9 @@ def _parser_for(command: str) -> _Parser:
         )
         _add_probe_options(p)
         _add_walk_option(p, "open the walk-through when the diagnosis ends")
+        from tui.commands.recording import add_history_option
+
+        add_history_option(p)
     elif command == "explain":
         p = _Parser(
             prog="mxlens explain",
@@ -197,6 +200,9 @@ def _parser_for(command: str) -> _Parser:
         p.add_argument("domain", nargs="?", metavar="DOMAIN")
         _add_probe_options(p)
         _add_walk_option(p, "open the walk-through when the diagnosis ends")
+        from tui.commands.recording import add_history_option
+
+        add_history_option(p)
     return p
 
 
@@ -556,8 +562,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mxlens_lab.world import refuse_lab_owned
 
             refuse_lab_owned(options)
-            return run_app(ns.domain, options, lab=True, walk=ns.walk) or 0
-        return run_app(ns.domain, options, lab=False, walk=ns.walk) or 0
+            return (
+                run_app(ns.domain, options, lab=True, walk=ns.walk, history=not ns.no_history) or 0
+            )
+        return run_app(ns.domain, options, lab=False, walk=ns.walk, history=not ns.no_history) or 0
     except CheckError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
