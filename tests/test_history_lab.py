@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -265,3 +266,24 @@ def test_watch_until_change_json_lines(_private_state_dir: Path) -> None:
     assert last["stopped"] is True and last["exit"] == 2
     kinds = {c["kind"] for c in last["changes"]}
     assert "smtp.starttls" in kinds and "finding.added" in kinds
+
+
+def test_watch_rings_the_bell_on_a_terminal(_private_state_dir: Path) -> None:
+    import pty
+
+    with LabThread(["healthy"]) as lab:
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen(
+            child("watch", *lab_args(lab, "healthy"), "--every", "0.2"),
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            env=child_env(),
+        )
+        os.close(follower)
+        assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
+        out = b""
+        with contextlib.suppress(OSError):  # EIO once the child's side is closed
+            while chunk := os.read(leader, 4096):
+                out += chunk
+        os.close(leader)
+    assert b"is OK; stopping." in out and out.rstrip().endswith(b"\a")
