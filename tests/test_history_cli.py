@@ -158,3 +158,57 @@ def test_unusable_database_exits_3_in_a_child(_private_state_dir: Path) -> None:
     )
     assert proc.returncode == 3 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "cannot use the history database" in proc.stderr
+
+
+async def test_watch_goes_on_through_a_check_that_cannot_be_made(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import probes.diagnose
+    from probes.model.errors import CheckError
+    from probes.model.events import DiagnosisFinished, Event
+    from probes.model.options import Options
+    from tests.fake_stream import fake_diagnose
+    from tui.commands.watch import watch
+
+    calls: list[int] = []
+
+    async def flaky(target: str, options: Options) -> Any:
+        calls.append(1)
+        if len(calls) == 1:  # broken: the fake stream has errors
+            async for event in fake_diagnose(target, options):
+                yield event
+        elif len(calls) == 2:
+            raise CheckError("the resolver 127.0.0.1:9 did not answer")
+        else:  # fixed
+            done: Event = DiagnosisFinished(target, 1.0, None)
+            yield done
+
+    monkeypatch.setattr(probes.diagnose, "diagnose", flaky)
+    code = await watch(
+        "example.org", Options(), every=0.01, until="ok", as_json=False, record=False
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0 and len(calls) == 3
+    assert "check 1: ERROR" in out[0]
+    assert any(
+        "check 2: could not check: the resolver 127.0.0.1:9 did not answer" in line for line in out
+    )
+    assert "check 3: OK" in [line for line in out if "check 3" in line][0]
+    assert out[-1] == "mxlens watch: example.org is OK; stopping."
+
+
+async def test_watch_whose_first_check_cannot_be_made_raises(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import probes.diagnose
+    from probes.model.errors import CheckError
+    from probes.model.options import Options
+    from tui.commands.watch import watch
+
+    async def failing(target: str, options: Options) -> Any:
+        raise CheckError("no such domain")
+        yield  # an async generator, like diagnose()
+
+    monkeypatch.setattr(probes.diagnose, "diagnose", failing)
+    with pytest.raises(CheckError, match="no such domain"):
+        await watch("example.org", Options(), every=0.01, until="ok", as_json=False, record=False)

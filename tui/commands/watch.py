@@ -4,6 +4,8 @@ partner's fix is live (`ok`, the default) or until anything changes (`change`).
 One line per check on stdout (`--json`: one mxlens/watch/1 document per check, JSON lines);
 each check is recorded in the history unless --no-history. When the condition holds it rings
 the terminal bell (only when stdout is a terminal) and exits with the last check's exit code.
+A check that cannot be made (exit 3) ends the watch only when it is the first: later ones are
+reported and retried, since a route that fails for a moment is what one watches through.
 """
 
 from __future__ import annotations
@@ -112,8 +114,16 @@ async def watch(
         number += 1
         started = datetime.now(timezone.utc)
         report = Report(domain, options)
-        async for event in diagnose(domain, options):
-            report.add(event)
+        try:
+            async for event in diagnose(domain, options):
+                report.add(event)
+        except CheckError as exc:
+            if number == 1:
+                raise  # bad input, or nothing to watch: exit 3 at once
+            # Later, a resolver or route that fails for a moment is what one watches through.
+            _say_failed(number, started, str(exc), as_json, domain)
+            await asyncio.sleep(every)
+            continue
         doc = report.to_json()
         code = report.exit_code()
         run_id = record_check(report, started, source="watch").run_id if record else None
@@ -151,3 +161,26 @@ async def watch(
         sys.stdout.flush()
         previous = doc
         await asyncio.sleep(every)
+
+
+def _say_failed(number: int, started: datetime, error: str, as_json: bool, domain: str) -> None:
+    if as_json:
+        line = {
+            "schema": WATCH_SCHEMA,
+            "version": mxlens_version(),
+            "target": domain,
+            "check": number,
+            "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "run": None,
+            "exit": 3,
+            "verdict": f"could not check: {error}",
+            "changes": [],
+            "stopped": False,
+        }
+        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(
+            f"{started.strftime('%H:%M:%S')} check {number}: could not check: {visible(error)}; "
+            "trying again\n"
+        )
+    sys.stdout.flush()
