@@ -190,6 +190,9 @@ def _parser_for(command: str) -> _Parser:
         )
         p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
         _add_probe_options(p)
+        from tui.commands.recording import add_history_option
+
+        add_history_option(p)
     else:
         p = _Parser(
             prog="mxlens",
@@ -484,6 +487,9 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
         else:
             sys.stdout.write(to_text(expl))
         check_options(expl, options)  # raises the one-line CheckError (exit 3)
+    from datetime import datetime, timezone
+
+    started = datetime.now(timezone.utc)
     if ns.lab:
         from mxlens_lab.scenarios import find_scenario
         from mxlens_lab.world import Lab
@@ -498,6 +504,10 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
             doc, code = await run_check(expl, options)
     else:
         doc, code = await run_check(expl, options)
+    if not ns.no_history:
+        from tui.commands.recording import record_check_document
+
+        record_check_document(doc["check"], options, started, source="explain")
     if ns.json:
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     else:

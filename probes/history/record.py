@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from probes.model.errors import CheckError
+from probes.model.options import Options
 
 from .diff import RunDiff, diff_runs
 from .store import HistoryStore, options_json
@@ -33,11 +34,21 @@ def record_report(
     *,
     source: str = "check",
     path: Path | None = None,
-    doc: dict[str, Any] | None = None,
 ) -> Recorded:
-    """Store a finished probes.report.Report (or its document `doc`) in the history."""
+    """Store a finished probes.report.Report in the history."""
+    return record_document(report.to_json(), report.options, started, source=source, path=path)
+
+
+def record_document(
+    doc: dict[str, Any],
+    options: Options | None,
+    started: datetime,
+    *,
+    source: str = "check",
+    path: Path | None = None,
+) -> Recorded:
+    """Store a finished check's `check --json` document in the history."""
     finished = datetime.now(timezone.utc)
-    data = report.to_json() if doc is None else doc
     try:
         store = HistoryStore(path)
     except CheckError as exc:
@@ -45,11 +56,11 @@ def record_report(
     with store:
         try:
             run_id = store.record_run(
-                data,
+                doc,
                 started=started,
                 finished=finished,
                 source=source,
-                options=options_json(report.options),
+                options=options_json(options) if options is not None else None,
             )
             current = store.run(run_id)
             previous = store.previous(current)

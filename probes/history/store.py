@@ -45,7 +45,7 @@ API (everything a front end or ``mxlens audit`` needs)::
 
 Tables (schema 1): ``runs`` (id, domain = the target's lower-case ASCII form, target as typed,
 started/finished as ISO 8601 UTC "2026-11-28T14:02:05Z", exit, worst, policy, source =
-check|ui|watch|audit, mxlens_version, options JSON, report JSON = ``snapshot(doc)``), ``audits``
+check|ui|watch|explain|audit, mxlens_version, options JSON, report JSON = ``snapshot(doc)``), ``audits``
 (id, created, finished, input JSON, options JSON), ``audit_items`` (audit_id, seq, domain,
 run_id, exit, row JSON, recorded).
 """

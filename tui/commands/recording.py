@@ -7,7 +7,8 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from probes.history.record import Recorded, record_report
+from probes.history.record import Recorded, record_document, record_report
+from probes.model.options import Options
 from probes.model.safetext import visible
 
 
@@ -21,7 +22,17 @@ def add_history_option(p: argparse.ArgumentParser) -> None:
 
 def record_check(report: Any, started: datetime, *, source: str = "check") -> Recorded:
     """Record `report`; any trouble goes to stderr as one line each, never changing the exit."""
-    recorded = record_report(report, started, source=source)
+    return _said(record_report(report, started, source=source))
+
+
+def record_check_document(
+    doc: dict[str, Any], options: Options, started: datetime, *, source: str
+) -> Recorded:
+    """Record a finished check's document (explain --run keeps no Report)."""
+    return _said(record_document(doc, options, started, source=source))
+
+
+def _said(recorded: Recorded) -> Recorded:
     for line in recorded.notices:
         sys.stderr.write(f"mxlens: {visible(line)}\n")
     if recorded.run_id is None:
