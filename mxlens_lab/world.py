@@ -15,6 +15,7 @@ that binds on all), because mxlens probes one --port for every MX.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import ipaddress
@@ -100,6 +101,7 @@ class Lab:
         self.started = False
         self._next_host = 0
         self._cas: dict[str, CA] = {}  # scenario -> the intermediate that issues its leaves
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the servers run on
 
     # ---- public helpers -------------------------------------------------------------------
     def domain(self, name: str) -> str:
@@ -160,10 +162,28 @@ class Lab:
         (replacing the spec's). Only MX hosts with this `label` when given. Connections that
         start after the call see the change; DNS (TLSA included) stays as built.
 
-        Call it from the lab's event loop or while no check runs against the scenario (tests
-        do it between checks); it only swaps references the servers read per connection."""
+        From another thread (a test driving a LabThread) the change is made on the lab's own
+        loop, and this call waits for it, so the servers never see a half-made change."""
         if not self.started or self.pki is None:
             raise RuntimeError("start the lab first")
+        loop = self._loop
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is not None and loop is not here and loop.is_running():
+            done: concurrent.futures.Future[list[HostPlan]] = concurrent.futures.Future()
+
+            def on_loop() -> None:
+                try:
+                    done.set_result(
+                        self.switch(scenario, cert=cert, server=server, new_ca=new_ca, label=label)
+                    )
+                except BaseException as exc:  # handed to the calling thread
+                    done.set_exception(exc)
+
+            loop.call_soon_threadsafe(on_loop)
+            return done.result(timeout=60)
         plans = [
             p
             for p in self.host_plans(scenario)
@@ -233,6 +253,7 @@ class Lab:
         except BaseException:
             await self.stop()
             raise
+        self._loop = asyncio.get_running_loop()
         self.started = True
 
     async def stop(self) -> None:

@@ -302,3 +302,18 @@ def test_explain_run_is_recorded_unless_no_history(
     with HistoryStore(_private_state_dir / "history.sqlite3") as store:
         runs = store.runs()
     assert [(r.domain, r.source, r.exit) for r in runs] == [("healthy.lab.test", "explain", 0)]
+
+
+async def test_lab_switch_on_its_own_loop_and_bad_requests() -> None:
+    async with Lab(["healthy"]) as lab:
+        [plan] = lab.host_plans("healthy")
+        assert plan.server is not None and plan.server.behaviour.offer_starttls
+        old_chain = plan.server.behaviour.cert_chain_pem
+        lab.switch("healthy", server={"offer_starttls": False})
+        assert plan.server.behaviour.offer_starttls is False
+        assert plan.server.behaviour.cert_chain_pem == old_chain  # no new leaf asked for
+        lab.switch("healthy", cert=CertSpec(not_after_days=3))
+        assert plan.server.behaviour.cert_chain_pem != old_chain
+        assert plan.server.behaviour.offer_starttls is False  # the earlier switch stays
+        with pytest.raises(KeyError, match="no running SMTP server"):
+            lab.switch("healthy", label="mx9")
