@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -16,17 +17,8 @@ from probes.model.options import Options
 from probes.net.dns import Resolver
 from probes.net.http import Fetcher
 from probes.net.trust import Roots, load_roots
-from tests._pki import (
-    DAY,
-    NOW,
-    Issued,
-    Route,
-    closed_port,
-    http_server,
-    issue,
-    resign_sha1,
-    rsa_key,
-)
+from tests.support.http import Route, closed_port, http_server
+from tests.support.pki import DAY, NOW, Issued, issue, rsa_key
 
 WHERE = Where("mx.example.test", "127.0.0.1", 25)
 OPTS = Options(timeout=3)
@@ -298,7 +290,7 @@ def rsa_pki() -> dict[str, Issued]:
 
 async def test_sha1_signature_is_weak_not_untrusted(rsa_pki: dict[str, Issued]) -> None:
     inter = rsa_pki["inter"]
-    leaf = resign_sha1(issue("mx.example.test", inter), inter.key)
+    leaf = issue("mx.example.test", inter, hash_alg=hashes.SHA1())
     assert leaf.info.signature_hash == "sha1"
     v, ids, findings = await run([leaf, inter], roots_of(rsa_pki["root"]))
     assert ids == ["cert.weak_signature"]
@@ -308,7 +300,7 @@ async def test_sha1_signature_is_weak_not_untrusted(rsa_pki: dict[str, Issued]) 
 
 async def test_sha1_self_signature_of_root_is_fine() -> None:
     key = rsa_key(2048)
-    root = resign_sha1(issue("SHA1 Root", ca=True, key=key), key)
+    root = issue("SHA1 Root", ca=True, key=key, hash_alg=hashes.SHA1())
     inter = issue("Inter", root, ca=True)
     leaf = issue("mx.example.test", inter)
     _, ids, _ = await run([leaf, inter], roots_of(root))

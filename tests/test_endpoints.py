@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import dns.message
-import dns.rcode
-import dns.rrset
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,7 +23,9 @@ from probes.model.options import Options
 from probes.net.dns import Resolver
 from probes.net.http import Fetcher
 from probes.net.trust import Roots
-from tests._pki import DAY, NOW, Issued, Route, Server, closed_port, http_server, issue
+from tests.support.dns import DnsResponder
+from tests.support.http import Route, Server, closed_port, http_server
+from tests.support.pki import DAY, NOW, Issued, issue
 
 WHERE = Where("mx.example.test", "127.0.0.1", 25)
 OPTS = Options(timeout=3)
@@ -346,53 +345,14 @@ async def test_cache_fetches_each_url_once(srv: Server) -> None:
 # --------------------------------------------------------------------------- the fetcher
 
 
-class _Dns(asyncio.DatagramProtocol):
-    """A tiny authoritative-looking DNS responder: A records from a dict, else NXDOMAIN."""
-
-    def __init__(self, records: dict[str, str]) -> None:
-        self.records = records
-        self.asked: list[str] = []
-        self.transport: Any = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        query = dns.message.from_wire(data)
-        response = dns.message.make_response(query)
-        question = query.question[0]
-        name = question.name.to_text().rstrip(".")
-        self.asked.append(f"{name}/{dns.rdatatype.to_text(question.rdtype)}")
-        if name in self.records:
-            if question.rdtype == dns.rdatatype.A:
-                response.answer.append(
-                    dns.rrset.from_text(question.name, 60, "IN", "A", self.records[name])
-                )
-        else:
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        self.transport.sendto(response.to_wire(), addr)
-
-
-@pytest.fixture
-async def dns_server() -> AsyncIterator[_Dns]:
-    proto = _Dns({})
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: proto, local_addr=("127.0.0.1", 0))
-    proto.port = transport.get_extra_info("sockname")[1]  # type: ignore[attr-defined]
-    try:
-        yield proto
-    finally:
-        transport.close()
-
-
-async def test_host_names_go_through_our_resolver(srv: Server, dns_server: _Dns) -> None:
-    dns_server.records["crl.example.test"] = "127.0.0.1"
+async def test_host_names_go_through_our_resolver(srv: Server, dns_server: DnsResponder) -> None:
+    dns_server.zone[("crl.example.test", "A")] = ["127.0.0.1"]
 
     def handler(body: bytes) -> tuple[int, str, bytes]:
         return 200, "text/plain", b"crl-bytes"
 
     srv.routes["/x.crl"] = Route(handler=handler)
-    resolver = Resolver(("127.0.0.1", dns_server.port), timeout=2)  # type: ignore[attr-defined]
+    resolver = Resolver(("127.0.0.1", dns_server.port), timeout=2)
     f = fetcher(resolver)
     try:
         result = await f.get(f"http://crl.example.test:{srv.port}/x.crl")
@@ -492,7 +452,9 @@ async def test_proxy_from_environment_resolves_for_us(
     assert bypassed.error.startswith("DNS: ")
 
 
-async def test_https_uses_sni_host_header_and_our_roots(dns_server: _Dns, tmp_path: Any) -> None:
+async def test_https_uses_sni_host_header_and_our_roots(
+    dns_server: DnsResponder, tmp_path: Any
+) -> None:
     root = issue("HTTPS Root", ca=True)
     cert = issue("mta-sts.example.test", root)
     (tmp_path / "c.pem").write_bytes(cert.pem)
@@ -521,9 +483,9 @@ async def test_https_uses_sni_host_header_and_our_roots(dns_server: _Dns, tmp_pa
         def log_message(self, *args: object) -> None:
             pass
 
-    dns_server.records["mta-sts.example.test"] = "127.0.0.1"
-    dns_server.records["wrong.example.test"] = "127.0.0.1"
-    resolver = Resolver(("127.0.0.1", dns_server.port), timeout=2)  # type: ignore[attr-defined]
+    dns_server.zone[("mta-sts.example.test", "A")] = ["127.0.0.1"]
+    dns_server.zone[("wrong.example.test", "A")] = ["127.0.0.1"]
+    resolver = Resolver(("127.0.0.1", dns_server.port), timeout=2)
     with _serve(Policy, ctx) as port:
         options = Options(timeout=3, https_port=port)
         f = fetcher(resolver, options, Roots([root.cert], "test"))

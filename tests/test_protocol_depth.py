@@ -8,7 +8,6 @@ SmtpServer started here on a lab address. No mocks.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -18,10 +17,10 @@ from mxlens_lab.smtp_server import Behaviour, SmtpServer
 from mxlens_lab.world import Lab
 from probes.checks.session import rate_limit_backoff
 from probes.checks.side_probes import WEAK_FAMILIES, tls12_cipher_probe, weak_families_available
-from probes.diagnose import diagnose
 from probes.model.events import FindingRaised, SessionFinished, TranscriptLine
 from probes.model.options import MxOverride, Options
 from probes.report import Report
+from tests.support.collect import collect, gather
 
 pytestmark = [
     pytest.mark.lab,
@@ -30,11 +29,8 @@ pytestmark = [
 
 
 async def run(domain: str, options: Options) -> tuple[Report, list[Any]]:
-    report = Report(domain, options)
     events: list[Any] = []
-    async for event in diagnose(domain, options):
-        report.add(event)
-        events.append(event)
+    report = await collect(domain, options, events)
     return report, events
 
 
@@ -54,10 +50,6 @@ def finding(report: Report, fid: str) -> Any:
     found = [f for f in report.findings if f.id == fid]
     assert len(found) == 1, [(f.id, f.summary) for f in report.findings]
     return found[0]
-
-
-async def collect(events: AsyncIterator[Any]) -> list[Any]:
-    return [e async for e in events]
 
 
 # --------------------------------------------------------------------------- cipher probe
@@ -82,7 +74,7 @@ async def test_cipher_probe_direct_weak_accepted_static_rsa_refused() -> None:
         from probes.model.events import Where
 
         where = Where("mx.lab.test", "127.0.0.1", server.port)
-        events = await collect(
+        events = await gather(
             tls12_cipher_probe(where, Options(timeout=2.0), ehlo_name="probe.test")
         )
     finally:

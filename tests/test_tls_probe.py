@@ -27,10 +27,9 @@ from probes.net.tls import (
     sni_for,
     weak_cipher_reason,
 )
-from tests import test_smtp_session as base
-from tests.test_smtp_session import (
+from tests.support.collect import gather
+from tests.support.smtp import (
     FakeSmtp,
-    collect,
     evidence_line,
     findings,
     finished,
@@ -38,10 +37,6 @@ from tests.test_smtp_session import (
     smtp_script,
     transcript,
 )
-
-# The fixtures live with the session tests; binding them here makes pytest find them.
-serve = base.serve
-cert_files = base.cert_files
 
 OPTIONS = Options(timeout=1.0)
 
@@ -60,7 +55,7 @@ async def test_sweep_tls12_only(
 ) -> None:
     ctx = server_context(cert_files, maximum=ssl.TLSVersion.TLSv1_2)
     server = serve(smtp_script(tls_ctx=ctx))
-    events = await collect(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
+    events = await gather(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
 
     assert isinstance(events[0], SessionStarted) and events[0].purpose == "tls-versions"
     assert all(e.purpose == "tls-versions" for e in events if isinstance(e, TranscriptLine))
@@ -83,7 +78,7 @@ async def test_sweep_modern_server_has_no_findings(
     serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
 ) -> None:
     server = serve(smtp_script(tls_ctx=server_context(cert_files)))
-    events = await collect(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
+    events = await gather(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
     result = _sweep_result(events)
     assert result["TLSv1.2"] is True and result["TLSv1.3"] is True
     assert findings(events) == {}
@@ -94,7 +89,7 @@ async def test_sweep_legacy_accepted(
 ) -> None:
     ctx = server_context(cert_files, minimum=ssl.TLSVersion.TLSv1, legacy=True)
     server = serve(smtp_script(tls_ctx=ctx))
-    events = await collect(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
+    events = await gather(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
     result = _sweep_result(events)
     if result["TLSv1"] is not True:
         pytest.skip("this OpenSSL does not complete TLSv1 handshakes even at SECLEVEL=0")
@@ -104,7 +99,7 @@ async def test_sweep_legacy_accepted(
 
 async def test_sweep_without_starttls_tests_nothing(serve: Callable[..., FakeSmtp]) -> None:
     server = serve(smtp_script(ehlo=b"250 mx.test\r\n"))
-    events = await collect(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
+    events = await gather(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
     assert set(_sweep_result(events).values()) == {None}
     assert findings(events) == {}
     assert finished(events).outcome == "starttls"
@@ -118,9 +113,7 @@ async def test_injection_vulnerable(
     serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
 ) -> None:
     server = serve(smtp_script(tls_ctx=server_context(cert_files), keep_buffer=True))
-    events = await collect(
-        starttls_injection_test(server.where(), OPTIONS, ehlo_name="client.test")
-    )
+    events = await gather(starttls_injection_test(server.where(), OPTIONS, ehlo_name="client.test"))
     assert isinstance(events[0], SessionStarted) and events[0].purpose == "injection"
     assert set(findings(events)) == {"tls.plaintext_injection"}
     line = evidence_line(events, "tls.plaintext_injection")
@@ -137,9 +130,7 @@ async def test_injection_not_vulnerable(
 ) -> None:
     server = serve(smtp_script(tls_ctx=server_context(cert_files), keep_buffer=False))
     start = time.monotonic()
-    events = await collect(
-        starttls_injection_test(server.where(), OPTIONS, ehlo_name="client.test")
-    )
+    events = await gather(starttls_injection_test(server.where(), OPTIONS, ehlo_name="client.test"))
     assert time.monotonic() - start < OPTIONS.timeout + 3
     assert findings(events) == {}
     texts = [t.text for t in transcript(events)]
@@ -227,7 +218,7 @@ async def test_sweep_unreachable_reports_none() -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    events = await collect(
+    events = await gather(
         tls_version_sweep(Where("mx.test", "127.0.0.1", port), OPTIONS, ehlo_name="client.test")
     )
     assert set(_sweep_result(events).values()) == {None}

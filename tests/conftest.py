@@ -1,0 +1,42 @@
+"""Fixtures shared by the unit tests; the helpers they build on live in tests/support/."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.dns import DnsResponder
+from tests.support.smtp import FakeSmtp, Peer, write_cert_files
+
+
+@pytest.fixture
+async def dns_server() -> AsyncIterator[DnsResponder]:
+    """A DNS responder on 127.0.0.1 with an empty zone (NXDOMAIN for every name)."""
+    server = await DnsResponder().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., FakeSmtp]]:
+    """Start scripted SMTP servers: serve(handler, host="127.0.0.1"); all close after the test."""
+    servers: list[FakeSmtp] = []
+
+    def start(handler: Callable[[Peer], None], host: str = "127.0.0.1") -> FakeSmtp:
+        server = FakeSmtp(handler, host)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def cert_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(chain file, key file) of a leaf for mx.test under a test CA; the chain holds both."""
+    return write_cert_files(tmp_path_factory.mktemp("certs"))
