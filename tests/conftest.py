@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.dns import DnsResponder
+from tests.support.http import Server, http_server
 from tests.support.smtp import FakeSmtp, Peer, write_cert_files
 
 
@@ -19,6 +20,13 @@ async def dns_server() -> AsyncIterator[DnsResponder]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def srv() -> Iterator[Server]:
+    """A loopback HTTP server; set `srv.routes[path]`, read `srv.hits`."""
+    with http_server() as server:
+        yield server
 
 
 @pytest.fixture

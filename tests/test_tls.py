@@ -1,24 +1,10 @@
-"""The TLS helpers and the two extra probes (version sweep, STARTTLS injection) against real
-servers on 127.0.0.1; the pure parsers of handshake messages are unit-tested directly."""
+"""The TLS primitives of probes/net/tls.py: the parsers of handshake messages, cipher
+judgements, SNI and the client context (pure: no sockets)."""
 
 from __future__ import annotations
 
 import ssl
-import time
-from collections.abc import Callable
-from pathlib import Path
 
-import pytest
-
-from probes.checks.side_probes import starttls_injection_test, tls_version_sweep
-from probes.model.events import (
-    SessionFinished,
-    SessionStarted,
-    TlsVersionsProbed,
-    TranscriptLine,
-    Where,
-)
-from probes.model.options import Options
 from probes.net.tls import (
     build_client_context,
     has_forward_secrecy,
@@ -27,119 +13,6 @@ from probes.net.tls import (
     sni_for,
     weak_cipher_reason,
 )
-from tests.support.collect import gather
-from tests.support.smtp import (
-    FakeSmtp,
-    evidence_line,
-    findings,
-    finished,
-    server_context,
-    smtp_script,
-    transcript,
-)
-
-OPTIONS = Options(timeout=1.0)
-
-
-def _sweep_result(events: list) -> dict[str, bool | None]:
-    probed = [e for e in events if isinstance(e, TlsVersionsProbed)]
-    assert len(probed) == 1
-    return dict(probed[0].accepted)
-
-
-# --------------------------------------------------------------------------- version sweep
-
-
-async def test_sweep_tls12_only(
-    serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
-) -> None:
-    ctx = server_context(cert_files, maximum=ssl.TLSVersion.TLSv1_2)
-    server = serve(smtp_script(tls_ctx=ctx))
-    events = await gather(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
-
-    assert isinstance(events[0], SessionStarted) and events[0].purpose == "tls-versions"
-    assert all(e.purpose == "tls-versions" for e in events if isinstance(e, TranscriptLine))
-    result = _sweep_result(events)
-    assert result["TLSv1.2"] is True
-    assert result["TLSv1.3"] is False
-    # The server's context refuses 1.0/1.1 (Python's server default minimum is 1.2).
-    assert result["TLSv1"] in (False, None) and result["TLSv1.1"] in (False, None)
-    found = findings(events)
-    assert set(found) == {"tls.no_tls13"}
-    assert "handshake failed" in evidence_line(events, "tls.no_tls13").text
-    end = finished(events)
-    assert end.purpose == "tls-versions" and end.outcome == "ok"
-    # One connection per version, one after the other, never two at once.
-    assert server.connections == end.connections == 4
-    assert server.max_open == 1
-
-
-async def test_sweep_modern_server_has_no_findings(
-    serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
-) -> None:
-    server = serve(smtp_script(tls_ctx=server_context(cert_files)))
-    events = await gather(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
-    result = _sweep_result(events)
-    assert result["TLSv1.2"] is True and result["TLSv1.3"] is True
-    assert findings(events) == {}
-
-
-async def test_sweep_legacy_accepted(
-    serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
-) -> None:
-    ctx = server_context(cert_files, minimum=ssl.TLSVersion.TLSv1, legacy=True)
-    server = serve(smtp_script(tls_ctx=ctx))
-    events = await gather(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
-    result = _sweep_result(events)
-    if result["TLSv1"] is not True:
-        pytest.skip("this OpenSSL does not complete TLSv1 handshakes even at SECLEVEL=0")
-    assert set(findings(events)) == {"tls.legacy_accepted"}
-    assert "TLSv1" in findings(events)["tls.legacy_accepted"].finding.summary
-
-
-async def test_sweep_without_starttls_tests_nothing(serve: Callable[..., FakeSmtp]) -> None:
-    server = serve(smtp_script(ehlo=b"250 mx.test\r\n"))
-    events = await gather(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
-    assert set(_sweep_result(events).values()) == {None}
-    assert findings(events) == {}
-    assert finished(events).outcome == "starttls"
-    assert server.connections == 1  # gave up after the first connection
-
-
-# --------------------------------------------------------------------------- injection
-
-
-async def test_injection_vulnerable(
-    serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
-) -> None:
-    server = serve(smtp_script(tls_ctx=server_context(cert_files), keep_buffer=True))
-    events = await gather(starttls_injection_test(server.where(), OPTIONS, ehlo_name="client.test"))
-    assert isinstance(events[0], SessionStarted) and events[0].purpose == "injection"
-    assert set(findings(events)) == {"tls.plaintext_injection"}
-    line = evidence_line(events, "tls.plaintext_injection")
-    assert line.dir == "S" and line.text == "250 2.0.0 OK"
-    texts = [t.text for t in transcript(events)]
-    # Both commands went out together, in clear text, before the handshake.
-    assert texts.index("NOOP") == texts.index("STARTTLS") + 1
-    assert texts.index("NOOP") < texts.index("-> ClientHello") < texts.index("250 2.0.0 OK")
-    assert finished(events).outcome == "ok"
-
-
-async def test_injection_not_vulnerable(
-    serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
-) -> None:
-    server = serve(smtp_script(tls_ctx=server_context(cert_files), keep_buffer=False))
-    start = time.monotonic()
-    events = await gather(starttls_injection_test(server.where(), OPTIONS, ehlo_name="client.test"))
-    assert time.monotonic() - start < OPTIONS.timeout + 3
-    assert findings(events) == {}
-    texts = [t.text for t in transcript(events)]
-    assert any("not vulnerable" in t for t in texts)
-    end = finished(events)
-    assert isinstance(end, SessionFinished) and end.outcome == "ok" and end.starttls is True
-
-
-# --------------------------------------------------------------------------- pure helpers
 
 
 def _server_hello(group: int | None, *, hrr: bool = False) -> bytes:
@@ -209,17 +82,3 @@ def test_sni_and_context() -> None:
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1
     pinned = build_client_context(version="TLSv1.2")
     assert pinned.minimum_version == pinned.maximum_version == ssl.TLSVersion.TLSv1_2
-
-
-async def test_sweep_unreachable_reports_none() -> None:
-    import socket
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    events = await gather(
-        tls_version_sweep(Where("mx.test", "127.0.0.1", port), OPTIONS, ehlo_name="client.test")
-    )
-    assert set(_sweep_result(events).values()) == {None}
-    assert finished(events).outcome == "connect"

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from mxlens_lab.pki import Issued, server_context
+from probes.model.options import Options
+from probes.net.dns import Resolver
+from probes.net.http import Fetcher
+from probes.net.trust import Roots
 
 
 @dataclass
@@ -82,6 +86,20 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def fetcher(
+    resolver: Resolver | None = None,
+    options: Options | None = None,
+    roots: Roots | None = None,
+) -> Fetcher:
+    """The engine's fetcher; by default its resolver points at a closed port (any DNS lookup
+    fails, so tests use 127.0.0.1 URLs) and it trusts no root."""
+    return Fetcher(
+        resolver or Resolver(("127.0.0.1", closed_port()), timeout=1),
+        options or Options(timeout=3),
+        roots or Roots([], "none"),
+    )
 
 
 @dataclass
