@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.dns import DnsResponder
 from tests.support.http import Server, http_server
+from tests.support.pki import Issued, issue
 from tests.support.smtp import FakeSmtp, Peer, write_cert_files
 
 
@@ -48,3 +49,12 @@ def serve() -> Iterator[Callable[..., FakeSmtp]]:
 def cert_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(chain file, key file) of a leaf for mx.test under a test CA; the chain holds both."""
     return write_cert_files(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def pki() -> dict[str, Issued]:
+    """root -> inter -> leaf for mx.example.test (SAN also *.example.test), via issue()."""
+    root = issue("Test Root", ca=True)
+    inter = issue("Test Intermediate", root, ca=True)
+    leaf = issue("mx.example.test", inter, san=("mx.example.test", "*.example.test"))
+    return {"root": root, "inter": inter, "leaf": leaf}

@@ -1,17 +1,13 @@
-"""Certificate parsing and chain validation against a private PKI (no internet)."""
+"""Chain validation (probes/checks/chain.py) against a private PKI (no internet)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from probes.checks.certificates import load_certificates, parse_certificate
 from probes.checks.chain import validate_chain
-from probes.model.errors import CheckError
 from probes.model.events import ChainValidated, FindingRaised, Where
 from probes.model.options import Options
 from probes.net.dns import Resolver
@@ -22,14 +18,6 @@ from tests.support.pki import DAY, NOW, Issued, issue, rsa_key
 
 WHERE = Where("mx.example.test", "127.0.0.1", 25)
 OPTS = Options(timeout=3)
-
-
-@pytest.fixture(scope="module")
-def pki() -> dict[str, Issued]:
-    root = issue("Test Root", ca=True)
-    inter = issue("Test Intermediate", root, ca=True)
-    leaf = issue("mx.example.test", inter, san=("mx.example.test", "*.example.test"))
-    return {"root": root, "inter": inter, "leaf": leaf}
 
 
 def roots_of(*certs: Issued) -> Roots:
@@ -63,66 +51,6 @@ async def run(
     assert len(validated) == 1
     findings = [e for e in events if isinstance(e, FindingRaised)]
     return validated[0], sorted(f.finding.id for f in findings), findings
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def test_parse_reads_every_field() -> None:
-    root = issue("Root", ca=True)
-    leaf = issue(
-        "mx.example.test",
-        root,
-        san=("mx.example.test", "mail.example.test"),
-        ip_san=("192.0.2.1",),
-        eku=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
-        ocsp=("http://ocsp.example.test/",),
-        crl=("http://crl.example.test/ca.crl",),
-        ca_issuers=("http://aia.example.test/ca.der",),
-        serial=0xABCDEF,
-    )
-    info = parse_certificate(leaf.der)
-    assert info.subject == "CN=mx.example.test"
-    assert info.issuer == "CN=Root"
-    assert info.common_name == "mx.example.test"
-    assert info.san == ("mx.example.test", "mail.example.test", "IP:192.0.2.1")
-    assert info.serial == "abcdef"
-    assert info.key_type == "EC" and info.key_bits == 256
-    assert info.signature_hash == "sha256"
-    assert info.eku == ("serverAuth", "clientAuth")
-    assert info.ocsp_urls == ("http://ocsp.example.test/",)
-    assert info.crl_urls == ("http://crl.example.test/ca.crl",)
-    assert info.ca_issuers_urls == ("http://aia.example.test/ca.der",)
-    assert not info.is_ca and not info.self_issued
-    assert info.not_after == leaf.cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert info.not_after.endswith("Z") and "T" in info.not_after
-    assert len(info.sha256) == 64 and len(info.sha1) == 40 and len(info.spki_sha256) == 64
-    assert info.der == leaf.der
-    root_info = parse_certificate(root.der)
-    assert root_info.is_ca and root_info.self_issued and root_info.san == ()
-
-
-def test_parse_never_raises_on_garbage() -> None:
-    info = parse_certificate(b"\x30\x03\x02\x01")
-    assert info.subject.startswith("(unparsable certificate")
-    assert len(info.sha256) == 64
-
-
-def test_parse_rsa_key_size() -> None:
-    leaf = issue("rsa.example.test", key=rsa_key(1024))
-    info = parse_certificate(leaf.der)
-    assert (info.key_type, info.key_bits) == ("RSA", 1024)
-
-
-def test_load_certificates_der_pem_pkcs7(pki: dict[str, Issued]) -> None:
-    inter, root = pki["inter"], pki["root"]
-    assert [c.subject for c in load_certificates(inter.der)] == [inter.cert.subject]
-    assert len(load_certificates(inter.pem + root.pem)) == 2
-    p7_der = pkcs7.serialize_certificates([inter.cert], Encoding.DER)
-    p7_pem = pkcs7.serialize_certificates([inter.cert, root.cert], Encoding.PEM)
-    assert [c.subject for c in load_certificates(p7_der)] == [inter.cert.subject]
-    assert len(load_certificates(p7_pem)) == 2
-    assert load_certificates(b"<html>nope</html>") == []
 
 
 # --------------------------------------------------------------------------- validation
@@ -324,37 +252,3 @@ async def test_several_problems_are_reported_together(pki: dict[str, Issued]) ->
     )
     _, ids, _ = await run([leaf, pki["inter"]], roots_of(pki["root"]))
     assert ids == ["cert.expired", "cert.name_mismatch", "cert.not_server_auth"]
-
-
-# --------------------------------------------------------------------------- trust store
-
-
-def test_load_roots_certifi_and_ca_file(tmp_path: Path, pki: dict[str, Issued]) -> None:
-    roots = load_roots(Options())
-    assert roots.description == "certifi" and len(roots.certs) > 50
-    pem = tmp_path / "roots.pem"
-    pem.write_bytes(pki["root"].pem)
-    mine = load_roots(Options(ca_file=str(pem)))
-    assert mine.description == str(pem)
-    assert [c.subject for c in mine.certs] == [pki["root"].cert.subject]
-    assert mine.ssl_context().get_ca_certs()[0]["subject"] == ((("commonName", "Test Root"),),)
-
-
-@pytest.mark.parametrize(
-    ("content", "reason"),
-    [
-        (None, "No such file"),
-        (b"hello", "not a PEM file"),
-        (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", ""),
-        (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "no certificate"),
-    ],
-)
-def test_bad_ca_file_is_a_check_error(tmp_path: Path, content: bytes | None, reason: str) -> None:
-    path = tmp_path / "ca.pem"
-    if content is not None:
-        path.write_bytes(content)
-    with pytest.raises(CheckError) as info:
-        load_roots(Options(ca_file=str(path)))
-    message = str(info.value)
-    assert message.startswith(f"cannot read --ca-file {path}: ")
-    assert reason in message and "\n" not in message
