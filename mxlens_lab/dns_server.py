@@ -36,6 +36,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from probes.model.names import canonical
+
 log = logging.getLogger(__name__)
 
 Records = Mapping[tuple[str, str], Iterable[str]]
@@ -47,7 +49,7 @@ _OUR_EDNS_PAYLOAD = 1232
 
 
 def _norm(name: str) -> str:
-    return name.strip().rstrip(".").lower()
+    return canonical(name)
 
 
 def _under(name: str, zone: str) -> bool:
