@@ -374,7 +374,7 @@ class PKI:
             signer = issuer.key
             owner = issuer
         if sig_hash == "sha1":
-            cert = _sign_sha1(builder, signer)
+            cert = sign_sha1(builder, signer)
         else:
             cert = builder.sign(signer, _hash(sig_hash))
         return Issued(cert, priv, owner)
@@ -566,7 +566,7 @@ def _der_children(contents: bytes) -> list[bytes]:
     return out
 
 
-def _sign_sha1(builder: x509.CertificateBuilder, signer: PrivateKey) -> x509.Certificate:
+def sign_sha1(builder: x509.CertificateBuilder, signer: PrivateKey) -> x509.Certificate:
     draft = builder.sign(signer, hashes.SHA256())
     _, _, tbs_contents = _der_read(draft.tbs_certificate_bytes, 0)
     parts = _der_children(tbs_contents)

@@ -1,16 +1,16 @@
-"""A small private PKI and a real loopback HTTP server for certificate and endpoint tests.
+"""The unit tests' PKI, built on the lab's (mxlens_lab.pki).
 
-Shared by tests/test_certificates.py and tests/test_endpoints.py (owned by the same helper).
+Scenario-shaped certificates (a root, an intermediate, a server leaf with the lab's OCSP, CRL
+and caIssuers URLs) come from `lab_pki()`, the lab's own builder. `issue()` stays for what the
+lab's builder cannot express and the certificate tests need: CN-only names, a CA issued by any
+certificate, chosen serials, arbitrary EKU OIDs, iPAddress-only SANs, any validity window and
+any signature hash. Keys and SHA-1 signatures come from the lab.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from cryptography import x509
@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from mxlens_lab.pki import PKI, new_key, sign_sha1
 from probes.checks.certificates import parse_certificate
 from probes.model.events import CertInfo
 
@@ -26,7 +27,15 @@ DAY = timedelta(days=1)
 
 
 def ec_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
+    key = new_key("ec")
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def lab_pki() -> PKI:
+    """The lab's PKI builder, for tests that need ordinary roots and server leaves. Its URLs
+    point at a port nobody serves: tests that fetch OCSP or CRLs use the lab itself."""
+    return PKI("http://127.0.0.1:9")
 
 
 @dataclass
@@ -65,7 +74,8 @@ def issue(
     serial: int | None = None,
 ) -> Issued:
     """Issue a certificate (self-signed when issuer is None). A leaf gets SAN = (cn,) unless
-    san is given; san=() means no SAN extension at all."""
+    san is given; san=() means no SAN extension at all. hash_alg=hashes.SHA1() makes a SHA-1
+    signature (which cryptography refuses to create) through the lab's signer."""
     key = key or ec_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     signer_name = issuer.cert.subject if issuer else name
@@ -132,110 +142,14 @@ def issue(
             for u in crl
         ]
         builder = builder.add_extension(x509.CRLDistributionPoints(points), critical=False)
-    cert = builder.sign(signer_key, hash_alg or hashes.SHA256())
+    if isinstance(hash_alg, hashes.SHA1):
+        cert = sign_sha1(builder, signer_key)
+    else:
+        cert = builder.sign(signer_key, hash_alg or hashes.SHA256())
     return Issued(cert, key)
 
 
 def rsa_key(bits: int) -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
-
-
-@dataclass
-class Route:
-    status: int = 200
-    body: bytes = b""
-    content_type: str = "application/octet-stream"
-    handler: Callable[[bytes], tuple[int, str, bytes]] | None = None
-
-
-@dataclass
-class Server:
-    """A real HTTP server on 127.0.0.1 serving routes by path; counts hits per path."""
-
-    routes: dict[str, Route] = field(default_factory=dict)
-    hits: dict[str, int] = field(default_factory=dict)
-    port: int = 0
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-@contextmanager
-def http_server() -> Iterator[Server]:
-    state = Server()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self, body: bytes) -> None:
-            state.hits[self.path] = state.hits.get(self.path, 0) + 1
-            route = state.routes.get(self.path)
-            if route is None:
-                status, ctype, data = 404, "text/plain", b"not found"
-            elif route.handler is not None:
-                status, ctype, data = route.handler(body)
-            else:
-                status, ctype, data = route.status, route.content_type, route.body
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:  # noqa: N802
-            self._serve(b"")
-
-        def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length", "0"))
-            self._serve(self.rfile.read(length))
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def closed_port() -> int:
-    """A loopback TCP port where nothing listens (bound then released)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _der_len(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(raw)]) + raw
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    return bytes([tag]) + _der_len(len(body)) + body
-
-
-_SHA256_RSA = bytes.fromhex("06092a864886f70d01010b")
-_SHA1_RSA = bytes.fromhex("06092a864886f70d010105")
-
-
-def resign_sha1(issued: Issued, signer_key: rsa.RSAPrivateKey) -> Issued:
-    """Re-sign an RSA-SHA256-signed certificate with SHA-1. cryptography refuses to create
-    SHA-1 certificates, so swap the algorithm OID (same length) and sign the TBS by hand."""
-    from cryptography.hazmat.primitives.asymmetric import padding
-
-    tbs = issued.cert.tbs_certificate_bytes
-    assert tbs.count(_SHA256_RSA) == 1, "issue() the certificate with an RSA signer and SHA-256"
-    tbs = tbs.replace(_SHA256_RSA, _SHA1_RSA)
-    signature = signer_key.sign(tbs, padding.PKCS1v15(), hashes.SHA1())
-    algid = _tlv(0x30, _SHA1_RSA + b"\x05\x00")
-    der = _tlv(0x30, tbs + algid + _tlv(0x03, b"\x00" + signature))
-    return Issued(x509.load_der_x509_certificate(der), issued.key)
+    key = new_key(f"rsa{bits}")
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return key
