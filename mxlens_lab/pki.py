@@ -236,7 +236,7 @@ class PKI:
             .not_valid_before(now - timedelta(days=1))
             .not_valid_after(now + timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(ca_key_usage(), critical=True)
             .add_extension(ski, critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
@@ -280,7 +280,7 @@ class PKI:
             .not_valid_before(not_before or now - timedelta(days=1))
             .not_valid_after(not_after or now + timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(ca_key_usage(), critical=True)
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(priv.public_key()), critical=False
             )
@@ -489,7 +489,8 @@ class PKI:
         )
 
 
-def _ca_key_usage() -> x509.KeyUsage:
+def ca_key_usage() -> x509.KeyUsage:
+    """keyCertSign and cRLSign (plus digitalSignature, for OCSP signing by the CA itself)."""
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,

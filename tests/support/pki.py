@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mxlens_lab.pki import PKI, new_key, sign_sha1
+from mxlens_lab.pki import PKI, ca_key_usage, new_key, sign_sha1
 from probes.checks.certificates import parse_certificate
 from probes.model.events import CertInfo
 
@@ -98,17 +98,7 @@ def issue(
         )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            ca_key_usage(),
             critical=True,
         )
     else:
