@@ -167,7 +167,7 @@ async def test_watch_goes_on_through_a_check_that_cannot_be_made(
     from probes.model.errors import CheckError
     from probes.model.events import DiagnosisFinished, Event
     from probes.model.options import Options
-    from tests.fake_stream import fake_diagnose
+    from tests.support.fake_stream import fake_diagnose
     from tui.commands.watch import watch
 
     calls: list[int] = []

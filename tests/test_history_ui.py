@@ -10,7 +10,7 @@ import pytest
 from mxlens_lab.scenarios import CertSpec
 from mxlens_lab.world import LabThread
 from probes.history.store import HistoryStore
-from tests.ui_support import LAB_SIZE, make_app, open_app, screen_text, wait_done
+from tests.support.ui import LAB_SIZE, make_app, open_app, screen_text, wait_done
 from tui.app import MxLensApp
 from tui.screens.history_screen import HistoryScreen
 
