@@ -439,12 +439,8 @@ class HistoryStore:
         options: Mapping[str, Any] | None,
     ) -> int:
         kept = snapshot(dict(doc))
-        worst = None
-        for finding in kept.get("findings") or []:
-            if finding.get("severity") in ("error", "warning", "info"):
-                order = ("error", "warning", "info")
-                if worst is None or order.index(finding["severity"]) < order.index(worst):
-                    worst = finding["severity"]
+        severities = {f.get("severity") for f in kept.get("findings") or []}
+        worst = next((s for s in ("error", "warning", "info") if s in severities), None)
         cur = self.conn.execute(
             "INSERT INTO runs (domain, target, started, finished, exit, worst, policy, source,"
             " mxlens_version, options, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

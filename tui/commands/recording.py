@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from probes.history.record import Recorded, record_document, record_report
-from probes.model.options import Options
 from probes.model.safetext import visible
+
+if TYPE_CHECKING:  # the history (sqlite3 and all) loads when a check is recorded, not for --help
+    from probes.history.record import Recorded
+    from probes.model.options import Options
 
 
 def add_history_option(p: argparse.ArgumentParser) -> None:
@@ -22,6 +24,8 @@ def add_history_option(p: argparse.ArgumentParser) -> None:
 
 def record_check(report: Any, started: datetime, *, source: str = "check") -> Recorded:
     """Record `report`; any trouble goes to stderr as one line each, never changing the exit."""
+    from probes.history.record import record_report
+
     return _said(record_report(report, started, source=source))
 
 
@@ -29,6 +33,8 @@ def record_check_document(
     doc: dict[str, Any], options: Options, started: datetime, *, source: str
 ) -> Recorded:
     """Record a finished check's document (explain --run keeps no Report)."""
+    from probes.history.record import record_document
+
     return _said(record_document(doc, options, started, source=source))
 
 
