@@ -51,6 +51,7 @@ from .widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
     from mxlens_lab.world import Lab
+    from probes.history.diff import RunDiff
     from probes.interpret.explain import Explanation
 
 Source = Callable[[str, Options], AsyncIterator[Event]]
@@ -191,7 +192,7 @@ class MxLensApp(App[int]):
         self.connector: Any = None  # the ConnectorResult the user kept in the connector form
         self.walk_when_done = False
         self.history = history  # record finished runs (--no-history: False)
-        self.changes: Any = None  # probes.history.diff.RunDiff since the last recorded check
+        self.changes: RunDiff | None = None  # what changed since the last recorded check
         self._started: datetime | None = None
         if "NO_COLOR" in os.environ:
             self.add_class("-no-color")  # app.tcss marks cursors in reverse instead

@@ -15,10 +15,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from probes.model.errors import CheckError
 from probes.model.options import POLICIES, MxOverride, Options
+
+if TYPE_CHECKING:
+    from probes.history.diff import RunDiff
 
 EXIT_BAD_INPUT = 3
 COMMANDS = ("check", "lab", "demo", "explain", "history", "diff", "watch")
@@ -407,7 +410,7 @@ async def _check(
 
 
 def _check_extras(
-    report: Any, ns: argparse.Namespace, *, as_json: bool, changes: Any = None
+    report: Any, ns: argparse.Namespace, *, as_json: bool, changes: RunDiff | None = None
 ) -> int:
     """--walk, --connector and --ticket: the walk-through, a connector's verdict, a ticket file."""
     from probes.interpret.connectors import judge
