@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 Source = Callable[[str, Options], AsyncIterator[Event]]
 PANE_COUNT = 5
 
-# The pane that shows the evidence of a finding-id prefix or of a walk step (probes.walk.STEPS);
+# The pane that shows the evidence of a finding-id prefix or of a walk step (probes.interpret.walk.STEPS);
 # everything else (dns, mtasts, tlsrpt, pool, the MX and address steps) is in pane 1.
 _PANE_OF: dict[str, int] = {
     "smtp": 2,
