@@ -36,7 +36,7 @@ def test_every_json_document_carries_the_version() -> None:
 
 def test_top_level_usage_names_the_commands() -> None:
     out = run("--help").stdout
-    assert "{check,explain,lab,demo}" in out.splitlines()[1]
+    assert "{check,explain,history,diff,watch,lab,demo}" in out.splitlines()[1]
     assert "--version" in out
 
 

@@ -21,7 +21,7 @@ from probes.model.findings import EXPIRES_SOON, raise_finding
 from probes.model.options import Options
 from probes.net.smtp import Transcript
 from probes.report import Report, expiry, host_port
-from tests.fake_stream import fake_diagnose
+from tests.support.fake_stream import fake_diagnose
 
 
 def fake_report() -> Report:

@@ -13,8 +13,8 @@ from probes.model.events import Event
 from probes.model.options import Options
 from probes.model.version import mxlens_version
 from probes.report import Report
-from tests.fake_stream import fake_diagnose
-from tests.ui_support import LARGE, finish, make_app
+from tests.support.fake_stream import fake_diagnose
+from tests.support.ui import LARGE, finish, make_app
 
 
 def fake_report(target: str = "Example.ORG.") -> Report:

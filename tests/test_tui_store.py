@@ -22,7 +22,7 @@ from probes.model.events import (
     Where,
 )
 from probes.model.options import Options
-from tests.ui_support import LARGE, SMALL, WIDE, finish, make_app, screen_text
+from tests.support.ui import LARGE, SMALL, WIDE, finish, make_app, screen_text
 from tui.screens.connector_form import ConnectorForm
 
 pytestmark = pytest.mark.ui

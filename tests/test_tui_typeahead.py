@@ -13,7 +13,7 @@ import pytest
 from textual import events
 from textual.widgets import Input, OptionList
 
-from tests.ui_support import SMALL, finish, make_app, screen_text
+from tests.support.ui import SMALL, finish, make_app, screen_text
 from tui.app import MxLensApp
 from tui.screens.target_prompt import TargetPrompt, matching
 

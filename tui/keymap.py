@@ -94,6 +94,14 @@ ACTIONS: tuple[ActionSpec, ...] = (
         show=False,
     ),
     ActionSpec(
+        "history",
+        "h",
+        "history",
+        "History",
+        "History: this domain's last two recorded checks side by side, and what changed.",
+        show=False,
+    ),
+    ActionSpec(
         "explain",
         "x",
         "explain",
