@@ -195,7 +195,7 @@ class EndpointsPane(Pane):
             join(
                 Text(f"HTTP {e.status}" if e.status is not None else "no HTTP answer", "dim"),
                 Text(f"{e.ms:.0f} ms" if e.ms is not None else "", "dim"),
-                cells[5],
+                cells[COLUMNS.index("Detail")],
             )
         )
         detail.update(out)
