@@ -240,6 +240,15 @@ class Report:
         found = [f for f in self.findings_for(host, address) if not f.id.startswith("pool.")]
         return found[0].severity if found else None
 
+    def mtasts_covers(self, host: str) -> bool | None:
+        """Whether the domain's MTA-STS policy lists a pattern matching MX `host` (the rule
+        mtasts.mx_not_covered is raised by); None without a policy."""
+        if self.mtasts is None or not self.mtasts.mode:
+            return None
+        from probes.model.names import mx_matches  # idna: not needed for the UI's first paint
+
+        return any(mx_matches(p, host) for p in self.mtasts.mx_patterns)
+
     def endpoints_for(self, host: str, address: str) -> list[EndpointChecked]:
         """The CA endpoints of that address's chain, one per URL: the latest result."""
         session = self.session_at(host, address)

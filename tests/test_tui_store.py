@@ -191,3 +191,20 @@ async def test_the_transcript_says_what_the_engine_waits_for(tmp_path: Path) -> 
         await pilot.press("c")
         await pilot.pause()
         assert "waiting for the EHLO reply" in screen_text(app)
+
+
+async def test_notices_are_short_lived_and_name_paths_briefly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At 80x24 a 10 s toast with a full path sat over pane 5's why/fix and the key bar.
+    from tui.app import NOTICE_SECONDS
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    app = make_app(tmp_path)
+    async with app.run_test(size=SMALL) as pilot:
+        await finish(pilot, app)
+        await pilot.press("m")
+        await pilot.pause()
+        notice = list(app._notifications)[-1]
+        assert notice.timeout == NOTICE_SECONDS <= 5
+        assert "saved it to ~/export/ticket-example.org-" in notice.message

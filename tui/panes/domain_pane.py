@@ -30,7 +30,6 @@ from probes.model.events import (
     TlsRptChecked,
 )
 from probes.model.findings import SEVERITY_ORDER
-from probes.model.names import mx_matches
 
 from .. import change_marks
 from ..safe import join, mark, safe_text
@@ -369,7 +368,7 @@ class DomainPane(Pane):
         )
         if self.mtasts is not None and self.mtasts.mode and self.hosts:
             for h in self.hosts:
-                covered = any(mx_matches(p, h.host) for p in self.mtasts.mx_patterns)
+                covered = bool(self.report and self.report.mtasts_covers(h.host))
                 # uncovered in testing mode is reported by mtasts.testing, not per host
                 sev = self._graded("mtasts.mx_not_covered", h.host) or ("ok" if covered else "info")
                 node.add_leaf(

@@ -82,8 +82,9 @@ class FindingsBar(Pane):
         # A row the user moved to (keys are handled before this event, messages may not be).
         if lst.highlighted is not None and lst.highlighted != self._placed:
             self._chosen = self._highlighted() if lst.highlighted > 0 else None
-        self.findings.append(event.finding)
-        self.findings.sort(key=finding_order)
+        # The report has it already: the list is its findings, sorted for the view.
+        found = self.report.findings if self.report is not None else [*self.findings, event.finding]
+        self.findings = sorted(found, key=finding_order)
         lst.clear_options()
         lst.add_options(Option(self._prompt(f)) for f in self.findings)
         # A finding is always highlighted, so its why and fix show at once and Enter works
