@@ -87,6 +87,7 @@ _ENCRYPT = {
 _VERIFY = {
     "cert.untrusted",
     "cert.self_signed",
+    "cert.unparseable",
     "cert.incomplete_chain",
     "cert.expired",
     "cert.not_yet_valid",
@@ -106,6 +107,7 @@ _MTASTS = {
 _MTASTS_ENFORCED = _ENCRYPT | {
     "cert.untrusted",
     "cert.self_signed",
+    "cert.unparseable",
     "cert.incomplete_chain",
     "cert.expired",
     "cert.not_yet_valid",
@@ -117,6 +119,7 @@ _DANE = {"dane.tlsa_mismatch", "dane.lookup_failed"}
 _DANE_EE_MOOT = {
     "cert.untrusted",
     "cert.self_signed",
+    "cert.unparseable",
     "cert.incomplete_chain",
     "cert.expired",
     "cert.not_yet_valid",
