@@ -29,7 +29,7 @@ from tests._pki import (
 )
 
 WHERE = Where("mx.example.test", "127.0.0.1", 25)
-OPTS = Options(timeout=3)
+OPTS = Options(timeout=3, private_endpoints=True)  # the test servers are on loopback
 
 
 @pytest.fixture(scope="module")

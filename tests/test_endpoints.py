@@ -29,7 +29,7 @@ from probes.net.trust import Roots
 from tests._pki import DAY, NOW, Issued, Route, Server, closed_port, http_server, issue
 
 WHERE = Where("mx.example.test", "127.0.0.1", 25)
-OPTS = Options(timeout=3)
+OPTS = Options(timeout=3, private_endpoints=True)  # the test servers are on loopback
 HOUR = timedelta(hours=1)
 
 
@@ -525,7 +525,7 @@ async def test_https_uses_sni_host_header_and_our_roots(dns_server: _Dns, tmp_pa
     dns_server.records["wrong.example.test"] = "127.0.0.1"
     resolver = Resolver(("127.0.0.1", dns_server.port), timeout=2)  # type: ignore[attr-defined]
     with _serve(Policy, ctx) as port:
-        options = Options(timeout=3, https_port=port)
+        options = Options(timeout=3, https_port=port, private_endpoints=True)
         f = fetcher(resolver, options, Roots([root.cert], "test"))
         try:
             good = await f.get("https://mta-sts.example.test/.well-known/mta-sts.txt")

@@ -423,7 +423,7 @@ async def _world(
     dns_server.zone[(f"mta-sts.{DOMAIN}", "A")] = ["127.0.0.1"]
     https.routes[POLICY_PATH] = Reply(body=ENFORCE)
     resolver = Resolver(("127.0.0.1", dns_server.port), timeout=2)
-    options = Options(https_port=https.port, timeout=5)
+    options = Options(https_port=https.port, timeout=5, private_endpoints=True)
     fetcher = Fetcher(resolver, options, Roots([CA[0]], "test CA"))
     try:
         yield World(dns_server, https, resolver, fetcher)

@@ -74,6 +74,19 @@ def _add_probe_options(p: argparse.ArgumentParser) -> None:
         "--no-endpoints", action="store_true", help="skip the CA endpoint (OCSP/CRL/AIA) checks"
     )
     p.add_argument(
+        "--deadline",
+        metavar="S",
+        help="overall deadline of the whole diagnosis in seconds (default 15 x --timeout, at "
+        "least 60); what has not finished by then is reported as not tested",
+    )
+    p.add_argument(
+        "--allow-private-endpoints",
+        action="store_true",
+        help="also fetch CA endpoint and MTA-STS URLs on private, loopback or link-local "
+        "addresses and on ports other than 80/443 (internal PKIs; off by default because "
+        "certificates choose these URLs)",
+    )
+    p.add_argument(
         "--no-extra-probes",
         action="store_true",
         help="skip the TLS version sweep, the TLS 1.2 cipher probe and the STARTTLS injection test",
@@ -271,6 +284,8 @@ _DEST_FIELDS = {
     "no_extra_probes": "extra_probes",
     "attempts": "attempts",
     "https_port": "https_port",
+    "deadline": "deadline",
+    "allow_private_endpoints": "private_endpoints",
 }
 
 
@@ -331,6 +346,8 @@ def _options_from_args(ns: argparse.Namespace) -> Options:
         extra_probes=not ns.no_extra_probes,
         attempts=_attempts(ns.attempts),
         https_port=_port(ns.https_port, "--https-port"),
+        private_endpoints=ns.allow_private_endpoints,
+        deadline=_positive_float(ns.deadline, "--deadline") if ns.deadline else None,
     )
 
 

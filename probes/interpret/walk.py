@@ -110,6 +110,7 @@ STEP_OF: dict[str, str] = {
     "ca.crl_unreachable": "revocation",
     "ca.issuer_unreachable": "revocation",
     "ca.ocsp_invalid": "revocation",
+    "ca.endpoint_not_fetched": "revocation",
     "ca.crl_invalid": "revocation",
     "ca.no_revocation_info": "revocation",
     "ca.revocation_unavailable": "revocation",
