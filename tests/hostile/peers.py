@@ -40,6 +40,7 @@ class EndlessHttp:
     def __init__(self, mode: str = "endless") -> None:
         self.mode = mode
         self.connections = 0
+        self.heads: list[bytes] = []  # the request heads received, oldest first
         self.host = ""
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
@@ -60,7 +61,7 @@ class EndlessHttp:
                 await asyncio.sleep(3600)
                 return
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                self.heads.append(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5))
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/pkix-crl\r\n\r\n")
             chunk = b"\x30" * 65536
             while True:
@@ -145,3 +146,26 @@ class HostileWorld:
         }
         base.update(overrides)
         return Options(**base)
+
+
+def key_pem(key: Any) -> bytes:
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    return bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+
+
+def served_leaf(mx: str, ca_dir: Any, **issue_args: Any) -> tuple[Behaviour, str]:
+    """An SMTP behaviour presenting a leaf for mx from a private root (issue_args go to
+    tests._pki.issue: ocsp=, crl=, ca_issuers= URLs...), and the root's CA file path."""
+    from tests._pki import issue
+
+    root = issue("Hostile Test Root", ca=True)
+    leaf = issue(mx, root, **issue_args)
+    ca_file = ca_dir / "hostile-root.pem"
+    ca_file.write_bytes(root.pem)
+    behaviour = Behaviour(hostname=mx, cert_chain_pem=leaf.pem, key_pem=key_pem(leaf.key))
+    return behaviour, str(ca_file)
