@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -395,7 +394,7 @@ async def _check(
     ):
         return _check_extras(report, extras, as_json=as_json)
     if as_json:
-        sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+        _write_json(report.to_json())
     else:
         sys.stdout.write(report.to_text())
     return report.exit_code()
@@ -419,7 +418,7 @@ def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
             doc.update(walk.to_json())
         if result is not None:
             doc["connector"] = result.to_json()
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        _write_json(doc)
     else:
         from probes.model.safetext import visible
 
@@ -439,6 +438,12 @@ def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
             raise CheckError(f"cannot write the ticket report {path}: {exc.strerror}") from None
         sys.stderr.write(f"mxlens: ticket report saved to {path}\n")
     return int(report.exit_code())
+
+
+def _write_json(doc: Any) -> None:
+    from probes.report import json_text
+
+    sys.stdout.write(json_text(doc))
 
 
 def _read_text(arg: str) -> str:
@@ -463,18 +468,13 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
     expl = explain(_read_text(ns.text))
     if not ns.run:
         if ns.json:
-            sys.stdout.write(json.dumps(expl.to_json(), indent=2, ensure_ascii=False) + "\n")
+            _write_json(expl.to_json())
         else:
             sys.stdout.write(to_text(expl))
         return 0 if expl.recognised else 1
     if expl.target() is None:
         if ns.json:
-            sys.stdout.write(
-                json.dumps(
-                    {**expl.to_json(), "check": None, "cause": None}, indent=2, ensure_ascii=False
-                )
-                + "\n"
-            )
+            _write_json({**expl.to_json(), "check": None, "cause": None})
         else:
             sys.stdout.write(to_text(expl))
         check_options(expl, options)  # raises the one-line CheckError (exit 3)
@@ -493,7 +493,7 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
     else:
         doc, code = await run_check(expl, options)
     if ns.json:
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        _write_json(doc)
     else:
         from probes.model.safetext import visible
 
@@ -524,6 +524,12 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if not os.environ.get("MXLENS_DEBUG"):
+        # A Python warning on stderr (cryptography on an over-long name, a deprecation) is
+        # noise to the user and scribbles over the UI; MXLENS_DEBUG=1 shows them.
+        import warnings
+
+        warnings.simplefilter("ignore")
     args = list(sys.argv[1:] if argv is None else argv)
     command = args[0] if args and args[0] in COMMANDS else ""
     rest = args[1:] if command else args
