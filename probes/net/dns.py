@@ -191,8 +191,16 @@ class Resolver:
         last_status = "TIMEOUT"
         for ip, port in self.servers:
             try:
+                # A datagram from another source, with another id or question, or that does
+                # not parse is not the answer: keep waiting for it (one spoofed packet must
+                # not end the lookup).
                 response = await dns.asyncquery.udp(
-                    msg, ip, port=port, timeout=self.timeout, ignore_unexpected=True
+                    msg,
+                    ip,
+                    port=port,
+                    timeout=self.timeout,
+                    ignore_unexpected=True,
+                    ignore_errors=True,
                 )
                 if response.flags & dns.flags.TC:
                     response = await dns.asyncquery.tcp(msg, ip, port=port, timeout=self.timeout)
