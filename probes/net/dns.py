@@ -8,6 +8,8 @@ and are retried over TCP when the answer is truncated.
 
 from __future__ import annotations
 
+import asyncio
+
 import ipaddress
 import socket
 import time
@@ -127,6 +129,9 @@ def _port(text: str, whole: str) -> int:
     return int(text)
 
 
+MAX_QUERIES = 32  # DNS queries in flight at once per Resolver
+
+
 class Resolver:
     """An async stub resolver with a fixed list of servers.
 
@@ -155,6 +160,8 @@ class Resolver:
         self.timeout = timeout
         self.on_query = on_query
         self._cache: dict[tuple[str, str], Answer] = {}
+        # Each query holds a socket: a domain with 1,000 MX must not open 1,000 at once.
+        self._slots = asyncio.Semaphore(MAX_QUERIES)
 
     def describe(self) -> str:
         return ", ".join(f"{ip}:{port}" for ip, port in self.servers)
@@ -166,7 +173,8 @@ class Resolver:
         if cached is not None:
             return cached
         started = time.monotonic()
-        answer = await self._ask(key[0], key[1])
+        async with self._slots:
+            answer = await self._ask(key[0], key[1])
         self._cache[key] = answer
         if self.on_query is not None:
             self.on_query(
