@@ -9,7 +9,6 @@ and are retried over TCP when the answer is truncated.
 from __future__ import annotations
 
 import asyncio
-
 import ipaddress
 import socket
 import time
