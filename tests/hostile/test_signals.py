@@ -68,7 +68,7 @@ def test_a_signal_ends_the_ui_and_restores_the_terminal(
                 socket, "display-message", "-p", "#{alternate_on} #{mouse_any_flag}"
             ).strip()
 
-        wait_for(lambda: flags() == "1 1" and "Domain" in screen(), "the UI to paint")
+        wait_for(lambda: flags() == "1 1" and "Diagnose a domain" in screen(), "the UI to paint")
         pid = ui_pid()
         assert pid is not None
         os.kill(pid, sig)
