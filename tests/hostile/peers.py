@@ -160,8 +160,8 @@ def key_pem(key: Any) -> bytes:
 
 def served_leaf(mx: str, ca_dir: Any, **issue_args: Any) -> tuple[Behaviour, str]:
     """An SMTP behaviour presenting a leaf for mx from a private root (issue_args go to
-    tests._pki.issue: ocsp=, crl=, ca_issuers= URLs...), and the root's CA file path."""
-    from tests._pki import issue
+    tests.support.pki.issue: ocsp=, crl=, ca_issuers= URLs...), and the root's CA file path."""
+    from tests.support.pki import issue
 
     root = issue("Hostile Test Root", ca=True)
     leaf = issue(mx, root, **issue_args)

@@ -70,7 +70,7 @@ def long_name_leaf(tmp_path: Path) -> tuple[Behaviour, str]:
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import NameOID
 
-    from tests._pki import DAY, NOW, ec_key, issue
+    from tests.support.pki import DAY, NOW, ec_key, issue
 
     root = issue("Hostile Test Root", ca=True)
     key = ec_key()
