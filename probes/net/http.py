@@ -194,13 +194,14 @@ class Fetcher:
         """Fetch url (GET, or POST with body). ok means HTTP 2xx with a body within max_bytes.
 
         The whole fetch, DNS included, ends within 2 x the per-step timeout."""
-        started = time.monotonic()
         deadline = 2 * self.options.timeout
         async with self._slots:
+            # The clock starts with the slot: waiting for one is not the server's slowness.
+            started = time.monotonic()
             try:
                 return await asyncio.wait_for(
                     self._fetch(url, max_bytes, method, body, content_type, started),
-                    timeout=max(0.0, deadline - (time.monotonic() - started)),
+                    timeout=deadline,
                 )
             except asyncio.TimeoutError:
                 return HttpResult(
