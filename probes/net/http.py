@@ -273,6 +273,16 @@ class Fetcher:
 
         proxy = proxy_for(parsed)
         if proxy is not None:
+            # The proxy resolves names itself; what can be judged here is an address or
+            # "localhost" in the URL, which the proxy would otherwise fetch for us.
+            literal = parsed.host.strip("[]")
+            inside = not_global(literal) if is_ip_literal(literal) else literal == "localhost"
+            if inside and not self.options.private_endpoints:
+                return fail(
+                    f"not fetched from here (private address {literal}; "
+                    "--allow-private-endpoints fetches it)",
+                    refused=True,
+                )
             try:
                 return await asyncio.wait_for(
                     self._request(

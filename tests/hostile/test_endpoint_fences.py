@@ -194,3 +194,29 @@ async def test_200_endless_crls_stay_under_200_mib(tmp_path: Path) -> None:
     assert "ca.endpoint_not_fetched" in ids  # 196 URLs listed, not fetched
     assert listener.connections <= 4
     print(f"200 endless CRLs: peak RSS {peak_mib:.0f} MiB, {took:.1f} s")
+
+
+async def test_a_proxy_is_not_asked_for_an_internal_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from probes.model.options import Options
+    from probes.net.dns import Resolver
+    from probes.net.http import Fetcher
+    from probes.net.trust import Roots
+
+    proxy = EndlessHttp("endless")
+    await proxy.start(HostileWorld().address(203))
+    monkeypatch.setenv("HTTP_PROXY", f"http://{proxy.host}:{proxy.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    fetcher = Fetcher(Resolver(("127.0.0.1", 9), timeout=0.5), Options(timeout=1), Roots([], ""))
+    try:
+        results = [
+            await fetcher.get(url)
+            for url in ("http://127.0.0.1/crl", "http://[::1]/crl", "http://localhost/crl")
+        ]
+    finally:
+        await fetcher.aclose()
+        await proxy.stop()
+    assert proxy.connections == 0
+    assert all(r.refused and "private address" in (r.error or "") for r in results)
