@@ -55,7 +55,9 @@ class TargetPrompt(ModalScreen[str | None]):
                 yield OptionList(id="target-choices")
 
     def on_mount(self) -> None:
-        self.query_one(Input).focus()
+        # No box when the app is ending (a SIGTERM right at start-up) as this mounts.
+        for box in self.query(Input):
+            box.focus()
         # The current target is pre-filled (selected, so typing replaces it): list them all.
         self._fill("")
 
