@@ -33,7 +33,8 @@ def sev(fid: str, policy: str, **ctx: bool) -> str:
         # verify (EXO CertificateValidation): chain and revocation, not the MX name
         ("cert.untrusted", "verify", "error"),
         ("ca.revocation_unavailable", "verify", "error"),
-        ("cert.name_mismatch", "verify", "info"),
+        ("cert.name_mismatch", "verify", "error"),  # Postfix verify checks the MX name
+        ("cert.name_mismatch", "domain", "warning"),
         ("cert.expected_name_mismatch", "verify", "warning"),
         # domain (EXO DomainValidation + TlsDomain, Postfix secure)
         ("cert.expected_name_mismatch", "domain", "error"),
