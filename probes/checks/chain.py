@@ -21,6 +21,7 @@ from probes.model.events import (
     Where,
 )
 from probes.model.findings import raise_finding
+from probes.model.wording import count
 from probes.model.names import cert_matches, expected_name_matches
 from probes.model.options import Options
 
@@ -348,7 +349,7 @@ async def validate_chain(
             (
                 "cert.expires_soon",
                 f"the server certificate ({_label(leaf_info)}) expires on "
-                f"{leaf_info.not_after} (in {days} days)",
+                f"{leaf_info.not_after} (in {count(days, 'day')})",
                 0,
             )
         )

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from probes.model.events import CertInfo, Finding, Where
 from probes.model.findings import SEVERITY_ORDER
+from probes.model.wording import count
 from probes.report import MxReport, Report, SessionReport, trust_summary, versions_text
 
 StepStatus = Literal["pass", "fail", "skip"]
@@ -454,7 +455,7 @@ def _with_verdict(walk: Walk) -> Walk:
         else:
             text = f"Mail to {walk.target}{where} gets through under policy {walk.policy}."
     if walk.elsewhere:
-        text += f" Other MX differ ({len(walk.elsewhere)} note(s) below)."
+        text += f" Other MX differ ({count(len(walk.elsewhere), 'note')} below)."
     return Walk(
         walk.target, walk.policy, walk.route, walk.steps, text, walk.elsewhere, walk.verdict_notes
     )
@@ -583,8 +584,9 @@ class _Evidence:
                 refs.append("cert:0")
         elif s is not None and name == "revocation":
             for e in s.endpoints[:6]:
-                state = "ok" if e.ok else f"FAIL {e.error or ''}".strip()
-                extra = f" ({e.cert_status})" if e.cert_status else ""
+                # An answer that says "revoked" is no "ok": show the status it gave.
+                state = (e.cert_status or "ok") if e.ok else f"FAIL {e.error or ''}".strip()
+                extra = ""
                 out.append(f"{e.kind} {e.url}: {state}{extra}")
             if s.endpoints:
                 refs.append(f"endpoint:{s.endpoints[0].url}")
@@ -601,7 +603,7 @@ class _Evidence:
         elif s is not None and name == "dane" and s.dane is not None:
             d = s.dane
             out.append(
-                f"TLSA {d.status}, {'DNSSEC-validated' if d.authenticated else 'not validated'}, {len(d.records)} record(s)"
+                f"TLSA {d.status}, {'DNSSEC-validated' if d.authenticated else 'not validated'}, {count(len(d.records), 'record')}"
             )
             if d.matched is not None:
                 out.append(f"matched {d.matched}")
@@ -661,7 +663,7 @@ class _Evidence:
         out = [f"C: {_short(lines[start].text)}"]
         if reply:
             out.append(
-                f"S: {_short(reply[0])}" + (f" (+{len(reply) - 1} lines)" if len(reply) > 1 else "")
+                f"S: {_short(reply[0])}" + (f" (+{count(len(reply) - 1, 'line')})" if len(reply) > 1 else "")
             )
         return out
 
