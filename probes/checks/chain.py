@@ -21,9 +21,9 @@ from probes.model.events import (
     Where,
 )
 from probes.model.findings import raise_finding
-from probes.model.wording import count
 from probes.model.names import cert_matches, expected_name_matches
 from probes.model.options import Options
+from probes.model.wording import count
 
 if TYPE_CHECKING:
     from probes.net.http import Fetcher

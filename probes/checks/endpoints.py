@@ -34,8 +34,8 @@ from probes.model.events import (
     Where,
 )
 from probes.model.findings import raise_finding
-from probes.model.wording import count
 from probes.model.options import Options
+from probes.model.wording import count
 from probes.net.http import Fetcher, HttpResult
 
 OCSP_MAX_BYTES = 200_000
@@ -84,7 +84,9 @@ def _iso(moment: datetime) -> str:
 def _in_days(moment: datetime, now: datetime) -> str:
     delta = _utc(moment) - now
     if delta.total_seconds() < 0:
-        return f"{count(-delta.days, 'day')} ago" if -delta.days >= 1 else "less than a day ago"
+        # timedelta.days floors: 26 hours ago is days == -2; count whole days elapsed.
+        ago = int(-delta.total_seconds() // 86400)
+        return f"{count(ago, 'day')} ago" if ago >= 1 else "less than a day ago"
     hours = delta.total_seconds() / 3600
     if delta.days >= 1:
         return f"in {count(delta.days, 'day')}"
@@ -538,8 +540,7 @@ async def check_endpoints(
                     "cert.revoked",
                     where,
                     f"{_label(certs[index])} is revoked: {sources}",
-                    evidence=tuple(f"endpoint:{e.url}" for e in said_revoked)
-                    + (f"cert:{index}",),
+                    evidence=tuple(f"endpoint:{e.url}" for e in said_revoked) + (f"cert:{index}",),
                 )
             )
         if outcomes and not any(o.reachable for o in outcomes):

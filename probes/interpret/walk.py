@@ -663,7 +663,8 @@ class _Evidence:
         out = [f"C: {_short(lines[start].text)}"]
         if reply:
             out.append(
-                f"S: {_short(reply[0])}" + (f" (+{count(len(reply) - 1, 'line')})" if len(reply) > 1 else "")
+                f"S: {_short(reply[0])}"
+                + (f" (+{count(len(reply) - 1, 'line')})" if len(reply) > 1 else "")
             )
         return out
 
