@@ -34,7 +34,8 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
     tls.starttls_still_offered  starttls-still-offered
     tls.plaintext_injection     plaintext-injection
     cert.untrusted              untrusted             cert.self_signed         self-signed
-    cert.incomplete_chain       incomplete-chain      cert.expired             expired (+ pool-inconsistent)
+    cert.incomplete_chain       incomplete-chain (+ incomplete-chain-sendmail)
+    cert.expired             expired (+ pool-inconsistent)
     cert.not_yet_valid          not-yet-valid         cert.expires_soon        expires-soon
     cert.name_mismatch          name-mismatch         cert.expected_name_mismatch  expected-name-mismatch
     cert.no_san                 no-san                cert.weak_key            weak-key
@@ -482,6 +483,18 @@ _LIST: list[Scenario] = [
         ("cert.incomplete_chain",),
         "chain_trusted",
         mx=_cert(send_intermediate=False),
+    ),
+    _s(
+        "incomplete-chain-sendmail",
+        "incomplete-chain behind a Sendmail greeting: the fix names Sendmail's CACertFile, the only place its intermediate goes on the wire from.",
+        ("cert.incomplete_chain",),
+        "chain_trusted",
+        mx=(
+            MxSpec(
+                server={"banner": b"220 mx1 ESMTP Sendmail 8.17.1.9/8.17.1.9; ready"},
+                cert=CertSpec(send_intermediate=False),
+            ),
+        ),
     ),
     _s(
         "expired",

@@ -44,11 +44,13 @@ from probes.model.events import (
     SessionFinished,
     TlsNegotiated,
     TlsVersionsProbed,
+    TranscriptLine,
     Where,
 )
 from probes.model.findings import GradeContext, grade, raise_finding, worst
 from probes.model.names import is_ip_literal
 from probes.model.options import Options
+from probes.model.server_software import identify, tailored_fix
 from probes.net.dns import Answer, Resolver, local_fqdn, to_ascii
 from probes.net.http import Fetcher
 from probes.net.tls import weak_cipher_reason
@@ -124,6 +126,8 @@ class _Run:
         self.dane_active: set[str] = set()  # MX hosts with validated, usable TLSA records
         self.dane_ee: set[Where] = set()  # sessions whose leaf matched a DANE-EE record
         self.facts: dict[Where, _SessionFacts] = {}
+        # The software each address's greeting names (None: it names none we know).
+        self.software: dict[Where, str | None] = {}
         self.tlsa: dict[str, asyncio.Task[TlsaLookup]] = {}
         self.started = time.monotonic()
 
@@ -147,6 +151,9 @@ class _Run:
             dane_ee_matched=finding.where in self.dane_ee,
         )
         graded = grade(finding, ctx)
+        fix = tailored_fix(graded.id, self.software.get(finding.where))
+        if fix is not None:
+            graded = replace(graded, fix=fix)
         self.findings.append(graded)
         self.put(FindingRaised(graded))
 
@@ -164,6 +171,12 @@ class _Run:
             if isinstance(event, FindingRaised):
                 self.finding(event.finding)
             else:
+                if (
+                    isinstance(event, TranscriptLine)
+                    and event.dir == "S"
+                    and event.where not in self.software
+                ):
+                    self.software[event.where] = identify(event.text)  # the greeting
                 self.put(event)
         return seen
 
