@@ -33,11 +33,13 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
     tls.no_forward_secrecy      no-forward-secrecy    tls.weak_cipher          weak-cipher
     tls.starttls_still_offered  starttls-still-offered
     tls.plaintext_injection     plaintext-injection
-    cert.untrusted              untrusted             cert.self_signed         self-signed
+    cert.untrusted              untrusted (+ untrusted-sts-testing)
+    cert.self_signed            self-signed
     cert.incomplete_chain       incomplete-chain (+ incomplete-chain-sendmail)
-    cert.expired             expired (+ pool-inconsistent)
+    cert.expired                expired (+ pool-inconsistent, dane-ee-expired)
     cert.not_yet_valid          not-yet-valid         cert.expires_soon        expires-soon
-    cert.name_mismatch          name-mismatch         cert.expected_name_mismatch  expected-name-mismatch
+    cert.name_mismatch          name-mismatch (+ dane-ee-name-mismatch)
+    cert.expected_name_mismatch expected-name-mismatch
     cert.no_san                 no-san                cert.weak_key            weak-key
     cert.weak_signature         weak-signature        cert.not_server_auth     not-server-auth
     cert.revoked                revoked
@@ -160,6 +162,9 @@ class Scenario:
     breaks: str | None
     options: dict[str, Any] = field(default_factory=dict)  # probes.options.Options fields
     stage: Stage = Stage()
+    # policy -> {finding id: severity}: the exact grades `check --policy P` must give, for the
+    # scenarios whose point is how senders judge them (tests/test_lab_policies.py).
+    grades: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def _mx(**kw: Any) -> tuple[MxSpec, ...]:
@@ -182,6 +187,7 @@ def _s(
     *,
     domain: str | None = None,
     options: dict[str, Any] | None = None,
+    grades: dict[str, dict[str, str]] | None = None,
     **stage: Any,
 ) -> Scenario:
     return Scenario(
@@ -192,7 +198,16 @@ def _s(
         breaks=breaks,
         options=dict(options or {}),
         stage=Stage(**stage),
+        grades=dict(grades or {}),
     )
+
+
+POLICIES = ("strict", "opportunistic", "encrypt", "verify", "domain", "mta-sts", "dane")
+
+
+def _every(fid: str, sev: str, **other: str) -> dict[str, dict[str, str]]:
+    """One finding's grade under every policy: `sev`, except where `other` says."""
+    return {p: {fid: other.get(p.replace("-", "_"), sev)} for p in POLICIES}
 
 
 _TLS1, _TLS11, _TLS12 = (
@@ -469,6 +484,7 @@ _LIST: list[Scenario] = [
         ("cert.untrusted",),
         "chain_trusted",
         mx=_cert(issuer="untrusted"),
+        grades=_every("cert.untrusted", "error"),  # MTA-STS enforce: an error for everyone
     ),
     _s(
         "self-signed",
@@ -706,6 +722,45 @@ _LIST: list[Scenario] = [
         ("dane.dnssec_unsigned",),
         "dane",
         signed=False,
+    ),
+    # ---- how senders weigh the domain's own policies --------------------------------------
+    _s(
+        "dane-ee-expired",
+        "A signed zone with MTA-STS enforce and a validated TLSA 3 1 1 that matches the leaf, which expired two days ago. DANE senders accept it (DANE-EE: no date check); every MTA-STS sender refuses it, so it is an error under every policy but dane (RFC 8461 section 2: DANE decides where a sender does both).",
+        ("cert.expired",),
+        "chain_trusted",
+        tlsa="match",
+        mx=_cert(not_before_days=-92, not_after_days=-2),
+        grades=_every("cert.expired", "error", dane="info"),
+    ),
+    _s(
+        "dane-ee-name-mismatch",
+        "A signed zone with MTA-STS enforce and a validated TLSA 3 1 1 that matches the leaf, which is for mail.other.lab.test, not the MX name. DANE-EE checks no name; MTA-STS senders do: an error under every policy but dane.",
+        ("cert.name_mismatch",),
+        "name_match",
+        tlsa="match",
+        mx=_cert(names=("mail.other.lab.test",)),
+        grades=_every("cert.name_mismatch", "error", dane="info"),
+    ),
+    _s(
+        "untrusted-sts-testing",
+        "The untrusted scenario with the MTA-STS policy in testing mode instead of enforce: nothing published makes the chain matter to senders that check no certificate, so it is an error only for validating policies (its text says who still delivers), where under enforce (scenario untrusted) it is one for everyone (its text names the MTA-STS policy).",
+        ("cert.untrusted", "mtasts.testing"),
+        "chain_trusted",
+        mx=_cert(issuer="untrusted"),
+        mtasts_policy="version: STSv1\nmode: testing\n{mx_lines}max_age: 86400\n",
+        grades={
+            p: {"cert.untrusted": sev, "mtasts.testing": "info"}
+            for p, sev in (
+                ("strict", "error"),
+                ("opportunistic", "warning"),
+                ("encrypt", "warning"),
+                ("verify", "error"),
+                ("domain", "error"),
+                ("mta-sts", "warning"),
+                ("dane", "warning"),
+            )
+        },
     ),
     # ---- the pool ------------------------------------------------------------------------
     _s(

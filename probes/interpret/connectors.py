@@ -211,13 +211,9 @@ def _nexthop_ok(cert: CertInfo, domain: str) -> bool:
     return False
 
 
-def regrade(report: Report, profile: Profile, tls_domain: str | None = None) -> list[Finding]:
-    """The report's findings graded as `profile` would see them (no new probing)."""
-    name = tls_domain or report.options.expect_name
-    if profile.needs_name and not name:
-        raise CheckError(
-            f"connector {profile.name} needs a {profile.name_label} (--expect-name NAME)"
-        )
+def _published(report: Report) -> tuple[bool, set[str], set[tuple[str, str | None]]]:
+    """What the domain publishes, as grading needs it: MTA-STS enforce, the MX hosts with
+    usable validated TLSA records, the (host, address) pairs whose leaf matched DANE-EE."""
     mtasts_enforce = bool(
         report.mtasts and report.mtasts.mode == "enforce" and report.mtasts.error is None
     )
@@ -229,6 +225,34 @@ def regrade(report: Report, profile: Profile, tls_domain: str | None = None) -> 
                 dane_hosts.add(mx.host)
                 if s.dane.matched is not None and s.dane.matched.usage == 3:
                     dane_ee.add((mx.host, s.address))
+    return mtasts_enforce, dane_hosts, dane_ee
+
+
+def regrade_for_policy(report: Report, policy: Policy) -> list[Finding]:
+    """The report's findings graded as `check --policy policy` grades them, without probing
+    again (the same context the orchestrator gives grade())."""
+    mtasts_enforce, dane_hosts, dane_ee = _published(report)
+    out: list[Finding] = []
+    for f in report.findings:
+        base = replace(f, severity=f.raised_as) if f.raised_as else f
+        ctx = GradeContext(
+            policy=policy,
+            mtasts_enforce=mtasts_enforce,
+            dane_active=f.where.host in dane_hosts,
+            dane_ee_matched=(f.where.host, f.where.address) in dane_ee,
+        )
+        out.append(grade(base, ctx))
+    return out
+
+
+def regrade(report: Report, profile: Profile, tls_domain: str | None = None) -> list[Finding]:
+    """The report's findings graded as `profile` would see them (no new probing)."""
+    name = tls_domain or report.options.expect_name
+    if profile.needs_name and not name:
+        raise CheckError(
+            f"connector {profile.name} needs a {profile.name_label} (--expect-name NAME)"
+        )
+    mtasts_enforce, dane_hosts, dane_ee = _published(report)
     recompute_names = profile.name_check in ("tlsdomain", "nexthop")
     out: list[Finding] = []
     for f in report.findings:
