@@ -55,7 +55,7 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
     dane.tlsa_mismatch          dane-mismatch         dane.lookup_failed       dane-lookup-failed
     dane.unusable               dane-unusable         dane.insecure            dane-insecure
     dane.dnssec_unsigned        dnssec-unsigned
-    pool.inconsistent           pool-inconsistent
+    pool.inconsistent           pool-inconsistent, mx-pool (one preference)
     (no finding)                healthy, idn (bücher.lab.test), dane-ok, hostile
 
 Ids that cannot be staged locally (NOT_STAGED below, with the reason):
@@ -774,6 +774,28 @@ _LIST: list[Scenario] = [
             ),
             MxSpec(label="mx2", preference=20),
         ),
+    ),
+    _s(
+        "mx-pool",
+        "Two MX at one preference (10): mx1 sends its leaf without the intermediate, mx2 is healthy. Senders pick either; one that picks mx1 fails there and tries mx2 next, so mail arrives late or only through mx2. The walk follows mx1, fails at chain_trusted, and says it delivers via mx2.",
+        ("cert.incomplete_chain", "pool.inconsistent"),
+        "chain_trusted",
+        mx=(
+            MxSpec(label="mx1", preference=10, cert=CertSpec(send_intermediate=False)),
+            MxSpec(label="mx2", preference=10),
+        ),
+        grades={
+            p: {"cert.incomplete_chain": sev, "pool.inconsistent": "warning"}
+            for p, sev in (
+                ("strict", "error"),
+                ("opportunistic", "error"),  # MTA-STS enforce
+                ("encrypt", "error"),
+                ("verify", "error"),
+                ("domain", "error"),
+                ("mta-sts", "error"),
+                ("dane", "error"),
+            )
+        },
     ),
     _s(
         "lb-alternating",

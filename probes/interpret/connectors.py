@@ -18,7 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from probes.interpret.walk import STEPS, Walk, WalkStep, build_walk, leaf_cert
+from probes.interpret.walk import (
+    STEPS,
+    Walk,
+    WalkStep,
+    build_walk,
+    fallback_sentence,
+    leaf_cert,
+)
 from probes.model.errors import CheckError
 from probes.model.events import CertInfo, Finding, Where
 from probes.model.findings import GradeContext, grade, raise_finding
@@ -351,6 +358,11 @@ def verdict(walk: Walk, profile: Profile, findings: tuple[Finding, ...] = ()) ->
         return (
             f"This connector would reject the partner's mail at step {step.name} because {reason}."
         )
+    if walk.fallback is not None:
+        return (
+            f"This connector would deliver, late or only via {walk.fallback}: {walk.route} fails "
+            f"at step {step.name} because {reason}. {fallback_sentence(walk)}"
+        )
     return f"This connector would fail at step {step.name} because {reason}."
 
 
@@ -361,9 +373,10 @@ def judge(report: Report, profile: Profile | str, tls_domain: str | None = None)
     findings = regrade(report, prof, name)
     walk = build_walk(report, findings, policy=f"{prof.policy} (connector {prof.name})")
     text = verdict(walk, prof, tuple(findings))
-    delivers = failing_step(walk, prof) is None and (
-        prof.direction != "inbound" or _certificate_seen(walk)
-    )
+    if prof.direction == "inbound":
+        delivers = failing_step(walk, prof) is None and _certificate_seen(walk)
+    else:
+        delivers = failing_step(walk, prof) is None or walk.fallback is not None
     return ConnectorResult(
         prof,
         name if prof.name_check == "tlsdomain" else None,
