@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+
 from probes.checks.chain import validate_chain
 from probes.checks.dane import TlsaLookup, is_usable, judge_dane, lookup_tlsa
 from probes.checks.endpoints import check_endpoints
@@ -26,6 +28,7 @@ from probes.checks.mtasts import check_mtasts
 from probes.checks.session import smtp_session
 from probes.checks.side_probes import starttls_injection_test, tls12_cipher_probe, tls_version_sweep
 from probes.checks.tlsrpt import check_tlsrpt
+from probes.interpret.providers import missing_root_findings
 from probes.model.errors import CheckError
 from probes.model.events import (
     AddressesResolved,
@@ -187,6 +190,7 @@ class _Run:
         try:
             hosts = await self.mail_route()
             if hosts:
+                self.provider_roots([h.host for h in hosts])
                 policy_task = asyncio.create_task(self.policies([h.host for h in hosts]))
                 background.append(policy_task)
                 for mx in hosts:
@@ -227,6 +231,12 @@ class _Run:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             self.put(_END)
+
+    def provider_roots(self, mx_hosts: list[str]) -> None:
+        """A provider's MX checked with a trust store that lacks the root its chains need."""
+        sha1s = {c.fingerprint(hashes.SHA1()).hex().upper() for c in self.roots.certs}
+        for finding in missing_root_findings(mx_hosts, sha1s, self.roots.description):
+            self.finding(finding)
 
     def port_for(self, host: str) -> int:
         for override in self.options.mx:

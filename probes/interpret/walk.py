@@ -112,6 +112,7 @@ STEP_OF: dict[str, str] = {
     "ca.ocsp_invalid": "revocation",
     "ca.crl_invalid": "revocation",
     "ca.no_revocation_info": "revocation",
+    "ca.provider_root_missing": "chain_trusted",
     "ca.revocation_unavailable": "revocation",
     "mtasts.record_invalid": "mta_sts",
     "mtasts.fetch_failed": "mta_sts",
