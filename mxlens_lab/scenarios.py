@@ -61,6 +61,8 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
 Ids that cannot be staged locally (NOT_STAGED below, with the reason):
 - smtp.not_tested_from_here: needs an IPv6 address this host has no route to, and the lab
   and its tests use loopback only. Its classification is unit-tested (tests/test_smtp_reply.py).
+- dane.required: raised only by the connector simulation (exo-smtpdane-mandatory), never by
+  `mxlens check` itself; tests/test_connectors.py stages it on the healthy scenario.
 - ca.provider_root_missing: needs an Exchange Online MX name; the lab serves lab.test only.
   Unit-tested with the real DigiCert Global Root G2 fingerprint (tests/test_providers.py).
 
@@ -86,6 +88,7 @@ from probes.interpret.walk import STEPS as STEPS
 
 NOT_STAGED: dict[str, str] = {
     "smtp.not_tested_from_here": "needs an unroutable IPv6 address; the lab is loopback only",
+    "dane.required": "raised by the connector simulation only (exo-smtpdane-mandatory on a domain without DANE); tests/test_connectors.py stages it on healthy",
     "ca.provider_root_missing": "needs an Exchange Online MX name (mail.protection.outlook.com, mx.microsoft); the lab serves lab.test only",
 }
 

@@ -53,6 +53,7 @@ class Profile:
     mta_sts: bool = True  # honours the recipient's MTA-STS policy
     dane: bool = True  # honours the recipient's DANE (TLSA) records
     name_label: str = "TlsDomain"
+    dane_required: bool = False  # SmtpDaneMode Mandatory: no usable DANE is a failure
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -70,6 +71,27 @@ PROFILES: dict[str, Profile] = {
             "Exchange Online, no outbound connector",
             "opportunistic",
             f"Opportunistic TLS; MTA-STS always honoured; outbound DANE on since 2022-03. {_EXO}",
+        ),
+        Profile(
+            "exo-smtpdane-mandatory",
+            "Exchange Online outbound connector, SmtpDaneMode Mandatory",
+            "dane",
+            f"DANE required: mail is queued if validation fails or the destination does not support SMTP DANE; MTA-STS still honoured (MtaStsMode Opportunistic). Since late February 2026 (Exchange team blog; MC1220759). {_EXO}",
+            dane_required=True,
+        ),
+        Profile(
+            "exo-smtpdane-none",
+            "Exchange Online outbound connector, SmtpDaneMode None",
+            "opportunistic",
+            f"DANE not applied to this partner; MTA-STS still honoured. Since late February 2026 (Exchange team blog; MC1220759). {_EXO}",
+            dane=False,
+        ),
+        Profile(
+            "exo-mtasts-none",
+            "Exchange Online outbound connector, MtaStsMode None",
+            "opportunistic",
+            f"MTA-STS not applied to this partner; DANE still applied (SmtpDaneMode Opportunistic). Since late February 2026 (Exchange team blog; MC1220759). {_EXO}",
+            mta_sts=False,
         ),
         Profile(
             "exo-encryption-only",
@@ -291,6 +313,33 @@ def regrade(report: Report, profile: Profile, tls_domain: str | None = None) -> 
         out.append(g if sev == g.severity else replace(g, severity=sev))
     if recompute_names:
         out.extend(_name_findings(report, profile, name))
+    if profile.dane_required:
+        out.extend(_dane_required_findings(report))
+    return out
+
+
+def _dane_required_findings(report: Report) -> list[Finding]:
+    """SmtpDaneMode Mandatory: every MX address without usable, validated TLSA records."""
+    out: list[Finding] = []
+    for mx in report.mx.values():
+        for s in mx.sessions.values():
+            d = s.dane
+            if d is not None and d.authenticated and d.usable > 0:
+                continue
+            if d is None or not d.records:
+                why = "no TLSA records"
+            elif not d.authenticated:
+                why = "TLSA records that are not DNSSEC-validated"
+            else:
+                why = "no usable TLSA record"
+            out.append(
+                raise_finding(
+                    "dane.required",
+                    Where(mx.host, s.address, s.port),
+                    f"the connector requires DANE and {mx.host} has {why}",
+                    severity="error",
+                )
+            )
     return out
 
 

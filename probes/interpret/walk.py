@@ -125,6 +125,7 @@ STEP_OF: dict[str, str] = {
     "dane.tlsa_mismatch": "dane",
     "dane.lookup_failed": "dane",
     "dane.unusable": "dane",
+    "dane.required": "dane",
     "dane.insecure": "dane",
     "dane.dnssec_unsigned": "dane",
     "pool.inconsistent": VERDICT,
