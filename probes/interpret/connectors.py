@@ -29,7 +29,7 @@ from probes.interpret.walk import (
 from probes.model.errors import CheckError
 from probes.model.events import CertInfo, Finding, Where
 from probes.model.findings import GradeContext, grade, raise_finding
-from probes.model.names import expected_name_matches, normalize
+from probes.model.names import canonical, expected_name_matches, normalize
 from probes.model.options import Policy
 from probes.report import Report
 
@@ -344,7 +344,7 @@ def _dane_required_findings(report: Report) -> list[Finding]:
 
 
 def _name_findings(report: Report, profile: Profile, name: str | None) -> list[Finding]:
-    domain = (report.target_ascii or report.target).lower().rstrip(".")
+    domain = canonical(report.target_ascii or report.target)
     out: list[Finding] = []
     for mx in report.mx.values():
         for s in mx.sessions.values():

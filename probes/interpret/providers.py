@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from probes.model.events import Finding, Where
 from probes.model.findings import raise_finding
+from probes.model.names import canonical
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class Provider:
 
 
 def _norm(host: str) -> str:
-    return host.strip().rstrip(".").lower()
+    return canonical(host)
 
 
 @lru_cache(maxsize=1)
@@ -131,7 +132,7 @@ def url_hosts(urls: Iterable[str]) -> list[str]:
         except ValueError:  # a hostile certificate can carry any text as a URL
             continue
         if host:
-            hosts.add(host.rstrip(".").lower())
+            hosts.add(canonical(host))
     return sorted(hosts)
 
 
