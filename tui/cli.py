@@ -424,11 +424,14 @@ def _read_text(arg: str) -> str:
 
     if arg != "-":
         return arg
+    # Enough bytes for MAX_TEXT characters of any UTF-8 and one more, so that explain() can
+    # say the text was cut; the rest of stdin is never read.
+    limit = 4 * MAX_TEXT + 4
     try:
-        data = sys.stdin.buffer.read(MAX_TEXT + 1)
+        data = sys.stdin.buffer.read(limit)
     except (OSError, ValueError, AttributeError) as exc:
         raise CheckError(f"cannot read the text from stdin: {exc}") from None
-    return data[:MAX_TEXT].decode("utf-8", errors="replace")
+    return data.decode("utf-8", errors="replace")
 
 
 async def _explain(ns: argparse.Namespace, options: Options) -> int:

@@ -95,6 +95,7 @@ STEP_OF: dict[str, str] = {
     "tls.weak_suite_accepted": "handshake",
     "cert.untrusted": "chain_trusted",
     "cert.self_signed": "chain_trusted",
+    "cert.unparseable": "chain_trusted",
     "cert.incomplete_chain": "chain_trusted",
     "cert.expired": "chain_trusted",
     "cert.not_yet_valid": "chain_trusted",
