@@ -28,7 +28,8 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
     smtp.rate_limited (info)    rate-limited-once     tls.non_fs_accepted      tls-non-fs
     tls.weak_suite_accepted     tls-weak-suite        pool.inconsistent        lb-alternating (--attempts 2)
     tls.starttls_not_offered    no-starttls           tls.starttls_refused     starttls-refused
-    tls.handshake_failed        handshake-failed      tls.legacy_only          legacy-only
+    tls.handshake_failed        handshake-failed, handshake-after-certificate
+    tls.legacy_only             legacy-only
     tls.legacy_accepted         legacy-accepted       tls.no_tls13             no-tls13 (+ no-forward-secrecy, weak-cipher)
     tls.no_forward_secrecy      no-forward-secrecy    tls.weak_cipher          weak-cipher
     tls.starttls_still_offered  starttls-still-offered
@@ -409,6 +410,25 @@ _LIST: list[Scenario] = [
         ("tls.handshake_failed",),
         "handshake",
         mx=_server(handshake_fail="close"),
+    ),
+    _s(
+        "handshake-after-certificate",
+        "STARTTLS gets 220; every handshake, whatever the version, stops right after the server's Certificate with a fatal internal_error alert (a server that cannot use its own key, like Debian 12's OpenSMTPD with an RSA key under OpenSSL 3). The chain sent before the alert is kept and validated; the finding says the server had chosen a version, so this is no version mismatch.",
+        ("tls.handshake_failed",),
+        "handshake",
+        mx=_server(handshake_fail="after-certificate"),
+        grades={
+            p: {"tls.handshake_failed": sev}
+            for p, sev in (
+                ("strict", "error"),
+                ("opportunistic", "error"),  # MTA-STS enforce: TLS is required
+                ("encrypt", "error"),
+                ("verify", "error"),
+                ("domain", "error"),
+                ("mta-sts", "error"),
+                ("dane", "error"),
+            )
+        },
     ),
     _s(
         "legacy-only",
