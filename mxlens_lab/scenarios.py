@@ -86,6 +86,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probes.interpret.walk import STEPS as STEPS
+from probes.model.options import Policy
 
 NOT_STAGED: dict[str, str] = {
     "smtp.not_tested_from_here": "needs an unroutable IPv6 address; the lab is loopback only",
@@ -209,7 +210,15 @@ def _s(
     )
 
 
-POLICIES = ("strict", "opportunistic", "encrypt", "verify", "domain", "mta-sts", "dane")
+POLICIES: tuple[Policy, ...] = (
+    "strict",
+    "opportunistic",
+    "encrypt",
+    "verify",
+    "domain",
+    "mta-sts",
+    "dane",
+)
 
 
 def _every(fid: str, sev: str, **other: str) -> dict[str, dict[str, str]]:
