@@ -61,7 +61,7 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
 
 Ids that cannot be staged locally (NOT_STAGED below, with the reason):
 - smtp.not_tested_from_here: needs an IPv6 address this host has no route to, and the lab
-  and its tests use loopback only. Its classification is unit-tested (tests/test_smtp_reply.py).
+  and its tests use loopback only. Its classification is unit-tested (tests/test_smtp.py).
 - dane.required: raised only by the connector simulation (exo-smtpdane-mandatory), never by
   `mxlens check` itself; tests/test_connectors.py stages it on the healthy scenario.
 - ca.provider_root_missing: needs an Exchange Online MX name; the lab serves lab.test only.

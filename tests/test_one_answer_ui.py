@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mxlens_lab.world import Lab
-from tests.ui_support import LARGE, lab_fixture, open_app, wait_done
+from tests.support.ui import LARGE, lab_fixture, open_app, wait_done
 from tui.cli import main
 from tui.screens.walk_screen import WalkScreen
 

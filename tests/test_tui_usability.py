@@ -25,8 +25,8 @@ from probes.model.events import (
     Where,
 )
 from probes.model.options import Options
-from tests.fake_stream import fake_diagnose
-from tests.ui_support import (
+from tests.support.fake_stream import fake_diagnose
+from tests.support.ui import (
     LARGE,
     SMALL,
     WIDE,

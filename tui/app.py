@@ -1,7 +1,7 @@
 """The mxlens terminal UI: five panes fed by one diagnosis stream.
 
 A worker runs the event source (`probes.diagnose.diagnose`, or any function with its
-signature, such as the tests' `tests.fake_stream.fake_diagnose`) and posts each event to the
+signature, such as the tests' `tests.support.fake_stream.fake_diagnose`) and posts each event to the
 app as a message; the app hands it to every pane and keeps selection in one place. The worker
 never touches a widget, so a slow or cancelled run cannot leave the screen half-updated.
 
