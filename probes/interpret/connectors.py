@@ -308,8 +308,9 @@ def regrade(report: Report, profile: Profile, tls_domain: str | None = None) -> 
                 sev = "error"
             elif sev == "error" and not (ctx.mtasts_enforce or ctx.dane_active):
                 # The verify policy counts Postfix verify's MX-name check; this sender
-                # (EXO CertificateValidation, DomainValidation, Postfix secure) has none.
-                sev = "warning"
+                # (EXO CertificateValidation, DomainValidation, Postfix secure) has none:
+                # for it the mismatch is only worth knowing.
+                sev = "info"
         out.append(g if sev == g.severity else replace(g, severity=sev))
     if recompute_names:
         out.extend(_name_findings(report, profile, name))
