@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from probes.interpret.explain import MAX_TEXT, explain, knowledge, rules
-from tests.ui_support import LARGE, make_app, wait_decoded
+from tests.support.ui import LARGE, make_app, wait_decoded
 from tui.cli import main
 
 # the parser behind re.compile, to read a pattern's quantifiers
