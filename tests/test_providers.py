@@ -183,3 +183,21 @@ def test_a_trust_store_without_digicert_g2_is_a_finding_for_an_exo_route() -> No
     assert f.id == "ca.provider_root_missing" and f.severity == "warning"
     assert "DigiCert Global Root G2" in f.summary and "/etc/old-roots.pem" in f.summary
     assert missing_root_findings(["mx1.example.org"], set(), "none") == []
+
+
+@pytest.mark.lab
+async def test_an_exo_route_checked_with_the_lab_roots_says_g2_is_missing() -> None:
+    # The lab's --ca-file holds only the lab root: checking an Exchange Online MX name with it
+    # is checking from a host whose trust store lacks DigiCert Global Root G2. The lab DNS
+    # refuses the name (nothing leaves the machine), so only the trust-store fact is judged.
+    from mxlens_lab.world import Lab
+    from probes.model.options import MxOverride
+    from tests.support.collect import collect
+
+    exo_mx = "contoso-com.mail.protection.outlook.com"
+    async with Lab(scenarios=["healthy"]) as lab:
+        options = replace(lab.options("healthy"), mx=(MxOverride(exo_mx),), extra_probes=False)
+        report = await collect("contoso.com", options)
+    found = [f for f in report.findings if f.id == "ca.provider_root_missing"]
+    assert len(found) == 1 and found[0].where.host == exo_mx, report.findings
+    assert "DigiCert Global Root G2" in found[0].summary and lab.ca_file in found[0].summary
