@@ -100,3 +100,18 @@ def test_no_error_says_mail_still_flows(every_report: dict[str, Report], policy:
             if f.severity == "error" and FLOWS.search(f.detail):
                 bad.append(f"{name}: {f.id}: {FLOWS.search(f.detail)!r} in {f.detail!r}")
     assert not bad, "\n".join(bad)
+
+
+def test_the_text_names_the_policy_that_makes_it_an_error(every_report: dict[str, Report]) -> None:
+    # untrusted: MTA-STS enforce makes the chain matter to everyone, and the text says so.
+    (f,) = [f for f in regrade_for_policy(every_report["untrusted"], "opportunistic")
+            if f.id == "cert.untrusted"]  # fmt: skip
+    assert f.severity == "error" and "MTA-STS policy in enforce mode" in f.detail
+    # untrusted-sts-testing: nothing published; validating senders refuse, others deliver.
+    (g,) = [g for g in regrade_for_policy(every_report["untrusted-sts-testing"], "verify")
+            if g.id == "cert.untrusted"]  # fmt: skip
+    assert g.severity == "error" and "MTA-STS policy in enforce mode" not in g.detail
+    # dane-ee-expired: DANE accepts it, MTA-STS does not; the text says both.
+    (h,) = [h for h in regrade_for_policy(every_report["dane-ee-expired"], "strict")
+            if h.id == "cert.expired"]  # fmt: skip
+    assert h.severity == "error" and "validates MTA-STS and not DANE" in h.detail
