@@ -16,8 +16,8 @@ from mxlens_lab.smtp_server import Behaviour
 from probes.diagnose import diagnose
 from probes.interpret.connectors import failing_step, judge
 from probes.report import Report
-from tests.support.pki import Issued, ec_key, issue
 from tests.hostile.peers import HostileWorld
+from tests.support.pki import Issued, ec_key, issue
 
 pytestmark = pytest.mark.lab
 
