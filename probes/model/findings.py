@@ -191,13 +191,11 @@ def grade(finding: Finding, ctx: GradeContext) -> Finding:
         sev = "warning"
     else:
         errors = _errors_for(ctx)
-        if errors is None:
-            if sts_demands and sev != "ok":
+        if errors is not None:
+            if finding.id in errors:
                 sev = "error"
-        elif finding.id in errors:
-            sev = "error"
-        elif sev == "error":
-            sev = "warning"
+            elif sev == "error":
+                sev = "warning"
     detail = _detail_for(finding, ctx, sev, sts_demands and not (moot and ctx.policy == "dane"))
     if sev == finding.severity and detail == finding.detail:
         return finding
