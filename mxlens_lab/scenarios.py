@@ -168,7 +168,7 @@ class Scenario:
     description: str
     expect: frozenset[str]
     breaks: str | None
-    options: dict[str, Any] = field(default_factory=dict)  # probes.options.Options fields
+    options: dict[str, Any] = field(default_factory=dict)  # probes.model.options.Options fields
     stage: Stage = Stage()
     # policy -> {finding id: severity}: the exact grades `check --policy P` must give, for the
     # scenarios whose point is how senders judge them (tests/test_lab_policies.py).
