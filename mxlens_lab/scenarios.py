@@ -59,7 +59,8 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
     pool.inconsistent           pool-inconsistent, mx-pool (one preference)
     (no finding)                healthy, idn (bücher.lab.test), dane-ok, hostile
 
-Ids that cannot be staged locally (NOT_STAGED below, with the reason):
+Ids that cannot be staged locally, or are staged by the hostile peers of tests/hostile/
+rather than by a scenario (NOT_STAGED below, with the reason):
 - smtp.not_tested_from_here: needs an IPv6 address this host has no route to, and the lab
   and its tests use loopback only. Its classification is unit-tested (tests/test_smtp.py).
 - dane.required: raised only by the connector simulation (exo-smtpdane-mandatory), never by
@@ -92,6 +93,11 @@ NOT_STAGED: dict[str, str] = {
     "smtp.not_tested_from_here": "needs an unroutable IPv6 address; the lab is loopback only",
     "dane.required": "raised by the connector simulation only (exo-smtpdane-mandatory on a domain without DANE); tests/test_connectors.py stages it on healthy",
     "ca.provider_root_missing": "needs an Exchange Online MX name (mail.protection.outlook.com, mx.microsoft); the lab serves lab.test only",
+    # Staged by purpose-built hostile peers instead (tests/hostile/), not by a lab scenario:
+    "cert.unparseable": "a BER-encoded leaf: tests/hostile/test_chain_budget.py",
+    "ca.endpoint_not_fetched": "the lab allows private endpoints: tests/hostile/test_endpoint_fences.py",
+    "dns.mx_not_probed": "1,000 MX records, 100 addresses: tests/hostile/test_route_caps.py",
+    "check.deadline_reached": "a silent server past --deadline: tests/hostile/test_route_caps.py",
 }
 
 # Scenario texts use {domain} (ASCII form) and {mx} (the first MX host) placeholders.

@@ -40,6 +40,7 @@ class EndlessHttp:
     def __init__(self, mode: str = "endless") -> None:
         self.mode = mode
         self.connections = 0
+        self.heads: list[bytes] = []  # the request heads received, oldest first
         self.host = ""
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
@@ -60,7 +61,7 @@ class EndlessHttp:
                 await asyncio.sleep(3600)
                 return
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                self.heads.append(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5))
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/pkix-crl\r\n\r\n")
             chunk = b"\x30" * 65536
             while True:
@@ -145,3 +146,84 @@ class HostileWorld:
         }
         base.update(overrides)
         return Options(**base)
+
+
+def key_pem(key: Any) -> bytes:
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    return bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+
+
+def served_leaf(mx: str, ca_dir: Any, **issue_args: Any) -> tuple[Behaviour, str]:
+    """An SMTP behaviour presenting a leaf for mx from a private root (issue_args go to
+    tests.support.pki.issue: ocsp=, crl=, ca_issuers= URLs...), and the root's CA file path."""
+    from tests.support.pki import issue
+
+    root = issue("Hostile Test Root", ca=True)
+    leaf = issue(mx, root, **issue_args)
+    ca_file = ca_dir / "hostile-root.pem"
+    ca_file.write_bytes(root.pem)
+    behaviour = Behaviour(hostname=mx, cert_chain_pem=leaf.pem, key_pem=key_pem(leaf.key))
+    return behaviour, str(ca_file)
+
+
+class SpoofingDns:
+    """A DNS server in front of a real one that, for every question, first sends an answer
+    with the wrong query id, then one from another port, then garbage, and only then the
+    real answer (as an off-path attacker racing the resolver would)."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.spoofed = 0
+        self.host = ""
+        self.port = 0
+        self._transport: asyncio.DatagramTransport | None = None
+        self._other: socket.socket | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str) -> None:
+        loop = asyncio.get_running_loop()
+        server = self
+
+        class Protocol(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                task = loop.create_task(server._answer(data, addr))
+                server._tasks.add(task)
+                task.add_done_callback(server._tasks.discard)
+
+        transport, _ = await loop.create_datagram_endpoint(Protocol, local_addr=(host, 0))
+        self._transport = transport
+        self.host, self.port = transport.get_extra_info("sockname")[:2]
+        self._other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._other.bind((host, 0))
+
+    async def _answer(self, data: bytes, addr: tuple[str, int]) -> None:
+        import dns.asyncquery
+        import dns.message
+
+        query = dns.message.from_wire(data)
+        real = await dns.asyncquery.udp(query, self.upstream[0], port=self.upstream[1], timeout=2)
+        assert self._transport is not None and self._other is not None
+        wrong_id = dns.message.from_wire(real.to_wire())
+        wrong_id.id = (real.id + 1) % 65536
+        wrong_id.answer = []
+        self._transport.sendto(wrong_id.to_wire(), addr)
+        self._other.sendto(real.to_wire(), addr)  # the right answer, from the wrong port
+        self._transport.sendto(b"\x00\x01garbage", addr)
+        self.spoofed += 3
+        await asyncio.sleep(0.05)
+        self._transport.sendto(real.to_wire(), addr)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._transport is not None:
+            self._transport.close()
+        if self._other is not None:
+            self._other.close()

@@ -2,10 +2,10 @@
 start the check of what it names: the recipient domain, through the host the bounce names
 (as `mxlens explain --run` does).
 
-Decoding (probes.interpret.explain) is pure and linear in the first MAX_TEXT characters, but a
-paste of a whole mailbox still costs milliseconds per change: it runs in a thread once the text
-has been quiet for DEBOUNCE seconds, so typing and pasting never wait for it. The pasted text
-is hostile like network text: the decoding shown is built by `explain.to_text`,
+Decoding (probes.interpret.explain) is pure and linear in the first MAX_TEXT characters, but
+a paste of a whole mailbox still costs milliseconds per change: it runs in a thread once the
+text has been quiet for DEBOUNCE seconds, so typing and pasting never wait for it. The pasted
+text is hostile like network text: the decoding shown is built by `explain.to_text`,
 which passes every extracted string through `safetext.visible()`, and is rendered as a
 `rich.text.Text`, never as markup.
 """
