@@ -428,7 +428,7 @@ _LIST: list[Scenario] = [
     ),
     _s(
         "handshake-after-certificate",
-        "STARTTLS gets 220; every handshake, whatever the version, stops right after the server's Certificate with a fatal internal_error alert (a server that cannot use its own key, like Debian 12's OpenSMTPD with an RSA key under OpenSSL 3). The chain sent before the alert is kept and validated; the finding says the server had chosen a version, so this is no version mismatch.",
+        "STARTTLS gets 220; every handshake, whatever the version, stops right after the server's Certificate with a fatal internal_error alert (a server that cannot use its own key, like Debian 12's OpenSMTPD with an RSA key under OpenSSL 3). The lab sends that alert in clear text, so under TLS 1.3 (encrypted by then) the client reports a bad record type instead of internal_error. The chain sent before the alert is kept and validated; the finding says the server had chosen a version, so this is no version mismatch.",
         ("tls.handshake_failed",),
         "handshake",
         mx=_server(handshake_fail="after-certificate"),

@@ -67,7 +67,8 @@ class Behaviour:
     # ClientHello with text; "client-cert": demand a client certificate (TLS 1.2 alert);
     # "after-certificate": every version's handshake stops right after the server's
     # Certificate with a fatal internal_error alert (like a server that cannot use its key:
-    # Debian 12's OpenSMTPD with an RSA key under OpenSSL 3).
+    # Debian 12's OpenSMTPD with an RSA key under OpenSSL 3). The alert goes in clear text;
+    # under TLS 1.3 a real server would encrypt it, so the client sees a bad record instead.
     handshake_fail: str | None = None
     # A listener whose accept queue is full, so SYNs are dropped: connect timeout.
     blackhole: bool = False
