@@ -24,7 +24,7 @@ from probes.checks.dane import TlsaLookup, is_usable, judge_dane, lookup_tlsa
 from probes.checks.endpoints import check_endpoints
 from probes.checks.mtasts import check_mtasts
 from probes.checks.session import smtp_session
-from probes.checks.side_probes import starttls_injection_test, tls12_cipher_probe, tls_version_sweep
+from probes.checks.side_probes import MainFacts, side_probes
 from probes.checks.tlsrpt import check_tlsrpt
 from probes.model.errors import CheckError
 from probes.model.events import (
@@ -43,7 +43,7 @@ from probes.model.events import (
     PtrResolved,
     SessionFinished,
     TlsNegotiated,
-    TlsVersionsProbed,
+    TranscriptLine,
     Where,
 )
 from probes.model.findings import GradeContext, grade, raise_finding, worst
@@ -51,7 +51,6 @@ from probes.model.names import is_ip_literal
 from probes.model.options import Options
 from probes.net.dns import Answer, Resolver, local_fqdn, to_ascii
 from probes.net.http import Fetcher
-from probes.net.tls import weak_cipher_reason
 from probes.net.trust import Roots, load_roots
 
 _END = object()
@@ -214,6 +213,9 @@ class _Run:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             self.put(_END)
+
+    def side_probes_wanted(self) -> bool:
+        return self.options.extra_probes and not self.options.quick
 
     def port_for(self, host: str) -> int:
         for override in self.options.mx:
@@ -417,6 +419,11 @@ class _Run:
                 smtp_session(where, self.options, purpose="main", ehlo_name=self.ehlo)
             )
         chain: ChainReceived | None = None
+        handshake_index: int | None = None
+        main_lines = [e for e in events if isinstance(e, TranscriptLine)]
+        for index, line in enumerate(main_lines):
+            if line.dir == "TLS" and line.text.startswith("handshake done"):
+                handshake_index = index
         for event in events:
             if isinstance(event, FindingRaised):
                 facts.problems.add(event.finding.id)
@@ -436,8 +443,13 @@ class _Run:
             await self.attempts(where, lock, facts)
         if chain is None or not chain.certs:
             return
-        extra = self.extra_probes(where, lock, facts) if self.options.extra_probes else _nothing()
-        await asyncio.gather(self.chain(where, chain, facts), extra)
+        if self.side_probes_wanted() and facts.version and facts.cipher:
+            main = MainFacts(facts.version, facts.cipher, handshake_index or 0)
+            await asyncio.gather(
+                self.chain(where, chain, facts), self.extra_probes(where, lock, main)
+            )
+        else:
+            await self.chain(where, chain, facts)
 
     async def attempts(self, where: Where, lock: asyncio.Lock, first: _SessionFacts) -> None:
         """--attempts N: N-1 more main sessions, one after another. A load balancer whose
@@ -495,34 +507,11 @@ class _Run:
                     )
                 )
 
-    async def extra_probes(self, where: Where, lock: asyncio.Lock, facts: _SessionFacts) -> None:
+    async def extra_probes(self, where: Where, lock: asyncio.Lock, main: MainFacts) -> None:
+        """The side probes, after the main session (and any attempts) so that a connection
+        limit they trip can never taint the verdict; they overlap among themselves."""
         async with lock:
-            sweep = await self.pump(tls_version_sweep(where, self.options, ehlo_name=self.ehlo))
-        if any(isinstance(e, FindingRaised) and e.finding.id == "smtp.rate_limited" for e in sweep):
-            return  # throttled: one more connection would only add to the count
-        tls12 = next(
-            (dict(e.accepted).get("TLSv1.2") for e in sweep if isinstance(e, TlsVersionsProbed)),
-            None,
-        )
-        # Ask only what the main session left open: a negotiated suite without forward
-        # secrecy or a weak one is already reported (tls.no_forward_secrecy / weak_cipher).
-        non_fs = facts.forward_secrecy is not False
-        weak = not (facts.cipher and weak_cipher_reason(facts.cipher))
-        if tls12 is not False and (non_fs or weak):
-            async with lock:
-                probe = await self.pump(
-                    tls12_cipher_probe(
-                        where, self.options, ehlo_name=self.ehlo, non_fs=non_fs, weak=weak
-                    )
-                )
-            if any(
-                isinstance(e, FindingRaised) and e.finding.id == "smtp.rate_limited" for e in probe
-            ):
-                return
-        if self.options.implicit_tls:
-            return  # nothing is sent in clear text, so nothing can be injected
-        async with lock:
-            await self.pump(starttls_injection_test(where, self.options, ehlo_name=self.ehlo))
+            await self.pump(side_probes(where, self.options, ehlo_name=self.ehlo, main=main))
 
     async def chain(self, where: Where, chain: ChainReceived, facts: _SessionFacts) -> None:
         # DANE first: a DANE-EE match makes the certificate's names and dates moot, and the
@@ -589,10 +578,6 @@ class _Run:
                         f"(vs {majority.describe()})",
                     )
                 )
-
-
-async def _nothing() -> None:
-    return None
 
 
 async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:

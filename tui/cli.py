@@ -79,6 +79,12 @@ def _add_probe_options(p: argparse.ArgumentParser) -> None:
         help="skip the TLS version sweep, the TLS 1.2 cipher probe and the STARTTLS injection test",
     )
     p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the main session only: one connection per address, no side probes (the report "
+        "names what it skipped); for monitoring that polls often",
+    )
+    p.add_argument(
         "--attempts",
         default="1",
         metavar="N",
@@ -269,6 +275,7 @@ _DEST_FIELDS = {
     "timeout": "timeout",
     "no_endpoints": "endpoints",
     "no_extra_probes": "extra_probes",
+    "quick": "quick",
     "attempts": "attempts",
     "https_port": "https_port",
 }
@@ -329,9 +336,17 @@ def _options_from_args(ns: argparse.Namespace) -> Options:
         timeout=_positive_float(ns.timeout, "--timeout"),
         endpoints=not ns.no_endpoints,
         extra_probes=not ns.no_extra_probes,
-        attempts=_attempts(ns.attempts),
+        attempts=_quick_attempts(ns),
         https_port=_port(ns.https_port, "--https-port"),
+        quick=bool(getattr(ns, "quick", False)),
     )
+
+
+def _quick_attempts(ns: argparse.Namespace) -> int:
+    attempts = _attempts(ns.attempts)
+    if getattr(ns, "quick", False) and attempts > 1:
+        raise CheckError("--quick makes one connection per address; it cannot take --attempts")
+    return attempts
 
 
 def _attempts(text: str) -> int:

@@ -31,7 +31,7 @@ from probes.net.smtp import (
 )
 from probes.net.tls import (
     HandshakeRecorder,
-    build_client_context,
+    TlsOffer,
     has_forward_secrecy,
     sni_for,
     version_below_12,
@@ -251,7 +251,7 @@ async def _dialogue(
         yield event
     if conn.stopped_at is None:
         recorder = HandshakeRecorder(conn.transcript.t_ms)
-        ctx = build_client_context(recorder=recorder)
+        ctx = conn.client_context(TlsOffer(), recorder)
         async for event in conn.handshake(ctx, recorder, sni_for(where.host)):
             yield event
     if conn.tls is not None:
