@@ -444,7 +444,9 @@ class _Run:
         if chain is None or not chain.certs:
             return
         if self.side_probes_wanted() and facts.version and facts.cipher:
-            main = MainFacts(facts.version, facts.cipher, handshake_index or 0)
+            main = MainFacts(
+                facts.version, facts.cipher, handshake_index or 0, chain.certs[0].key_type
+            )
             await asyncio.gather(
                 self.chain(where, chain, facts), self.extra_probes(where, lock, main)
             )

@@ -17,7 +17,12 @@ import pytest
 from mxlens_lab.smtp_server import Behaviour, SmtpServer
 from mxlens_lab.world import Lab
 from probes.checks.session import rate_limit_backoff
-from probes.checks.side_probes import WEAK_FAMILIES, tls12_cipher_probe, weak_families_available
+from probes.checks.side_probes import (
+    WEAK_FAMILIES,
+    MainFacts,
+    side_probes,
+    weak_families_available,
+)
 from probes.diagnose import diagnose
 from probes.model.events import FindingRaised, SessionFinished, TranscriptLine
 from probes.model.options import MxOverride, Options
@@ -70,7 +75,7 @@ def test_weak_families_this_host_can_and_cannot_offer() -> None:
     assert "NULL" in can
 
 
-async def test_cipher_probe_direct_weak_accepted_static_rsa_refused() -> None:
+async def test_cipher_probe_direct_weak_accepted_static_rsa_excluded_by_the_key() -> None:
     # An EC certificate: static RSA cannot be negotiated at all; NULL after AES-GCM can.
     server = SmtpServer(
         "127.0.0.1",
@@ -79,24 +84,32 @@ async def test_cipher_probe_direct_weak_accepted_static_rsa_refused() -> None:
     )
     await server.start()
     try:
-        from probes.model.events import Where
+        from probes.model.events import SideProbeChecked, Where
 
         where = Where("mx.lab.test", "127.0.0.1", server.port)
+        main = MainFacts("TLSv1.3", "TLS_AES_256_GCM_SHA384", 7, key_type="EC")
         events = await collect(
-            tls12_cipher_probe(where, Options(timeout=2.0), ehlo_name="probe.test")
+            side_probes(where, Options(timeout=2.0), ehlo_name="probe.test", main=main)
         )
     finally:
         await server.stop()
     found = {e.finding.id: e.finding for e in events if isinstance(e, FindingRaised)}
     assert set(found) == {"tls.weak_suite_accepted"}
     assert "ECDHE-ECDSA-NULL-SHA" in found["tls.weak_suite_accepted"].summary
-    lines = [e for e in events if isinstance(e, TranscriptLine)]
-    assert all(line.purpose == "cipher-probe" for line in lines)
-    texts = [line.text for line in lines]
-    assert any("static-RSA" in t and "refused" in t for t in texts)
-    end = [e for e in events if isinstance(e, SessionFinished)][-1]
-    assert end.purpose == "cipher-probe" and end.connections == 2
-    assert server.log.connections == 2 and server.log.max_active == 1
+    results = {e.check: e for e in events if isinstance(e, SideProbeChecked)}
+    assert {c: r.result for c, r in results.items()} == {
+        "weak-suites": "vulnerable",
+        "static-rsa": "not vulnerable",
+        "legacy-tls": "not vulnerable",
+        "injection": "not vulnerable",
+    }
+    assert "key is EC" in results["static-rsa"].reason
+    lines = [e for e in events if isinstance(e, TranscriptLine) and e.purpose == "cipher-probe"]
+    assert any("offering only weak and static-RSA suites" in line.text for line in lines)
+    ends = {e.purpose: e for e in events if isinstance(e, SessionFinished)}
+    assert set(ends) == {"cipher-probe", "tls-versions", "injection"}
+    # One ClientHello each, three at once at most, and nothing sent that a probe must not.
+    assert server.log.connections == 3 and server.log.max_active <= 3
     assert server.log.forbidden == []
 
 
@@ -110,9 +123,18 @@ async def test_lab_non_fs_accepted_while_best_suite_is_ecdhe() -> None:
     assert session["tls"]["forward_secrecy"] is True
     f = finding(report, "tls.non_fs_accepted")
     assert "AES128-GCM-SHA256" in f.summary and "TLSv1.2" in f.summary
-    # main 1 + version sweep 4 + cipher probe 2 + injection 1, all counted, none at once.
-    assert session["connections"] == server.log.connections == 8
-    assert server.log.max_active == 1
+    # main 1, then the cipher probe, the legacy probe and the injection test (at most three
+    # at once). The server chose the first static-RSA suite offered after the weak ones, so
+    # it follows the client's order and has none of them: no fourth connection.
+    assert session["connections"] == server.log.connections == 4
+    assert server.log.max_active <= 3
+    results = {p["check"]: p["result"] for p in session["side_probes"]}
+    assert results == {
+        "static-rsa": "vulnerable",
+        "weak-suites": "not vulnerable",
+        "legacy-tls": "not vulnerable",
+        "injection": "not vulnerable",
+    }
 
 
 async def test_lab_weak_suite_accepted() -> None:
@@ -305,10 +327,18 @@ async def test_implicit_tls_465() -> None:
         "TLSv1.2": True,
         "TLSv1.3": True,
     }
-    # main 1 + sweep 4 + cipher probe 2 (both refused: EC key, no NULL). With implicit TLS
-    # the lab server only sees connections whose handshake completed: main, 1.2 and 1.3.
-    assert session["connections"] == 7
-    assert server.log.connections == server.log.handshakes == 3
+    # main 1 + cipher probe 1 + legacy probe 1, both refused. This server resets refused
+    # handshakes without an alert, so the cipher probe cannot tell a suite refusal from a
+    # version refusal: the connection the absent injection test leaves over asks TLS 1.2
+    # with every suite. With implicit TLS the lab server only sees connections whose
+    # handshake completed: the main session and that one.
+    assert session["connections"] == 4
+    assert server.log.connections == server.log.handshakes == 2
+    assert {p["check"]: p["result"] for p in session["side_probes"]} == {
+        "static-rsa": "not vulnerable",
+        "weak-suites": "not vulnerable",
+        "legacy-tls": "not vulnerable",
+    }
 
 
 # --------------------------------------------------------------------------- injection

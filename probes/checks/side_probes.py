@@ -230,6 +230,7 @@ class MainFacts:
     version: str
     cipher: str
     tls_index: int  # the main transcript's line with the completed handshake
+    key_type: str | None = None  # the leaf's key ("RSA", "EC", ...)
 
 
 @dataclass
@@ -332,6 +333,10 @@ async def side_probes(
         if was_asked and check not in plan.results:
             async for event in _follow_up(plan, check):
                 yield event
+    if plan.versions.get("TLSv1.2") is None and rank > _RANK["TLSv1.2"]:
+        # The cipher probe was cut off without an alert: ask TLS 1.2 with every suite.
+        async for event in _confirm_tls12(plan):
+            yield event
     if plan.throttle is not None:
         finding = plan.throttle.finding
         yield FindingRaised(
@@ -450,11 +455,22 @@ def _judge_cipher_probe(
         plan.evidence["TLSv1.2"] = ref
         reason = weak_cipher_reason(tls.cipher)
         if reason:
-            out.append(
+            out.extend(
                 _accepted(plan, "weak-suites", "tls.weak_suite_accepted", tls, state, families)
             )
+            key = plan.main.key_type
+            if ask_rsa and key is not None and key != "RSA":
+                out.append(
+                    plan.result(
+                        "static-rsa",
+                        "not vulnerable",
+                        f"the certificate's key is {key}: static-RSA key exchange needs an RSA key",
+                        "main",
+                        index=plan.main.tls_index,
+                    )
+                )
         else:
-            out.append(_accepted(plan, "static-rsa", "tls.non_fs_accepted", tls, state, families))
+            out.extend(_accepted(plan, "static-rsa", "tls.non_fs_accepted", tls, state, families))
             if ask_weak and rsa_names and tls.cipher == rsa_names[0]:
                 out.append(
                     plan.result(
@@ -498,23 +514,25 @@ def _judge_cipher_probe(
 
 def _accepted(
     plan: _Plan, check: SideCheck, fid: str, tls: TlsState, state: _Shake, label: str
-) -> FindingRaised:
-    plan.result(
-        check,
-        "vulnerable",
-        f"accepted {tls.cipher} ({tls.version})",
-        "cipher-probe",
-        ms=state.ms,
-        index=state.tls_index,
-    )
-    return FindingRaised(
-        raise_finding(
-            fid,
-            plan.where,
-            f"accepted {tls.cipher} ({tls.version}) when offered only {label} suites",
-            evidence=(f"transcript:{state.tls_index}",),
-        )
-    )
+) -> list[Event]:
+    return [
+        plan.result(
+            check,
+            "vulnerable",
+            f"accepted {tls.cipher} ({tls.version})",
+            "cipher-probe",
+            ms=state.ms,
+            index=state.tls_index,
+        ),
+        FindingRaised(
+            raise_finding(
+                fid,
+                plan.where,
+                f"accepted {tls.cipher} ({tls.version}) when offered only {label} suites",
+                evidence=(f"transcript:{state.tls_index}",),
+            )
+        ),
+    ]
 
 
 async def _follow_up(plan: _Plan, check: SideCheck) -> AsyncIterator[Event]:
@@ -552,7 +570,8 @@ async def _follow_up(plan: _Plan, check: SideCheck) -> AsyncIterator[Event]:
             yield event
         plan.note_throttle(state)
         if state.tls is not None:
-            yield _accepted(plan, check, fid, state.tls, state, label)
+            for event in _accepted(plan, check, fid, state.tls, state, label):
+                yield event
         elif state.refused:
             yield plan.result(
                 check,
@@ -565,6 +584,39 @@ async def _follow_up(plan: _Plan, check: SideCheck) -> AsyncIterator[Event]:
             yield transcript.line("!", f"{label} suites refused, as they should be")
         else:
             yield plan.result(check, "inconclusive", state.why_untested(), purpose, ms=state.ms)
+        async for event in _finish(state.conn):
+            yield event
+    finally:
+        if state.conn is not None:
+            await state.conn.close(linger=False)
+    yield SessionFinished(where, purpose, state.stopped_at or "ok", _starttls(plan, state))
+
+
+async def _confirm_tls12(plan: _Plan) -> AsyncIterator[Event]:
+    """TLS 1.2 with every suite, when no other probe could tell whether it is accepted."""
+    if not plan.take_connection():
+        return
+    where = plan.where
+    purpose: SessionPurpose = "tls-versions"
+    yield SessionStarted(where, purpose)
+    transcript = Transcript(where, purpose)
+    yield transcript.line("!", "connection 2: offering TLSv1.2 only, every suite")
+    state = _Shake()
+    try:
+        async for event in _shake(
+            where,
+            plan.options,
+            transcript,
+            plan.ehlo_name,
+            TlsOffer("TLSv1.2", "TLSv1.2"),
+            state,
+            what="TLS version sweep",
+        ):
+            yield event
+        plan.note_throttle(state)
+        if state.tested:
+            plan.versions["TLSv1.2"] = state.tls is not None
+            plan.evidence["TLSv1.2"] = f"tls-versions:{state.tls_index}"
         async for event in _finish(state.conn):
             yield event
     finally:
