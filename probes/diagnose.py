@@ -17,15 +17,8 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from probes.checks.chain import validate_chain
-from probes.checks.dane import TlsaLookup, is_usable, judge_dane, lookup_tlsa
-from probes.checks.endpoints import check_endpoints
-from probes.checks.mtasts import check_mtasts
-from probes.checks.session import smtp_session
-from probes.checks.side_probes import MainFacts, side_probes
-from probes.checks.tlsrpt import check_tlsrpt
 from probes.model.errors import CheckError
 from probes.model.events import (
     AddressesResolved,
@@ -50,8 +43,12 @@ from probes.model.findings import GradeContext, grade, raise_finding, worst
 from probes.model.names import is_ip_literal
 from probes.model.options import Options
 from probes.net.dns import Answer, Resolver, local_fqdn, to_ascii
-from probes.net.http import Fetcher
-from probes.net.trust import Roots, load_roots
+
+if TYPE_CHECKING:
+    from probes.checks.dane import TlsaLookup
+    from probes.checks.side_probes import MainFacts
+    from probes.net.http import Fetcher
+    from probes.net.trust import Roots
 
 _END = object()
 
@@ -104,15 +101,33 @@ class _SessionFacts:
         return "; ".join(parts)
 
 
+def _prepare(options: Options, roots: Roots | None) -> Roots:
+    """What the checks after the first SMTP session need: their modules (cryptography and
+    httpx are the heavy ones) and the trust roots. Run in a thread while the first DNS
+    answers and the main session are awaited, so start-up does not wait for it."""
+    import probes.checks.chain
+    import probes.checks.dane
+    import probes.checks.endpoints
+    import probes.checks.mtasts
+    import probes.checks.side_probes
+    import probes.checks.tlsrpt  # noqa: F401
+    from probes.net.trust import load_roots
+
+    return roots if roots is not None else load_roots(options)
+
+
 class _Run:
-    def __init__(self, target: str, domain_ascii: str, options: Options, roots: Roots) -> None:
+    def __init__(
+        self, target: str, domain_ascii: str, options: Options, roots: Roots | None = None
+    ) -> None:
         self.target = target
         self.domain = domain_ascii
         self.options = options
-        self.roots = roots
+        self._given_roots = roots
+        self._prepared: asyncio.Future[Roots] | None = None
+        self._fetcher: Fetcher | None = None
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.resolver = Resolver(options.resolver, timeout=options.timeout, on_query=self.put)
-        self.fetcher = Fetcher(self.resolver, options, roots)
         self.ehlo = options.ehlo or local_fqdn()
         self.locks: dict[tuple[str, int], asyncio.Lock] = defaultdict(asyncio.Lock)
         self.endpoint_cache: dict[str, object] = {}
@@ -127,6 +142,32 @@ class _Run:
         self.started = time.monotonic()
 
     # ------------------------------------------------------------------ plumbing
+
+    def start_preparing(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._prepared = loop.run_in_executor(None, _prepare, self.options, self._given_roots)
+
+    async def roots(self) -> Roots:
+        """The trust roots, once the preparing thread has them (and the heavy modules)."""
+        if self._prepared is None:
+            self.start_preparing()
+        assert self._prepared is not None
+        return await asyncio.shield(self._prepared)
+
+    async def fetcher(self) -> Fetcher:
+        roots = await self.roots()
+        if self._fetcher is None:
+            from probes.net.http import Fetcher
+
+            self._fetcher = Fetcher(self.resolver, self.options, roots)
+        return self._fetcher
+
+    async def aclose(self) -> None:
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
+        if self._prepared is not None and not self._prepared.done():
+            # The thread cannot be stopped; let it finish so nothing outlives the run.
+            await asyncio.wait({self._prepared})
 
     def put(self, event: object) -> None:
         self.queue.put_nowait(event)
@@ -178,7 +219,7 @@ class _Run:
                 for mx in hosts:
                     if not mx.is_ip_literal:
                         self.tlsa[mx.host] = asyncio.create_task(
-                            lookup_tlsa(mx.host, self.port_for(mx.host), self.resolver)
+                            self.lookup_tlsa(mx.host, self.port_for(mx.host))
                         )
                         background.append(self.tlsa[mx.host])
                 context_task = asyncio.create_task(self.settle_context(policy_task))
@@ -223,8 +264,16 @@ class _Run:
                 return override.port
         return self.options.port
 
+    async def lookup_tlsa(self, host: str, port: int) -> TlsaLookup:
+        await self.roots()  # the module is loaded by then
+        from probes.checks.dane import lookup_tlsa
+
+        return await lookup_tlsa(host, port, self.resolver)
+
     async def settle_context(self, policy_task: asyncio.Task[None]) -> None:
         """Learn what the domain publishes, then let held-back findings through."""
+        from probes.checks.dane import is_usable
+
         await policy_task
         for host, task in self.tlsa.items():
             lookup = await task
@@ -233,9 +282,13 @@ class _Run:
         self.release_findings()
 
     async def policies(self, mx_hosts: list[str]) -> None:
+        fetcher = await self.fetcher()
+        from probes.checks.mtasts import check_mtasts
+        from probes.checks.tlsrpt import check_tlsrpt
+
         async def mtasts() -> None:
             for event in await self.pump(
-                check_mtasts(self.domain, mx_hosts, self.resolver, self.fetcher)
+                check_mtasts(self.domain, mx_hosts, self.resolver, fetcher)
             ):
                 if isinstance(event, MtaStsChecked):
                     self.mtasts_enforce = event.mode == "enforce" and event.error is None
@@ -412,6 +465,8 @@ class _Run:
             )
 
     async def sessions(self, where: Where) -> None:
+        from probes.checks.session import smtp_session
+
         facts = self.facts.setdefault(where, _SessionFacts(where))
         lock = self.locks[(where.address or where.host, where.port or 25)]
         async with lock:
@@ -444,6 +499,8 @@ class _Run:
         if chain is None or not chain.certs:
             return
         if self.side_probes_wanted() and facts.version and facts.cipher:
+            from probes.checks.side_probes import MainFacts
+
             main = MainFacts(
                 facts.version, facts.cipher, handshake_index or 0, chain.certs[0].key_type
             )
@@ -458,6 +515,8 @@ class _Run:
         nodes differ (another leaf certificate, no STARTTLS on one node) shows as attempts
         that disagree; pool.inconsistent names the odd ones. Only the first attempt is judged
         in full; the others are compared, and a throttle on them is reported as such."""
+        from probes.checks.session import smtp_session
+
         runs: list[tuple[int, _SessionFacts]] = [(1, first)]
         total = self.options.attempts
         for number in range(2, total + 1):
@@ -512,12 +571,20 @@ class _Run:
     async def extra_probes(self, where: Where, lock: asyncio.Lock, main: MainFacts) -> None:
         """The side probes, after the main session (and any attempts) so that a connection
         limit they trip can never taint the verdict; they overlap among themselves."""
+        from probes.checks.side_probes import side_probes
+
         async with lock:
             await self.pump(side_probes(where, self.options, ehlo_name=self.ehlo, main=main))
 
     async def chain(self, where: Where, chain: ChainReceived, facts: _SessionFacts) -> None:
         # DANE first: a DANE-EE match makes the certificate's names and dates moot, and the
         # certificate findings below are graded with that knowledge.
+        roots = await self.roots()
+        fetcher = await self.fetcher()
+        from probes.checks.chain import validate_chain
+        from probes.checks.dane import judge_dane
+        from probes.checks.endpoints import check_endpoints
+
         task = self.tlsa.get(where.host)
         if task is not None:
             lookup = await task
@@ -539,8 +606,8 @@ class _Run:
                 list(chain.certs),
                 self.options,
                 names=names,
-                fetcher=self.fetcher,
-                roots=self.roots,
+                fetcher=fetcher,
+                roots=roots,
             )
         )
         path: list[ChainLink] = []
@@ -552,9 +619,7 @@ class _Run:
                 facts.problems.add(event.finding.id)
         if self.options.endpoints and path:
             await self.pump(
-                check_endpoints(
-                    path, self.fetcher, self.options, where=where, cache=self.endpoint_cache
-                )
+                check_endpoints(path, fetcher, self.options, where=where, cache=self.endpoint_cache)
             )
 
     def compare_pool(self) -> None:
@@ -591,8 +656,14 @@ async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:
     domain_ascii = to_ascii(target)
     if not options.timeout > 0:
         raise CheckError("--timeout must be a positive number of seconds")
-    roots = load_roots(options)
+    roots: Roots | None = None
+    if options.ca_file is not None or options.trust != "certifi":
+        # A file or store the user named: a bad one is exit 3 before the first event.
+        from probes.net.trust import load_roots
+
+        roots = load_roots(options)
     run = _Run(target, domain_ascii, options, roots)
+    run.start_preparing()
     task = asyncio.create_task(run.run())
     try:
         while True:
@@ -609,4 +680,4 @@ async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-        await run.fetcher.aclose()
+        await run.aclose()

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 
-from probes.checks.certificates import parse_certificate
 from probes.model.events import (
     ChainReceived,
     Event,
@@ -266,6 +265,10 @@ async def _dialogue(
             tls.steps,
             tls.sni,
         )
+        # Imported here: cryptography is heavy, and a check's first DNS query should not
+        # wait for it (diagnose loads it in a thread meanwhile).
+        from probes.checks.certificates import parse_certificate
+
         yield ChainReceived(where, tuple(parse_certificate(der) for der in tls.chain))
         for finding in _tls_findings(conn, where):
             yield finding
