@@ -277,47 +277,44 @@ def _bench(lab: Lab, args: argparse.Namespace, version: str) -> int:
         if args.postfix_defaults
         else {"smtpd_tls_protocols": ">=TLSv1.2", "smtpd_tls_mandatory_protocols": ">=TLSv1.2"}
     )
-    if True:
-        postfix = Postfix(
-            "bench",
-            address=postfix_address,
-            port=free_port(postfix_address),
-            hostname=MX,
-            chain_pem=issued.pem_chain(),
-            key_pem=issued.key_pem(),
-            main=main_cf,
-        )
-        delay = args.rtt_ms / 2000.0
-        try:
-            postfix.start()
-            with DelayProxy(proxy_address, (postfix_address, postfix.port), delay) as proxy:
-                rev = ".".join(reversed(proxy_address.split("."))) + ".in-addr.arpa"
-                lab.dns.signed_zones.add(ZONE)
-                lab.dns.add(DOMAIN, "MX", [f"10 {MX}."])
-                lab.dns.add(MX, "A", [proxy_address])
-                lab.dns.add(rev, "PTR", [f"{MX}."])
-                lab.dns.add(
-                    f"_smtp._tls.{DOMAIN}", "TXT", [f'"v=TLSRPTv1; rua=mailto:tls@{DOMAIN}"']
-                )
-                tools = _tools(lab, args, proxy.port, proxy_address)
-                log_path = Path(postfix.base) / "maillog"
+    postfix = Postfix(
+        "bench",
+        address=postfix_address,
+        port=free_port(postfix_address),
+        hostname=MX,
+        chain_pem=issued.pem_chain(),
+        key_pem=issued.key_pem(),
+        main=main_cf,
+    )
+    delay = args.rtt_ms / 2000.0
+    try:
+        postfix.start()
+        with DelayProxy(proxy_address, (postfix_address, postfix.port), delay) as proxy:
+            rev = ".".join(reversed(proxy_address.split("."))) + ".in-addr.arpa"
+            lab.dns.signed_zones.add(ZONE)
+            lab.dns.add(DOMAIN, "MX", [f"10 {MX}."])
+            lab.dns.add(MX, "A", [proxy_address])
+            lab.dns.add(rev, "PTR", [f"{MX}."])
+            lab.dns.add(f"_smtp._tls.{DOMAIN}", "TXT", [f'"v=TLSRPTv1; rua=mailto:tls@{DOMAIN}"'])
+            tools = _tools(lab, args, proxy.port, proxy_address)
+            log_path = Path(postfix.base) / "maillog"
 
-                def log() -> str:
-                    try:
-                        return log_path.read_text(errors="replace")
-                    except OSError:
-                        return ""
+            def log() -> str:
+                try:
+                    return log_path.read_text(errors="replace")
+                except OSError:
+                    return ""
 
-                for tool in tools:
-                    run_once(tool, log, keep=False)  # warm-up: caches, page cache, pyc
-                for _ in range(args.runs):
-                    for tool in tools:  # in turn, so a drift of the machine hits all alike
-                        run_once(tool, log, keep=True)
-                print(report(tools, args.rtt_ms, args.runs, version, args.key))
-                own = resource.getrusage(resource.RUSAGE_SELF)
-                print(f"\n(benchmark process itself: {own.ru_maxrss / 1024:.0f} MiB peak RSS)")
-        finally:
-            postfix.cleanup()
+            for tool in tools:
+                run_once(tool, log, keep=False)  # warm-up: caches, page cache, pyc
+            for _ in range(args.runs):
+                for tool in tools:  # in turn, so a drift of the machine hits all alike
+                    run_once(tool, log, keep=True)
+            print(report(tools, args.rtt_ms, args.runs, version, args.key))
+            own = resource.getrusage(resource.RUSAGE_SELF)
+            print(f"\n(benchmark process itself: {own.ru_maxrss / 1024:.0f} MiB peak RSS)")
+    finally:
+        postfix.cleanup()
     return 0
 
 
