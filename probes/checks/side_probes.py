@@ -303,11 +303,25 @@ async def side_probes(
             plan.versions[version] = False
             plan.evidence[version] = main_ref
     probes: list[AsyncIterator[Event]] = []
-    for item in _answered_by_main(plan):
+    legacy_open = any(plan.versions.get(v) is None for v in ("TLSv1", "TLSv1.1"))
+    for item in _answered_by_main(plan, legacy_open=legacy_open):
         yield item
     ask_rsa = "static-rsa" not in plan.results
     ask_weak = "weak-suites" not in plan.results
-    if plan.versions.get("TLSv1.2") is not False and (ask_rsa or ask_weak):
+    cipher_probe = False
+    if plan.versions.get("TLSv1.2") is False:
+        # TLS 1.2 is refused (the main session got less): its suites cannot be asked.
+        for check, wanted in zip(_CIPHER_CHECKS, (ask_rsa, ask_weak), strict=True):
+            if wanted:
+                yield plan.result(
+                    check,
+                    "inconclusive",
+                    f"TLSv1.2 is refused (the main session negotiated {main.version}): "
+                    "the TLS 1.2 suite probe does not apply",
+                    "main",
+                    index=main.tls_index,
+                )
+    elif ask_rsa or ask_weak:
         offer = cipher_probe_offer(static_rsa=ask_rsa, weak=ask_weak)
         if offer is None:
             for check in _CIPHER_CHECKS:
@@ -319,8 +333,8 @@ async def side_probes(
                         "cipher-probe",
                     )
         elif plan.take_connection():
+            cipher_probe = True
             probes.append(_cipher_probe(plan, offer[0], offer[1], ask_rsa, ask_weak))
-    legacy_open = any(plan.versions.get(v) is None for v in ("TLSv1", "TLSv1.1"))
     if legacy_open and plan.take_connection():
         probes.append(_legacy_probe(plan))
     if not options.implicit_tls and plan.take_connection():
@@ -330,7 +344,7 @@ async def side_probes(
     # A question the cipher probe left open gets a connection of its own, if one is left.
     asked: dict[SideCheck, bool] = {"static-rsa": ask_rsa, "weak-suites": ask_weak}
     for check, was_asked in asked.items():
-        if was_asked and check not in plan.results:
+        if cipher_probe and was_asked and check not in plan.results:
             async for event in _follow_up(plan, check):
                 yield event
     if plan.versions.get("TLSv1.2") is None and rank > _RANK["TLSv1.2"]:
@@ -351,11 +365,11 @@ async def side_probes(
         yield event
 
 
-def _answered_by_main(plan: _Plan) -> list[SideProbeChecked]:
+def _answered_by_main(plan: _Plan, *, legacy_open: bool) -> list[SideProbeChecked]:
     """The questions the main session's handshake already answered."""
     main = plan.main
     out: list[SideProbeChecked] = []
-    if _RANK.get(main.version, 99) < _RANK["TLSv1.2"]:
+    if not legacy_open and _RANK.get(main.version, 99) < _RANK["TLSv1.2"]:
         out.append(
             plan.result(
                 "legacy-tls",
@@ -495,7 +509,7 @@ def _judge_cipher_probe(
                 plan.versions["TLSv1.2"] = True
                 plan.evidence["TLSv1.2"] = ref
             why = f"refused ({state.error}), as it should be"
-        for check, asked in zip(_CIPHER_CHECKS, (ask_rsa, ask_weak)):
+        for check, asked in zip(_CIPHER_CHECKS, (ask_rsa, ask_weak), strict=True):
             if asked:
                 out.append(
                     plan.result(
@@ -504,7 +518,7 @@ def _judge_cipher_probe(
                 )
         out.append(transcript.line("!", f"offered suites {why}"))
     else:
-        for check, asked in zip(_CIPHER_CHECKS, (ask_rsa, ask_weak)):
+        for check, asked in zip(_CIPHER_CHECKS, (ask_rsa, ask_weak), strict=True):
             if asked:
                 out.append(
                     plan.result(check, "inconclusive", state.why_untested(), purpose, ms=state.ms)
@@ -666,31 +680,27 @@ async def _legacy_probe(plan: _Plan) -> AsyncIterator[Event]:
                 if _RANK.get(version, -1) > _RANK.get(got, 99):
                     plan.versions[version] = False
                     plan.evidence[version] = ref
-            yield plan.result(
-                "legacy-tls",
-                "vulnerable",
-                f"accepted {got} ({state.tls.cipher})",
-                purpose,
-                ms=state.ms,
-                index=state.tls_index,
-            )
+            why = f"accepted {got} ({state.tls.cipher})"
         elif state.refused:
             for version in offerable:
                 plan.versions[version] = False
                 plan.evidence[version] = ref
-            if "legacy-tls" not in plan.results:
-                yield plan.result(
-                    "legacy-tls",
-                    "not vulnerable",
-                    f"{shown} refused ({state.error})",
-                    purpose,
-                    ms=state.ms,
-                    index=state.tls_index,
-                )
-        elif "legacy-tls" not in plan.results:
-            yield plan.result(
-                "legacy-tls", "inconclusive", state.why_untested(), purpose, ms=state.ms
-            )
+            why = f"{shown} refused ({state.error})"
+        else:
+            why = state.why_untested()
+        # The main session may have shown one legacy version already (it got TLS 1.1).
+        known = [plan.versions.get(v) for v in ("TLSv1", "TLSv1.1")]
+        accepted = [v for v in ("TLSv1", "TLSv1.1") if plan.versions.get(v) is True]
+        if accepted:
+            if state.tls is None:
+                why = f"the main session negotiated {accepted[0]}; {why}"
+            result: SideResult = "vulnerable"
+        elif all(k is False for k in known):
+            result = "not vulnerable"
+        else:
+            result = "inconclusive"
+        index = state.tls_index if state.tested else None
+        yield plan.result("legacy-tls", result, why, purpose, ms=state.ms, index=index)
         async for event in _finish(state.conn):
             yield event
     finally:
