@@ -1,5 +1,6 @@
-"""The TLS helpers and the two extra probes (version sweep, STARTTLS injection) against real
-servers on 127.0.0.1; the pure parsers of handshake messages are unit-tested directly."""
+"""The TLS helpers and the side probes (cipher probe, legacy probe, STARTTLS injection)
+against real servers on 127.0.0.1; the pure parsers of handshake messages are unit-tested
+directly."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from probes.checks.side_probes import starttls_injection_test, tls_version_sweep
+from probes.checks.side_probes import MainFacts, side_probes
 from probes.model.events import (
+    Event,
     SessionFinished,
-    SessionStarted,
+    SideProbeChecked,
     TlsVersionsProbed,
     TranscriptLine,
     Where,
@@ -31,12 +33,9 @@ from tests import test_smtp_session as base
 from tests.test_smtp_session import (
     FakeSmtp,
     collect,
-    evidence_line,
     findings,
-    finished,
     server_context,
     smtp_script,
-    transcript,
 )
 
 # The fixtures live with the session tests; binding them here makes pytest find them.
@@ -44,71 +43,96 @@ serve = base.serve
 cert_files = base.cert_files
 
 OPTIONS = Options(timeout=1.0)
+TLS13 = MainFacts("TLSv1.3", "TLS_AES_256_GCM_SHA384", 9, key_type="RSA")
+TLS12 = MainFacts("TLSv1.2", "ECDHE-RSA-AES256-GCM-SHA384", 9, key_type="RSA")
 
 
-def _sweep_result(events: list) -> dict[str, bool | None]:
+def _versions(events: list[Event]) -> dict[str, bool | None]:
     probed = [e for e in events if isinstance(e, TlsVersionsProbed)]
     assert len(probed) == 1
     return dict(probed[0].accepted)
 
 
-# --------------------------------------------------------------------------- version sweep
+def _results(events: list[Event]) -> dict[str, str]:
+    return {e.check: e.result for e in events if isinstance(e, SideProbeChecked)}
 
 
-async def test_sweep_tls12_only(
+def _lines(events: list[Event], purpose: str) -> list[TranscriptLine]:
+    return [e for e in events if isinstance(e, TranscriptLine) and e.purpose == purpose]
+
+
+def _ends(events: list[Event]) -> dict[str, SessionFinished]:
+    return {e.purpose: e for e in events if isinstance(e, SessionFinished)}
+
+
+async def probe(server: FakeSmtp, main: MainFacts = TLS13) -> list[Event]:
+    return await collect(side_probes(server.where(), OPTIONS, ehlo_name="client.test", main=main))
+
+
+# --------------------------------------------------------------------------- versions
+
+
+async def test_tls12_only_server(
     serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
 ) -> None:
     ctx = server_context(cert_files, maximum=ssl.TLSVersion.TLSv1_2)
     server = serve(smtp_script(tls_ctx=ctx))
-    events = await collect(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
-
-    assert isinstance(events[0], SessionStarted) and events[0].purpose == "tls-versions"
-    assert all(e.purpose == "tls-versions" for e in events if isinstance(e, TranscriptLine))
-    result = _sweep_result(events)
-    assert result["TLSv1.2"] is True
-    assert result["TLSv1.3"] is False
+    # The main session got TLS 1.2 although it offered 1.3: 1.3 is refused.
+    events = await probe(server, TLS12)
+    result = _versions(events)
+    assert result["TLSv1.2"] is True and result["TLSv1.3"] is False
     # The server's context refuses 1.0/1.1 (Python's server default minimum is 1.2).
     assert result["TLSv1"] in (False, None) and result["TLSv1.1"] in (False, None)
-    found = findings(events)
-    assert set(found) == {"tls.no_tls13"}
-    assert "handshake failed" in evidence_line(events, "tls.no_tls13").text
-    end = finished(events)
-    assert end.purpose == "tls-versions" and end.outcome == "ok"
-    # One connection per version, one after the other, never two at once.
-    assert server.connections == end.connections == 4
-    assert server.max_open == 1
+    assert set(findings(events)) == {"tls.no_tls13"}
+    assert findings(events)["tls.no_tls13"].finding.evidence == ("transcript:9",)
+    assert set(_ends(events)) == {"cipher-probe", "tls-versions", "injection"}
+    # One connection per probe, at most three at once.
+    assert server.connections == 3 and server.max_open <= 3
 
 
-async def test_sweep_modern_server_has_no_findings(
+async def test_modern_server_has_no_findings(
     serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
 ) -> None:
     server = serve(smtp_script(tls_ctx=server_context(cert_files)))
-    events = await collect(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
-    result = _sweep_result(events)
-    assert result["TLSv1.2"] is True and result["TLSv1.3"] is True
+    events = await probe(server)
+    result = _versions(events)
+    assert result["TLSv1.3"] is True and result["TLSv1.1"] is False
     assert findings(events) == {}
+    assert _results(events) == {
+        "static-rsa": "not vulnerable",
+        "weak-suites": "not vulnerable",
+        "legacy-tls": "not vulnerable",
+        "injection": "not vulnerable",
+    }
 
 
-async def test_sweep_legacy_accepted(
+async def test_legacy_accepted(
     serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
 ) -> None:
     ctx = server_context(cert_files, minimum=ssl.TLSVersion.TLSv1, legacy=True)
     server = serve(smtp_script(tls_ctx=ctx))
-    events = await collect(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
-    result = _sweep_result(events)
-    if result["TLSv1"] is not True:
-        pytest.skip("this OpenSSL does not complete TLSv1 handshakes even at SECLEVEL=0")
+    events = await probe(server)
+    result = _versions(events)
+    if result["TLSv1.1"] is not True:
+        pytest.skip("this OpenSSL does not complete TLSv1.1 handshakes even at SECLEVEL=0")
     assert set(findings(events)) == {"tls.legacy_accepted"}
-    assert "TLSv1" in findings(events)["tls.legacy_accepted"].finding.summary
+    assert "TLSv1.1" in findings(events)["tls.legacy_accepted"].finding.summary
+    assert _results(events)["legacy-tls"] == "vulnerable"
+    assert any(
+        line.text == "connection 1: offering TLSv1 to TLSv1.1 only"
+        for line in _lines(events, "tls-versions")
+    )
 
 
-async def test_sweep_without_starttls_tests_nothing(serve: Callable[..., FakeSmtp]) -> None:
+async def test_without_starttls_nothing_is_tested(serve: Callable[..., FakeSmtp]) -> None:
     server = serve(smtp_script(ehlo=b"250 mx.test\r\n"))
-    events = await collect(tls_version_sweep(server.where(), OPTIONS, ehlo_name="client.test"))
-    assert set(_sweep_result(events).values()) == {None}
+    events = await probe(server)
+    result = _versions(events)
+    assert result["TLSv1.3"] is True  # the main session's own handshake
+    assert result["TLSv1"] is result["TLSv1.1"] is result["TLSv1.2"] is None
     assert findings(events) == {}
-    assert finished(events).outcome == "starttls"
-    assert server.connections == 1  # gave up after the first connection
+    assert set(_results(events).values()) == {"inconclusive"}
+    assert {e.outcome for e in _ends(events).values()} == {"starttls"}
 
 
 # --------------------------------------------------------------------------- injection
@@ -118,18 +142,18 @@ async def test_injection_vulnerable(
     serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
 ) -> None:
     server = serve(smtp_script(tls_ctx=server_context(cert_files), keep_buffer=True))
-    events = await collect(
-        starttls_injection_test(server.where(), OPTIONS, ehlo_name="client.test")
-    )
-    assert isinstance(events[0], SessionStarted) and events[0].purpose == "injection"
+    events = await probe(server)
     assert set(findings(events)) == {"tls.plaintext_injection"}
-    line = evidence_line(events, "tls.plaintext_injection")
+    lines = _lines(events, "injection")
+    ref = findings(events)["tls.plaintext_injection"].finding.evidence[0]
+    line = lines[int(ref.split(":")[1])]
     assert line.dir == "S" and line.text == "250 2.0.0 OK"
-    texts = [t.text for t in transcript(events)]
+    texts = [t.text for t in lines]
     # Both commands went out together, in clear text, before the handshake.
     assert texts.index("NOOP") == texts.index("STARTTLS") + 1
     assert texts.index("NOOP") < texts.index("-> ClientHello") < texts.index("250 2.0.0 OK")
-    assert finished(events).outcome == "ok"
+    assert _results(events)["injection"] == "vulnerable"
+    assert _ends(events)["injection"].outcome == "ok"
 
 
 async def test_injection_not_vulnerable(
@@ -137,15 +161,14 @@ async def test_injection_not_vulnerable(
 ) -> None:
     server = serve(smtp_script(tls_ctx=server_context(cert_files), keep_buffer=False))
     start = time.monotonic()
-    events = await collect(
-        starttls_injection_test(server.where(), OPTIONS, ehlo_name="client.test")
-    )
+    events = await probe(server)
     assert time.monotonic() - start < OPTIONS.timeout + 3
     assert findings(events) == {}
-    texts = [t.text for t in transcript(events)]
+    texts = [t.text for t in _lines(events, "injection")]
     assert any("not vulnerable" in t for t in texts)
-    end = finished(events)
-    assert isinstance(end, SessionFinished) and end.outcome == "ok" and end.starttls is True
+    end = _ends(events)["injection"]
+    assert end.outcome == "ok" and end.starttls is True
+    assert _results(events)["injection"] == "not vulnerable"
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -220,7 +243,7 @@ def test_sni_and_context() -> None:
     assert pinned.minimum_version == pinned.maximum_version == ssl.TLSVersion.TLSv1_2
 
 
-async def test_sweep_unreachable_reports_none() -> None:
+async def test_unreachable_reports_none() -> None:
     import socket
 
     sock = socket.socket()
@@ -228,7 +251,11 @@ async def test_sweep_unreachable_reports_none() -> None:
     port = sock.getsockname()[1]
     sock.close()
     events = await collect(
-        tls_version_sweep(Where("mx.test", "127.0.0.1", port), OPTIONS, ehlo_name="client.test")
+        side_probes(
+            Where("mx.test", "127.0.0.1", port), OPTIONS, ehlo_name="client.test", main=TLS13
+        )
     )
-    assert set(_sweep_result(events).values()) == {None}
-    assert finished(events).outcome == "connect"
+    result = _versions(events)
+    assert result["TLSv1"] is result["TLSv1.1"] is result["TLSv1.2"] is None
+    assert {e.outcome for e in _ends(events).values()} == {"connect"}
+    assert set(_results(events).values()) == {"inconclusive"}
