@@ -162,6 +162,15 @@ class _Run:
             self._fetcher = Fetcher(self.resolver, self.options, roots)
         return self._fetcher
 
+    async def _first_error(self, exc: Exception) -> Exception:
+        """An unusable --ca-file or trust store is the error to report, whatever failed
+        after it (the roots load in a thread, so a lookup may fail first)."""
+        if self._prepared is None:
+            return exc
+        await asyncio.wait({self._prepared})
+        failed = None if self._prepared.cancelled() else self._prepared.exception()
+        return failed if isinstance(failed, CheckError) else exc
+
     async def aclose(self) -> None:
         if self._fetcher is not None:
             await self._fetcher.aclose()
@@ -235,6 +244,8 @@ class _Run:
                 await context_task
                 await policy_task
                 self.compare_pool()
+            # Even a run that never needed them fails on an unusable --ca-file (exit 3).
+            await self.roots()
             self.release_findings()
             self.put(
                 DiagnosisFinished(
@@ -246,7 +257,7 @@ class _Run:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # handed to the consumer, which re-raises it
-            self.put(exc)
+            self.put(await self._first_error(exc))
         finally:
             # Nothing may outlive the diagnosis: a policy fetch still running after the
             # fetcher is closed would open a client that nobody closes.
@@ -656,13 +667,9 @@ async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:
     domain_ascii = to_ascii(target)
     if not options.timeout > 0:
         raise CheckError("--timeout must be a positive number of seconds")
-    roots: Roots | None = None
-    if options.ca_file is not None or options.trust != "certifi":
-        # A file or store the user named: a bad one is exit 3 before the first event.
-        from probes.net.trust import load_roots
-
-        roots = load_roots(options)
-    run = _Run(target, domain_ascii, options, roots)
+    # The roots (--ca-file too) load in the preparing thread: an unusable file is still a
+    # CheckError (exit 3), raised when the run first needs them.
+    run = _Run(target, domain_ascii, options)
     run.start_preparing()
     task = asyncio.create_task(run.run())
     try:
