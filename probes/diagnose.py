@@ -39,7 +39,7 @@ from probes.model.events import (
     TranscriptLine,
     Where,
 )
-from probes.model.findings import GradeContext, grade, raise_finding, worst
+from probes.model.findings import GradeContext, catalog, grade, raise_finding, worst
 from probes.model.names import is_ip_literal
 from probes.model.options import Options
 from probes.net.dns import Answer, Resolver, local_fqdn, to_ascii
@@ -113,6 +113,8 @@ def _prepare(options: Options, roots: Roots | None) -> Roots:
     import probes.checks.tlsrpt  # noqa: F401
     from probes.net.trust import load_roots
 
+    catalog()  # read findings.json here too
+
     return roots if roots is not None else load_roots(options)
 
 
@@ -144,6 +146,8 @@ class _Run:
     # ------------------------------------------------------------------ plumbing
 
     def start_preparing(self) -> None:
+        if self._prepared is not None:
+            return
         loop = asyncio.get_running_loop()
         self._prepared = loop.run_in_executor(None, _prepare, self.options, self._given_roots)
 
@@ -316,7 +320,10 @@ class _Run:
             )
             self.put(MxResolved(self.target, self.domain, overrides))
             return list(overrides)
-        answer = await self.resolver.query(self.domain, "MX")
+        ask = asyncio.create_task(self.resolver.query(self.domain, "MX"))
+        await asyncio.sleep(0)  # the question goes out before the preparing thread starts
+        self.start_preparing()
+        answer = await ask
         if answer.status == "TIMEOUT" or answer.status.startswith("ERROR"):
             why = (
                 f"no reply in {self.options.timeout:g} s"
@@ -412,7 +419,10 @@ class _Run:
             self.put(AddressesResolved(mx.host, (mx.host,)))
             await self.address(mx.host, mx.host, self.port_for(mx.host))
             return
-        addrs, a, aaaa = await self.resolver.addresses(mx.host)
+        ask = asyncio.create_task(self.resolver.addresses(mx.host))
+        await asyncio.sleep(0)  # (with --mx these are the first questions)
+        self.start_preparing()
+        addrs, a, aaaa = await ask
         cname = a.cname or aaaa.cname
         self.put(AddressesResolved(mx.host, addrs, cname, a.authenticated))
         if cname:
@@ -670,7 +680,6 @@ async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:
     # The roots (--ca-file too) load in the preparing thread: an unusable file is still a
     # CheckError (exit 3), raised when the run first needs them.
     run = _Run(target, domain_ascii, options)
-    run.start_preparing()
     task = asyncio.create_task(run.run())
     try:
         while True:

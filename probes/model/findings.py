@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from probes.model.events import Finding, Severity, Where
@@ -22,6 +21,10 @@ SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2, "ok": 3}
 @lru_cache(maxsize=1)
 def catalog() -> dict[str, dict[str, Any]]:
     """The findings catalog: id -> {severity, title, detail, fix, sender_error, section}."""
+    # Imported here: importlib.resources pulls in tempfile, zipfile and more, which a check
+    # should not load before its first DNS question.
+    from importlib import resources
+
     text = resources.files("probes").joinpath("data/findings.json").read_text("utf-8")
     data: dict[str, dict[str, Any]] = json.loads(text)
     return data
