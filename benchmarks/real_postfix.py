@@ -44,7 +44,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,8 +89,18 @@ class DelayProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        done.result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -100,7 +110,7 @@ class DelayProxy:
         self.port = int(self._server.sockets[0].getsockname()[1])
         self._ready.set()
         self._loop.run_forever()
-        self._server.close()
+        self._loop.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -254,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         "--postfix-defaults", action="store_true", help="Postfix's own smtpd_tls_protocols"
     )
     parser.add_argument("--only", action="append", help="run only the tools named (repeatable)")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="also run one diagnosis in this process and print when each step ended",
+    )
     args = parser.parse_args(argv)
 
     reason = unavailable_reason()
@@ -311,11 +326,38 @@ def _bench(lab: Lab, args: argparse.Namespace, version: str) -> int:
                 for tool in tools:  # in turn, so a drift of the machine hits all alike
                     run_once(tool, log, keep=True)
             print(report(tools, args.rtt_ms, args.runs, version, args.key))
+            if args.trace:
+                asyncio.run(trace(lab, proxy.port))
             own = resource.getrusage(resource.RUSAGE_SELF)
             print(f"\n(benchmark process itself: {own.ru_maxrss / 1024:.0f} MiB peak RSS)")
     finally:
         postfix.cleanup()
     return 0
+
+
+async def trace(lab: Lab, port: int) -> None:
+    """One diagnosis in this process: when each session and endpoint check ended."""
+    from probes.diagnose import diagnose
+    from probes.model.events import (
+        ChainValidated,
+        DiagnosisFinished,
+        EndpointChecked,
+        SessionFinished,
+        SessionStarted,
+    )
+    from probes.model.options import MxOverride
+
+    options = replace(lab.options(), mx=(MxOverride(MX, port),), ehlo="bench.lab.test")
+    started = time.perf_counter()
+    print("\none diagnosis in this process, ms since it started:")
+    async for event in diagnose(DOMAIN, options):
+        at = (time.perf_counter() - started) * 1000
+        if isinstance(event, (SessionStarted, SessionFinished)):
+            print(f"  {at:7.1f} {type(event).__name__} {event.purpose}")
+        elif isinstance(event, EndpointChecked):
+            print(f"  {at:7.1f} endpoint {event.kind} ({event.ms} ms)")
+        elif isinstance(event, (ChainValidated, DiagnosisFinished)):
+            print(f"  {at:7.1f} {type(event).__name__}")
 
 
 def _tools(lab: Lab, args: argparse.Namespace, port: int, address: str) -> list[Tool]:

@@ -35,6 +35,7 @@ from probes.model.events import (
     MxResolved,
     PtrResolved,
     SessionFinished,
+    SessionStarted,
     TlsNegotiated,
     TranscriptLine,
     Where,
@@ -127,6 +128,9 @@ class _Run:
         self.options = options
         self._given_roots = roots
         self._prepared: asyncio.Future[Roots] | None = None
+        # Set once the first main session is connecting (or when there is none): the thread
+        # then works while the network is awaited, not while DNS answers are parsed.
+        self._may_prepare = asyncio.Event()
         self._fetcher: Fetcher | None = None
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.resolver = Resolver(options.resolver, timeout=options.timeout, on_query=self.put)
@@ -151,9 +155,14 @@ class _Run:
         loop = asyncio.get_running_loop()
         self._prepared = loop.run_in_executor(None, _prepare, self.options, self._given_roots)
 
+    def allow_preparing(self) -> None:
+        self._may_prepare.set()
+        self.start_preparing()
+
     async def roots(self) -> Roots:
         """The trust roots, once the preparing thread has them (and the heavy modules)."""
         if self._prepared is None:
+            await self._may_prepare.wait()
             self.start_preparing()
         assert self._prepared is not None
         return await asyncio.shield(self._prepared)
@@ -169,8 +178,8 @@ class _Run:
     async def _first_error(self, exc: Exception) -> Exception:
         """An unusable --ca-file or trust store is the error to report, whatever failed
         after it (the roots load in a thread, so a lookup may fail first)."""
-        if self._prepared is None:
-            return exc
+        self.allow_preparing()
+        assert self._prepared is not None
         await asyncio.wait({self._prepared})
         failed = None if self._prepared.cancelled() else self._prepared.exception()
         return failed if isinstance(failed, CheckError) else exc
@@ -238,6 +247,7 @@ class _Run:
                 context_task = asyncio.create_task(self.settle_context(policy_task))
                 background.append(context_task)
                 await asyncio.gather(*(self.mx_host(mx) for mx in hosts))
+                self.allow_preparing()
                 if self.facts and all(
                     "smtp.not_tested_from_here" in f.problems for f in self.facts.values()
                 ):
@@ -249,6 +259,7 @@ class _Run:
                 await policy_task
                 self.compare_pool()
             # Even a run that never needed them fails on an unusable --ca-file (exit 3).
+            self.allow_preparing()
             await self.roots()
             self.release_findings()
             self.put(
@@ -320,10 +331,7 @@ class _Run:
             )
             self.put(MxResolved(self.target, self.domain, overrides))
             return list(overrides)
-        ask = asyncio.create_task(self.resolver.query(self.domain, "MX"))
-        await asyncio.sleep(0)  # the question goes out before the preparing thread starts
-        self.start_preparing()
-        answer = await ask
+        answer = await self.resolver.query(self.domain, "MX")
         if answer.status == "TIMEOUT" or answer.status.startswith("ERROR"):
             why = (
                 f"no reply in {self.options.timeout:g} s"
@@ -419,10 +427,7 @@ class _Run:
             self.put(AddressesResolved(mx.host, (mx.host,)))
             await self.address(mx.host, mx.host, self.port_for(mx.host))
             return
-        ask = asyncio.create_task(self.resolver.addresses(mx.host))
-        await asyncio.sleep(0)  # (with --mx these are the first questions)
-        self.start_preparing()
-        addrs, a, aaaa = await ask
+        addrs, a, aaaa = await self.resolver.addresses(mx.host)
         cname = a.cname or aaaa.cname
         self.put(AddressesResolved(mx.host, addrs, cname, a.authenticated))
         if cname:
@@ -492,7 +497,9 @@ class _Run:
         lock = self.locks[(where.address or where.host, where.port or 25)]
         async with lock:
             events = await self.pump(
-                smtp_session(where, self.options, purpose="main", ehlo_name=self.ehlo)
+                self._connecting(
+                    smtp_session(where, self.options, purpose="main", ehlo_name=self.ehlo)
+                )
             )
         chain: ChainReceived | None = None
         handshake_index: int | None = None
@@ -530,6 +537,14 @@ class _Run:
             )
         else:
             await self.chain(where, chain, facts)
+
+    async def _connecting(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+        """The main session's events; once it starts, the preparing thread may start too
+        (call_soon: after the session's first step, its TCP connect, is under way)."""
+        async for event in events:
+            if isinstance(event, SessionStarted):
+                asyncio.get_running_loop().call_soon(self.allow_preparing)
+            yield event
 
     async def attempts(self, where: Where, lock: asyncio.Lock, first: _SessionFacts) -> None:
         """--attempts N: N-1 more main sessions, one after another. A load balancer whose
