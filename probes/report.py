@@ -393,8 +393,7 @@ class Report:
                 out.append(f"    versions: {versions_text(s.versions.accepted)}")
             if s.side_probes:
                 out.append(
-                    "    side probes: "
-                    + "; ".join(f"{p.check} {p.result}" for p in s.side_probes)
+                    "    side probes: " + "; ".join(f"{p.check} {p.result}" for p in s.side_probes)
                 )
             if s.validation is not None:
                 out.append(

@@ -245,6 +245,14 @@ class _Plan:
     evidence: dict[str, str] = field(default_factory=dict)  # version -> "purpose:index"
     results: dict[SideCheck, SideProbeChecked] = field(default_factory=dict)
     throttle: FindingRaised | None = None
+    transcripts: dict[str, Transcript] = field(default_factory=dict)
+
+    def transcript(self, purpose: SessionPurpose) -> Transcript:
+        """One transcript per purpose, so a follow-up connection's lines number on from
+        the first one's and evidence indexes stay unique."""
+        if purpose not in self.transcripts:
+            self.transcripts[purpose] = Transcript(self.where, purpose)
+        return self.transcripts[purpose]
 
     def take_connection(self) -> bool:
         if self.throttled or self.connections_left <= 0:
@@ -408,7 +416,7 @@ async def _cipher_probe(
     where = plan.where
     purpose: SessionPurpose = "cipher-probe"
     yield SessionStarted(where, purpose)
-    transcript = Transcript(where, purpose)
+    transcript = plan.transcript(purpose)
     families = " and ".join(
         x for x, asked in (("weak", ask_weak), ("static-RSA", ask_rsa)) if asked
     )
@@ -573,7 +581,7 @@ async def _follow_up(plan: _Plan, check: SideCheck) -> AsyncIterator[Event]:
         yield plan.result(check, "inconclusive", why, purpose)
         return
     yield SessionStarted(where, purpose)
-    transcript = Transcript(where, purpose)
+    transcript = plan.transcript(purpose)
     yield transcript.line("!", f"connection 2: TLSv1.2 only, offering only {label} suites")
     state = _Shake()
     offer = TlsOffer("TLSv1.2", "TLSv1.2", ":".join(names) + ":@SECLEVEL=0")
@@ -613,7 +621,7 @@ async def _confirm_tls12(plan: _Plan) -> AsyncIterator[Event]:
     where = plan.where
     purpose: SessionPurpose = "tls-versions"
     yield SessionStarted(where, purpose)
-    transcript = Transcript(where, purpose)
+    transcript = plan.transcript(purpose)
     yield transcript.line("!", "connection 2: offering TLSv1.2 only, every suite")
     state = _Shake()
     try:
@@ -644,7 +652,7 @@ async def _legacy_probe(plan: _Plan) -> AsyncIterator[Event]:
     where = plan.where
     purpose: SessionPurpose = "tls-versions"
     yield SessionStarted(where, purpose)
-    transcript = Transcript(where, purpose)
+    transcript = plan.transcript(purpose)
     wanted = [v for v in ("TLSv1", "TLSv1.1") if plan.versions.get(v) is None]
     offerable = [v for v in wanted if local_version_support(v)]
     state = _Shake()
@@ -720,7 +728,7 @@ async def _injection_test(plan: _Plan) -> AsyncIterator[Event]:
     purpose: SessionPurpose = "injection"
     check: SideCheck = "injection"
     yield SessionStarted(where, purpose)
-    transcript = Transcript(where, purpose)
+    transcript = plan.transcript(purpose)
     state = _Shake()
     try:
         async for event in _shake(

@@ -322,9 +322,7 @@ def lease_context(offer: TlsOffer, recorder: HandshakeRecorder | None) -> ssl.SS
         return ctx
     _built += 1
     if offer.minimum is not None and offer.minimum == offer.maximum:
-        return build_client_context(
-            version=offer.minimum, recorder=recorder, ciphers=offer.ciphers
-        )
+        return build_client_context(version=offer.minimum, recorder=recorder, ciphers=offer.ciphers)
     ctx = build_client_context(recorder=recorder, ciphers=offer.ciphers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
