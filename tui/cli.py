@@ -562,7 +562,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    if sys.argv[1:2] == ["check"]:
+        # A headless check is done and has written its report: skip the interpreter's
+        # teardown of every module and object (a tenth of a second of CPU, measured with
+        # benchmarks/real_postfix.py), which nothing after this point needs.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
