@@ -21,7 +21,9 @@ What runs (all on loopback, nothing leaves the machine):
   one `openssl s_client -starttls smtp` handshake.
 
 For each tool: the median wall time (and min-max), the ratio to sslyze's median, SMTP
-connections per check and the warning lines Postfix logged per check (both read from
+connections per check, the "warning:" lines and all the lines a refused handshake leaves
+("SSL_accept error", "warning: TLS library problem", "lost connection after STARTTLS") per
+check (all read from
 Postfix's own log), and the peak RSS of the process (getrusage of the child).
 
 sslyze is not a dependency of mxlens: install it apart, e.g.
@@ -161,6 +163,7 @@ class Tool:
     rss_kib: list[int] = field(default_factory=list)
     connections: list[int] = field(default_factory=list)
     warnings: list[int] = field(default_factory=list)
+    noise: list[int] = field(default_factory=list)  # warning + SSL_accept error + lost connection
     exits: list[int] = field(default_factory=list)
     engine: list[float] = field(default_factory=list)  # mxlens's own elapsed_ms, in s
     cpu: list[float] = field(default_factory=list)  # user + system seconds of the process
@@ -191,6 +194,7 @@ def run_once(tool: Tool, log: Callable[[], str], *, keep: bool) -> None:
         sum(1 for line in added if "smtpd[" in line and " connect from " in line)
     )
     tool.warnings.append(sum(1 for line in added if "warning:" in line))
+    tool.noise.append(sum(1 for line in added if any(m in line for m in _NOISE)))
     if tool.name.startswith("mxlens"):
         if SAVE_DIR:
             name = tool.name.replace(" ", "_").replace("-", "")
@@ -199,6 +203,11 @@ def run_once(tool: Tool, log: Callable[[], str], *, keep: bool) -> None:
             tool.engine.append(float(json.loads(printed)["elapsed_ms"]) / 1000.0)
         except (ValueError, KeyError, TypeError):
             pass
+
+
+# What a refused handshake leaves in Postfix's log: "SSL_accept error from ...", "warning: TLS
+# library problem: ..." and "lost connection after STARTTLS from ...".
+_NOISE = ("warning:", "SSL_accept error", "lost connection")
 
 
 def median(values: list[float] | list[int]) -> float:
@@ -211,20 +220,20 @@ def report(tools: list[Tool], rtt_ms: float, runs: int, postfix: str, key: str) 
         f"Postfix {postfix}, {key} leaf, {rtt_ms:g} ms RTT through the delay proxy, "
         f"{runs} runs each after one warm-up (medians; min-max in brackets)",
         "",
-        "| tool | wall s | x sslyze | CPU s | connections / check | Postfix warnings / check "
-        "| peak RSS MiB | exit |",
-        "|---|---|---|---|---|---|---|---|",
+        "| tool | wall s | x sslyze | CPU s | connections / check | Postfix warning lines / check "
+        "| log-noise lines / check | peak RSS MiB | exit |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for tool in tools:
         if not tool.walls:
-            lines.append(f"| {tool.name} | not run | | | | | | |")
+            lines.append(f"| {tool.name} | not run | | | | | | | |")
             continue
         wall = median(tool.walls)
         ratio = f"{wall / median(ref.walls):.2f}" if ref is not None else "-"
         lines.append(
             f"| {tool.name} | {wall:.2f} ({min(tool.walls):.2f}-{max(tool.walls):.2f}) "
             f"| {ratio} | {median(tool.cpu):.2f} | {median(tool.connections):g} "
-            f"| {median(tool.warnings):g} "
+            f"| {median(tool.warnings):g} | {median(tool.noise):g} "
             f"| {median(tool.rss_kib) / 1024:.0f} | {sorted(set(tool.exits))} |"
         )
     for tool in tools:
