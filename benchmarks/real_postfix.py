@@ -167,6 +167,7 @@ class Tool:
     exits: list[int] = field(default_factory=list)
     engine: list[float] = field(default_factory=list)  # mxlens's own elapsed_ms, in s
     cpu: list[float] = field(default_factory=list)  # user + system seconds of the process
+    env: dict[str, str] | None = None
 
 
 def run_once(tool: Tool, log: Callable[[], str], *, keep: bool) -> None:
@@ -174,7 +175,7 @@ def run_once(tool: Tool, log: Callable[[], str], *, keep: bool) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
-            tool.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.DEVNULL
+            tool.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.DEVNULL, env=tool.env
         )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
@@ -311,6 +312,7 @@ def _bench(lab: Lab, args: argparse.Namespace, version: str) -> int:
         main=main_cf,
     )
     delay = args.rtt_ms / 2000.0
+    state_dir = tempfile.mkdtemp(prefix="mxbench-state-")
     try:
         postfix.start()
         with DelayProxy(proxy_address, (postfix_address, postfix.port), delay) as proxy:
@@ -320,7 +322,7 @@ def _bench(lab: Lab, args: argparse.Namespace, version: str) -> int:
             lab.dns.add(MX, "A", [proxy_address])
             lab.dns.add(rev, "PTR", [f"{MX}."])
             lab.dns.add(f"_smtp._tls.{DOMAIN}", "TXT", [f'"v=TLSRPTv1; rua=mailto:tls@{DOMAIN}"'])
-            tools = _tools(lab, args, proxy.port, proxy_address)
+            tools = _tools(lab, args, proxy.port, proxy_address, state_dir)
             log_path = Path(postfix.base) / "maillog"
 
             def log() -> str:
@@ -341,6 +343,7 @@ def _bench(lab: Lab, args: argparse.Namespace, version: str) -> int:
             print(f"\n(benchmark process itself: {own.ru_maxrss / 1024:.0f} MiB peak RSS)")
     finally:
         postfix.cleanup()
+        shutil.rmtree(state_dir, ignore_errors=True)
     return 0
 
 
@@ -369,7 +372,9 @@ async def trace(lab: Lab, port: int) -> None:
             print(f"  {at:7.1f} {type(event).__name__}")
 
 
-def _tools(lab: Lab, args: argparse.Namespace, port: int, address: str) -> list[Tool]:
+def _tools(
+    lab: Lab, args: argparse.Namespace, port: int, address: str, state_dir: str
+) -> list[Tool]:
     resolver_ip, resolver_port = lab.resolver
     mxlens = [
         sys.executable,
@@ -391,7 +396,13 @@ def _tools(lab: Lab, args: argparse.Namespace, port: int, address: str) -> list[
         "--timeout",
         "5",
     ]
-    tools = [Tool("mxlens check", mxlens), Tool("mxlens check --quick", [*mxlens, "--quick"])]
+    # Each check is recorded in the history database, as by default, but in a directory of
+    # the benchmark's own, not the user's.
+    env = dict(os.environ, MXLENS_STATE_DIR=state_dir)
+    tools = [
+        Tool("mxlens check", mxlens, env=env),
+        Tool("mxlens check --quick", [*mxlens, "--quick"], env=env),
+    ]
     sslyze = find_sslyze(args.sslyze)
     if sslyze is not None:
         tools.append(
