@@ -168,6 +168,7 @@ class Tool:
     engine: list[float] = field(default_factory=list)  # mxlens's own elapsed_ms, in s
     cpu: list[float] = field(default_factory=list)  # user + system seconds of the process
     env: dict[str, str] | None = None
+    cwd: str | None = None  # `python -m` finds the package in the working directory first
 
 
 def run_once(tool: Tool, log: Callable[[], str], *, keep: bool) -> None:
@@ -175,7 +176,12 @@ def run_once(tool: Tool, log: Callable[[], str], *, keep: bool) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
-            tool.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.DEVNULL, env=tool.env
+            tool.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            env=tool.env,
+            cwd=tool.cwd,
         )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
@@ -274,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         "--postfix-defaults", action="store_true", help="Postfix's own smtpd_tls_protocols"
     )
     parser.add_argument("--only", action="append", help="run only the tools named (repeatable)")
+    parser.add_argument(
+        "--compare-with",
+        metavar="DIR",
+        help="also run `mxlens check` from the source tree DIR (another checkout) in turn",
+    )
     parser.add_argument(
         "--trace",
         action="store_true",
@@ -403,6 +414,10 @@ def _tools(
         Tool("mxlens check", mxlens, env=env),
         Tool("mxlens check --quick", [*mxlens, "--quick"], env=env),
     ]
+    if args.compare_with:
+        tree = str(Path(args.compare_with).resolve())
+        other = dict(env, PYTHONPATH=tree)
+        tools.append(Tool(f"mxlens check ({args.compare_with})", mxlens, env=other, cwd=tree))
     sslyze = find_sslyze(args.sslyze)
     if sslyze is not None:
         tools.append(

@@ -533,7 +533,8 @@ class _Run:
                 facts.version, facts.cipher, handshake_index or 0, chain.certs[0].key_type
             )
             await asyncio.gather(
-                self.chain(where, chain, facts), self.extra_probes(where, lock, main)
+                self.extra_probes(where, lock, main),
+                self.chain(where, chain, facts, yield_first=True),
             )
         else:
             await self.chain(where, chain, facts)
@@ -612,7 +613,13 @@ class _Run:
         async with lock:
             await self.pump(side_probes(where, self.options, ehlo_name=self.ehlo, main=main))
 
-    async def chain(self, where: Where, chain: ChainReceived, facts: _SessionFacts) -> None:
+    async def chain(
+        self, where: Where, chain: ChainReceived, facts: _SessionFacts, *, yield_first: bool = False
+    ) -> None:
+        if yield_first:
+            # Path validation is CPU work that holds the loop: let the side probes, started
+            # just before, send their connects first so it overlaps their round trips.
+            await asyncio.sleep(0)
         # DANE first: a DANE-EE match makes the certificate's names and dates moot, and the
         # certificate findings below are graded with that knowledge.
         roots = await self.roots()
