@@ -5,6 +5,12 @@ work concurrently (every MX host, every address, policy lookups, CA endpoint fet
 keeping at most one SMTP connection at a time per server address, so a whole diagnosis takes
 about as long as its longest chain of round trips.
 
+A hostile domain cannot make it exhaust the host: at most MAX_MX_HOSTS MX hosts and
+MAX_ADDRESSES_PER_HOST addresses each are probed (Postfix's smtp_mx_session_limit and
+smtp_mx_address_limit are the model; the rest are listed in dns.mx_not_probed), at most
+MAX_SESSIONS SMTP connections are open at once, the findings catalog is loaded before any
+socket is opened, and one overall deadline (options.deadline_for) bounds the whole run.
+
 Findings are graded for the sender policy before they are yielded. Grading depends on what the
 domain publishes (MTA-STS enforce, usable DANE), so findings that arrive before those lookups
 finish are held back until they have, then flow as they come.
@@ -13,6 +19,7 @@ finish are held back until they have, then flow as they come.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -42,7 +49,8 @@ from probes.model.events import (
 )
 from probes.model.findings import GradeContext, catalog, grade, raise_finding, worst
 from probes.model.names import canonical, is_ip_literal
-from probes.model.options import Options
+from probes.model.options import Options, deadline_for
+from probes.model.server_software import identify, tailored_fix
 from probes.net.dns import Answer, Resolver, local_fqdn, to_ascii
 
 if TYPE_CHECKING:
@@ -52,6 +60,36 @@ if TYPE_CHECKING:
     from probes.net.trust import Roots
 
 _END = object()
+MAX_MX_HOSTS = 10
+MAX_ADDRESSES_PER_HOST = 5
+MAX_SESSIONS = 16  # SMTP connections open at once over the whole diagnosis
+
+
+class _AddressSlot:
+    """The right to connect to one server address: its own lock (one connection at a time
+    per address) and one of the diagnosis's MAX_SESSIONS connection slots."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._lock = asyncio.Lock()
+        self._slots = slots
+
+    async def __aenter__(self) -> None:
+        await self._lock.acquire()
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._slots.release()
+        self._lock.release()
+
+    @property
+    def exclusive(self) -> asyncio.Lock:
+        """The address alone, without a slot: the side probes, which run up to three
+        connections at once, take one slot per connection themselves."""
+        return self._lock
 
 
 @dataclass
@@ -135,7 +173,10 @@ class _Run:
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.resolver = Resolver(options.resolver, timeout=options.timeout, on_query=self.put)
         self.ehlo = options.ehlo or local_fqdn()
-        self.locks: dict[tuple[str, int], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.session_slots = asyncio.Semaphore(MAX_SESSIONS)
+        self.locks: dict[tuple[str, int], _AddressSlot] = defaultdict(
+            lambda: _AddressSlot(self.session_slots)
+        )
         self.endpoint_cache: dict[str, object] = {}
         self.findings: list[Finding] = []
         self.pending: list[Finding] = []
@@ -144,6 +185,8 @@ class _Run:
         self.dane_active: set[str] = set()  # MX hosts with validated, usable TLSA records
         self.dane_ee: set[Where] = set()  # sessions whose leaf matched a DANE-EE record
         self.facts: dict[Where, _SessionFacts] = {}
+        # The software each address's greeting names (None: it names none we know).
+        self.software: dict[Where, str | None] = {}
         self.tlsa: dict[str, asyncio.Task[TlsaLookup]] = {}
         self.started = time.monotonic()
 
@@ -209,6 +252,9 @@ class _Run:
             dane_ee_matched=finding.where in self.dane_ee,
         )
         graded = grade(finding, ctx)
+        fix = tailored_fix(graded.id, self.software.get(finding.where))
+        if fix is not None:
+            graded = replace(graded, fix=fix)
         self.findings.append(graded)
         self.put(FindingRaised(graded))
 
@@ -226,6 +272,12 @@ class _Run:
             if isinstance(event, FindingRaised):
                 self.finding(event.finding)
             else:
+                if (
+                    isinstance(event, TranscriptLine)
+                    and event.dir == "S"
+                    and event.where not in self.software
+                ):
+                    self.software[event.where] = identify(event.text)  # the greeting
                 self.put(event)
         return seen
 
@@ -236,6 +288,9 @@ class _Run:
         try:
             hosts = await self.mail_route()
             if hosts:
+                # A task: the roots it reads load once the first main session is under way.
+                roots_task = asyncio.create_task(self.provider_roots([h.host for h in hosts]))
+                background.append(roots_task)
                 policy_task = asyncio.create_task(self.policies([h.host for h in hosts]))
                 background.append(policy_task)
                 for mx in hosts:
@@ -257,6 +312,7 @@ class _Run:
                     )
                 await context_task
                 await policy_task
+                await roots_task
                 self.compare_pool()
             # Even a run that never needed them fails on an unusable --ca-file (exit 3).
             self.allow_preparing()
@@ -283,6 +339,17 @@ class _Run:
 
     def side_probes_wanted(self) -> bool:
         return self.options.extra_probes and not self.options.quick
+
+    async def provider_roots(self, mx_hosts: list[str]) -> None:
+        """A provider's MX checked with a trust store that lacks the root its chains need."""
+        roots = await self.roots()
+        from cryptography.hazmat.primitives import hashes
+
+        from probes.interpret.providers import missing_root_findings
+
+        sha1s = {c.fingerprint(hashes.SHA1()).hex().upper() for c in roots.certs}
+        for finding in missing_root_findings(mx_hosts, sha1s, roots.description):
+            self.finding(finding)
 
     def port_for(self, host: str) -> int:
         for override in self.options.mx:
@@ -380,6 +447,19 @@ class _Run:
                     )
                 )
             checked.append(mx)
+        if len(checked) > MAX_MX_HOSTS:
+            rest = checked[MAX_MX_HOSTS:]
+            checked = checked[:MAX_MX_HOSTS]
+            names = ", ".join(mx.host for mx in rest[:3])
+            more = f" and {len(rest) - 3} more" if len(rest) > 3 else ""
+            self.finding(
+                raise_finding(
+                    "dns.mx_not_probed",
+                    where,
+                    f"{self.domain} lists {len(checked) + len(rest)} MX hosts; the first "
+                    f"{MAX_MX_HOSTS} by preference were probed, not {names}{more}",
+                )
+            )
         self.put(
             MxResolved(self.target, self.domain, tuple(checked), authenticated=answer.authenticated)
         )
@@ -455,6 +535,18 @@ class _Run:
                     )
                 )
             return
+        if len(addrs) > MAX_ADDRESSES_PER_HOST:
+            rest = addrs[MAX_ADDRESSES_PER_HOST:]
+            addrs = addrs[:MAX_ADDRESSES_PER_HOST]
+            more = f" and {len(rest) - 3} more" if len(rest) > 3 else ""
+            self.finding(
+                raise_finding(
+                    "dns.mx_not_probed",
+                    where,
+                    f"{mx.host} has {len(addrs) + len(rest)} addresses; the first "
+                    f"{MAX_ADDRESSES_PER_HOST} were probed, not {', '.join(rest[:3])}{more}",
+                )
+            )
         port = self.port_for(mx.host)
         await asyncio.gather(*(self.address(mx.host, addr, port) for addr in addrs))
 
@@ -547,7 +639,7 @@ class _Run:
                 asyncio.get_running_loop().call_soon(self.allow_preparing)
             yield event
 
-    async def attempts(self, where: Where, lock: asyncio.Lock, first: _SessionFacts) -> None:
+    async def attempts(self, where: Where, lock: _AddressSlot, first: _SessionFacts) -> None:
         """--attempts N: N-1 more main sessions, one after another. A load balancer whose
         nodes differ (another leaf certificate, no STARTTLS on one node) shows as attempts
         that disagree; pool.inconsistent names the odd ones. Only the first attempt is judged
@@ -605,13 +697,21 @@ class _Run:
                     )
                 )
 
-    async def extra_probes(self, where: Where, lock: asyncio.Lock, main: MainFacts) -> None:
+    async def extra_probes(self, where: Where, lock: _AddressSlot, main: MainFacts) -> None:
         """The side probes, after the main session (and any attempts) so that a connection
         limit they trip can never taint the verdict; they overlap among themselves."""
         from probes.checks.side_probes import side_probes
 
-        async with lock:
-            await self.pump(side_probes(where, self.options, ehlo_name=self.ehlo, main=main))
+        async with lock.exclusive:
+            await self.pump(
+                side_probes(
+                    where,
+                    self.options,
+                    ehlo_name=self.ehlo,
+                    main=main,
+                    slots=self.session_slots,
+                )
+            )
 
     async def chain(
         self, where: Where, chain: ChainReceived, facts: _SessionFacts, *, yield_first: bool = False
@@ -690,6 +790,35 @@ class _Run:
                 )
 
 
+async def _stop_at_deadline(
+    run: _Run, task: asyncio.Task[None], limit: float
+) -> AsyncIterator[Event]:
+    """Stop what is still running, then end the diagnosis with what it has: the events
+    already queued, the held-back findings graded, check.deadline_reached, and the end."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    run.release_findings()
+    run._emit(
+        raise_finding(
+            "check.deadline_reached",
+            Where(run.domain),
+            f"the diagnosis stopped at its {limit:g} s deadline; probes still running then "
+            "were not finished",
+        )
+    )
+    while not run.queue.empty():
+        item = run.queue.get_nowait()
+        if item is _END or isinstance(item, BaseException):
+            continue
+        yield item  # type: ignore[misc]
+    yield DiagnosisFinished(
+        target=run.target,
+        elapsed_ms=round((time.monotonic() - run.started) * 1000, 1),
+        worst=worst(run.findings),
+    )
+
+
 async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:
     """Diagnose mail delivery over TLS to `target`; yield events as they happen.
 
@@ -699,13 +828,25 @@ async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:
     domain_ascii = to_ascii(target)
     if not options.timeout > 0:
         raise CheckError("--timeout must be a positive number of seconds")
-    # The roots (--ca-file too) load in the preparing thread: an unusable file is still a
-    # CheckError (exit 3), raised when the run first needs them.
+    # Every file the run needs is read before its first socket: with the descriptors used up
+    # by a hostile domain, a lazily opened catalog would end the run in "internal error".
+    # (The trust roots load in the preparing thread; an unusable --ca-file is still a
+    # CheckError, exit 3, raised when the run first needs them.)
+    catalog()
     run = _Run(target, domain_ascii, options)
     task = asyncio.create_task(run.run())
+    limit = deadline_for(options)
+    deadline = time.monotonic() + limit
     try:
         while True:
-            item = await run.queue.get()
+            try:
+                item = await asyncio.wait_for(
+                    run.queue.get(), timeout=max(0.0, deadline - time.monotonic())
+                )
+            except asyncio.TimeoutError:
+                async for event in _stop_at_deadline(run, task, limit):
+                    yield event
+                break
             if item is _END:
                 break
             if isinstance(item, BaseException):

@@ -246,6 +246,16 @@ class _Plan:
     results: dict[SideCheck, SideProbeChecked] = field(default_factory=dict)
     throttle: FindingRaised | None = None
     transcripts: dict[str, Transcript] = field(default_factory=dict)
+    slots: asyncio.Semaphore | None = None
+
+    async def acquire_slot(self) -> None:
+        """One of the diagnosis's connection slots, held while a probe connection is open."""
+        if self.slots is not None:
+            await self.slots.acquire()
+
+    def release_slot(self) -> None:
+        if self.slots is not None:
+            self.slots.release()
 
     def transcript(self, purpose: SessionPurpose) -> Transcript:
         """One transcript per purpose, so a follow-up connection's lines number on from
@@ -287,16 +297,22 @@ _CIPHER_CHECKS: tuple[SideCheck, SideCheck] = ("static-rsa", "weak-suites")
 
 
 async def side_probes(
-    where: Where, options: Options, *, ehlo_name: str, main: MainFacts
+    where: Where,
+    options: Options,
+    *,
+    ehlo_name: str,
+    main: MainFacts,
+    slots: asyncio.Semaphore | None = None,
 ) -> AsyncIterator[Event]:
     """Every side probe for one address whose main session completed a handshake.
 
     Yields the probes' sessions (SessionStarted, transcript, SessionFinished per purpose),
     SideProbeChecked per question, TlsVersionsProbed, and findings: tls.legacy_accepted,
     tls.no_tls13, tls.non_fs_accepted, tls.weak_suite_accepted, tls.plaintext_injection,
-    and smtp.rate_limited (info) when a probe was throttled.
+    and smtp.rate_limited (info) when a probe was throttled. `slots`, when given, is the
+    diagnosis's cap on open connections: each probe connection holds one while it is open.
     """
-    plan = _Plan(where, options, ehlo_name, main)
+    plan = _Plan(where, options, ehlo_name, main, slots=slots)
     rank = _RANK.get(main.version, -1)
     main_ref = f"main:{main.tls_index}"
     # What the main session's own handshake proves: the server picks the best version both
@@ -429,6 +445,7 @@ async def _cipher_probe(
         )
     yield transcript.line("!", f"connection 1: TLSv1.2 only, offering only {families} suites")
     state = _Shake()
+    await plan.acquire_slot()
     try:
         async for event in _shake(
             where,
@@ -450,6 +467,7 @@ async def _cipher_probe(
     finally:
         if state.conn is not None:
             await state.conn.close(linger=False)
+        plan.release_slot()
     yield SessionFinished(where, purpose, state.stopped_at or "ok", _starttls(plan, state))
 
 
@@ -585,6 +603,7 @@ async def _follow_up(plan: _Plan, check: SideCheck) -> AsyncIterator[Event]:
     yield transcript.line("!", f"connection 2: TLSv1.2 only, offering only {label} suites")
     state = _Shake()
     offer = TlsOffer("TLSv1.2", "TLSv1.2", ":".join(names) + ":@SECLEVEL=0")
+    await plan.acquire_slot()
     try:
         async for event in _shake(
             where, plan.options, transcript, plan.ehlo_name, offer, state, what="cipher probe"
@@ -611,6 +630,7 @@ async def _follow_up(plan: _Plan, check: SideCheck) -> AsyncIterator[Event]:
     finally:
         if state.conn is not None:
             await state.conn.close(linger=False)
+        plan.release_slot()
     yield SessionFinished(where, purpose, state.stopped_at or "ok", _starttls(plan, state))
 
 
@@ -624,6 +644,7 @@ async def _confirm_tls12(plan: _Plan) -> AsyncIterator[Event]:
     transcript = plan.transcript(purpose)
     yield transcript.line("!", "connection 2: offering TLSv1.2 only, every suite")
     state = _Shake()
+    await plan.acquire_slot()
     try:
         async for event in _shake(
             where,
@@ -644,6 +665,7 @@ async def _confirm_tls12(plan: _Plan) -> AsyncIterator[Event]:
     finally:
         if state.conn is not None:
             await state.conn.close(linger=False)
+        plan.release_slot()
     yield SessionFinished(where, purpose, state.stopped_at or "ok", _starttls(plan, state))
 
 
@@ -666,6 +688,7 @@ async def _legacy_probe(plan: _Plan) -> AsyncIterator[Event]:
     low, high = offerable[0], offerable[-1]
     shown = low if low == high else f"{low} to {high}"
     yield transcript.line("!", f"connection 1: offering {shown} only")
+    await plan.acquire_slot()
     try:
         async for event in _shake(
             where,
@@ -714,6 +737,7 @@ async def _legacy_probe(plan: _Plan) -> AsyncIterator[Event]:
     finally:
         if state.conn is not None:
             await state.conn.close(linger=False)
+        plan.release_slot()
     yield SessionFinished(where, purpose, state.stopped_at or "ok", _starttls(plan, state))
 
 
@@ -730,6 +754,7 @@ async def _injection_test(plan: _Plan) -> AsyncIterator[Event]:
     yield SessionStarted(where, purpose)
     transcript = plan.transcript(purpose)
     state = _Shake()
+    await plan.acquire_slot()
     try:
         async for event in _shake(
             where,
@@ -764,6 +789,7 @@ async def _injection_test(plan: _Plan) -> AsyncIterator[Event]:
     finally:
         if state.conn is not None:
             await state.conn.close(linger=False)
+        plan.release_slot()
     yield SessionFinished(where, purpose, state.stopped_at or "ok", _starttls(plan, state))
 
 

@@ -112,6 +112,9 @@ def parse_resolver(text: str) -> tuple[str, int]:
     return host, port if port is not None else 53
 
 
+MAX_QUERIES = 32  # DNS queries in flight at once per Resolver
+
+
 class Resolver:
     """An async stub resolver with a fixed list of servers.
 
@@ -143,6 +146,8 @@ class Resolver:
         # Questions on the wire: a second asker awaits the first one's answer instead of
         # sending the same question again (the TLSA lookup asks the MX host's A/AAAA too).
         self._inflight: dict[tuple[str, str], asyncio.Future[Answer]] = {}
+        # Each query holds a socket: a domain with 1,000 MX must not open 1,000 at once.
+        self._slots = asyncio.Semaphore(MAX_QUERIES)
 
     def describe(self) -> str:
         return ", ".join(f"{ip}:{port}" for ip, port in self.servers)
@@ -164,7 +169,8 @@ class Resolver:
         self._inflight[key] = future
         started = time.monotonic()
         try:
-            answer = await self._ask(key[0], key[1])
+            async with self._slots:
+                answer = await self._ask(key[0], key[1])
         except BaseException as exc:
             # Cancelled or broken: whoever waits on this question asks it again itself.
             del self._inflight[key]
@@ -200,8 +206,16 @@ class Resolver:
         last_status = "TIMEOUT"
         for ip, port in self.servers:
             try:
+                # A datagram from another source, with another id or question, or that does
+                # not parse is not the answer: keep waiting for it (one spoofed packet must
+                # not end the lookup).
                 response = await dns.asyncquery.udp(
-                    msg, ip, port=port, timeout=self.timeout, ignore_unexpected=True
+                    msg,
+                    ip,
+                    port=port,
+                    timeout=self.timeout,
+                    ignore_unexpected=True,
+                    ignore_errors=True,
                 )
                 if response.flags & dns.flags.TC:
                     response = await dns.asyncquery.tcp(msg, ip, port=port, timeout=self.timeout)
