@@ -16,7 +16,8 @@ What runs (all on loopback, nothing leaves the machine):
 - a TCP proxy in front of it that delays every chunk by half the RTT in each direction; the
   MX name resolves to the proxy, so every tool pays the RTT on every round trip;
 - each tool as a new process, in turn, N times after one warm-up:
-  `mxlens check` (full), `mxlens check --quick`, sslyze's reduced scan
+  `mxlens check` (full), `mxlens check --quick`, `mxlens check --no-history` (without the
+  history database write), sslyze's reduced scan
   (`--starttls smtp --certinfo --tlsv1_2 --tlsv1_3`, in a venv of its own: see --sslyze) and
   one `openssl s_client -starttls smtp` handshake.
 
@@ -413,6 +414,7 @@ def _tools(
     tools = [
         Tool("mxlens check", mxlens, env=env),
         Tool("mxlens check --quick", [*mxlens, "--quick"], env=env),
+        Tool("mxlens check --no-history", [*mxlens, "--no-history"], env=env),
     ]
     if args.compare_with:
         tree = str(Path(args.compare_with).resolve())
