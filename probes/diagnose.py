@@ -26,7 +26,7 @@ from probes.checks.mtasts import check_mtasts
 from probes.checks.session import smtp_session
 from probes.checks.side_probes import starttls_injection_test, tls12_cipher_probe, tls_version_sweep
 from probes.checks.tlsrpt import check_tlsrpt
-from probes.model.errors import CheckError
+from probes.model.errors import CheckError, NetworkError
 from probes.model.events import (
     AddressesResolved,
     ChainLink,
@@ -188,7 +188,7 @@ class _Run:
                 if self.facts and all(
                     "smtp.not_tested_from_here" in f.problems for f in self.facts.values()
                 ):
-                    raise CheckError(
+                    raise NetworkError(
                         "no MX address could be tested from this host: they are IPv6 only "
                         "and this host has no IPv6 route; run mxlens where IPv6 works"
                     )
@@ -257,7 +257,7 @@ class _Run:
                 if answer.status == "TIMEOUT"
                 else answer.status
             )
-            raise CheckError(
+            raise NetworkError(
                 f"the resolver {self.resolver.describe()} does not answer ({why}); "
                 "check --resolver or the network"
             )

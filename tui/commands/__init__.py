@@ -1,0 +1,1 @@
+"""Handlers of the headless commands added after the first release, one module each."""
