@@ -50,6 +50,7 @@ from probes.model.findings import GradeContext, grade, raise_finding, worst
 from probes.model.names import is_ip_literal
 from probes.model.options import Options
 from probes.net.dns import Answer, Resolver, local_fqdn, to_ascii
+from probes.net.gate import ConnectionGate, Slot
 from probes.net.http import Fetcher
 from probes.net.tls import weak_cipher_reason
 from probes.net.trust import Roots, load_roots
@@ -106,7 +107,14 @@ class _SessionFacts:
 
 
 class _Run:
-    def __init__(self, target: str, domain_ascii: str, options: Options, roots: Roots) -> None:
+    def __init__(
+        self,
+        target: str,
+        domain_ascii: str,
+        options: Options,
+        roots: Roots,
+        gate: ConnectionGate | None = None,
+    ) -> None:
         self.target = target
         self.domain = domain_ascii
         self.options = options
@@ -115,7 +123,7 @@ class _Run:
         self.resolver = Resolver(options.resolver, timeout=options.timeout, on_query=self.put)
         self.fetcher = Fetcher(self.resolver, options, roots)
         self.ehlo = options.ehlo or local_fqdn()
-        self.locks: dict[tuple[str, int], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.gate = gate or ConnectionGate()
         self.endpoint_cache: dict[str, object] = {}
         self.findings: list[Finding] = []
         self.pending: list[Finding] = []
@@ -411,7 +419,7 @@ class _Run:
 
     async def sessions(self, where: Where) -> None:
         facts = self.facts.setdefault(where, _SessionFacts(where))
-        lock = self.locks[(where.address or where.host, where.port or 25)]
+        lock = self.gate.slot(where.address or where.host, where.port or 25)
         async with lock:
             events = await self.pump(
                 smtp_session(where, self.options, purpose="main", ehlo_name=self.ehlo)
@@ -439,7 +447,7 @@ class _Run:
         extra = self.extra_probes(where, lock, facts) if self.options.extra_probes else _nothing()
         await asyncio.gather(self.chain(where, chain, facts), extra)
 
-    async def attempts(self, where: Where, lock: asyncio.Lock, first: _SessionFacts) -> None:
+    async def attempts(self, where: Where, lock: Slot, first: _SessionFacts) -> None:
         """--attempts N: N-1 more main sessions, one after another. A load balancer whose
         nodes differ (another leaf certificate, no STARTTLS on one node) shows as attempts
         that disagree; pool.inconsistent names the odd ones. Only the first attempt is judged
@@ -495,7 +503,7 @@ class _Run:
                     )
                 )
 
-    async def extra_probes(self, where: Where, lock: asyncio.Lock, facts: _SessionFacts) -> None:
+    async def extra_probes(self, where: Where, lock: Slot, facts: _SessionFacts) -> None:
         async with lock:
             sweep = await self.pump(tls_version_sweep(where, self.options, ehlo_name=self.ehlo))
         if any(isinstance(e, FindingRaised) and e.finding.id == "smtp.rate_limited" for e in sweep):
@@ -595,8 +603,13 @@ async def _nothing() -> None:
     return None
 
 
-async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:
+async def diagnose(
+    target: str, options: Options, *, gate: ConnectionGate | None = None
+) -> AsyncIterator[Event]:
     """Diagnose mail delivery over TLS to `target`; yield events as they happen.
+
+    `gate` is shared by diagnoses that must be polite together (an audit): one connection at
+    a time per address across all of them, and its caps on open and new connections.
 
     Raises CheckError for bad input (before the first event) and when the check cannot be
     made at all (the resolver does not answer).
@@ -605,7 +618,7 @@ async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:
     if not options.timeout > 0:
         raise CheckError("--timeout must be a positive number of seconds")
     roots = load_roots(options)
-    run = _Run(target, domain_ascii, options, roots)
+    run = _Run(target, domain_ascii, options, roots, gate)
     task = asyncio.create_task(run.run())
     try:
         while True:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
-from probes.model.events import CertInfo
-from probes.model.findings import SEVERITY_ORDER, sort_findings
-from probes.report import Report, SessionReport
+from probes.model.findings import SEVERITY_ORDER
+from probes.report import Report
 
 SEVERITIES: tuple[str, ...] = tuple(SEVERITY_ORDER)  # error, warning, info, ok
 
@@ -82,64 +82,73 @@ class CheckFacts:
         return None
 
 
-def _handshake_seconds(session: SessionReport) -> float | None:
-    """From the ClientHello to the handshake's end, as the transcript timed them."""
-    tls = [line for line in session.transcript if line.dir == "TLS"]
-    start = next((line.t_ms for line in tls if "ClientHello" in line.text), None)
-    end = next((line.t_ms for line in tls if line.text.startswith("handshake done")), None)
+def _handshake_seconds(session: dict[str, Any]) -> float | None:
+    """From the ClientHello to the handshake's end, as the transcript timed them (the history
+    keeps no transcript, so a stored run has no handshake time)."""
+    tls = [line for line in session.get("transcript") or [] if line.get("dir") == "TLS"]
+    start = next((line["t_ms"] for line in tls if "ClientHello" in line["text"]), None)
+    end = next((line["t_ms"] for line in tls if line["text"].startswith("handshake done")), None)
     if start is None or end is None or end < start:
         return None
-    return round((end - start) / 1000, 6)
+    return round((float(end) - float(start)) / 1000, 6)
 
 
-def _chain(session: SessionReport) -> tuple[ChainElement, ...]:
-    certs: list[tuple[CertInfo, str]]
-    if session.validation is not None and session.validation.path:
-        certs = [(link.cert, link.source) for link in session.validation.path]
-    elif session.chain is not None:
-        certs = [(cert, "sent") for cert in session.chain.certs]
-    else:
-        certs = []
+def _chain(session: dict[str, Any]) -> tuple[ChainElement, ...]:
+    validation = session.get("validation") or {}
+    certs = validation.get("path") or session.get("chain") or []
     out = []
-    for i, (cert, source) in enumerate(certs, start=1):
+    for i, cert in enumerate(certs, start=1):
         try:
-            not_after = parse_time(cert.not_after)
-        except ValueError:
+            not_after = parse_time(str(cert["not_after"]))
+        except (KeyError, ValueError):
             continue
-        out.append(ChainElement(i, cert.subject, source, not_after))
+        out.append(
+            ChainElement(
+                i, str(cert.get("subject", "")), str(cert.get("source", "sent")), not_after
+            )
+        )
     return tuple(out)
 
 
-def check_facts(report: Report) -> CheckFacts:
+def facts_from_doc(doc: dict[str, Any]) -> CheckFacts:
+    """The facts of a `check --json` document, live or as the history stored it."""
+    elapsed = doc.get("elapsed_ms")
     facts = CheckFacts(
-        domain=report.target,
-        exit=report.exit_code(),
-        elapsed_s=report.finished.elapsed_ms / 1000 if report.finished else None,
+        domain=str(doc.get("target", "")),
+        exit=int(doc.get("exit_code", 3)),
+        elapsed_s=elapsed / 1000 if isinstance(elapsed, (int, float)) else None,
     )
-    for mx in report.mx_in_order():
-        for s in mx.sessions.values():
+    for mx in doc.get("mx") or []:
+        for s in mx.get("sessions") or []:
+            tls = s.get("tls") or {}
             facts.sessions.append(
                 SessionFacts(
-                    mx=mx.host,
-                    address=s.address,
-                    port=s.port,
-                    outcome=s.outcome or "",
-                    starttls=s.starttls,
-                    connections=s.connections,
-                    tls_version=s.tls.version if s.tls else None,
-                    cipher=s.tls.cipher if s.tls else None,
+                    mx=str(mx.get("host", "")),
+                    address=str(s.get("address", "")),
+                    port=int(s.get("port") or 0),
+                    outcome=str(s.get("outcome") or ""),
+                    starttls=s.get("starttls"),
+                    connections=int(s.get("connections") or 0),
+                    tls_version=tls.get("version"),
+                    cipher=tls.get("cipher"),
                     handshake_s=_handshake_seconds(s),
                     chain=_chain(s),
                 )
             )
-    ordered = sort_findings(report.findings)
-    for f in ordered:
-        facts.findings_by_severity[f.severity] += 1
-        facts.findings[(f.where.host, f.where.address or "", f.id, f.severity)] += 1
-    if ordered and ordered[0].severity != "ok":
-        facts.worst_id = ordered[0].id
-        facts.worst_severity = ordered[0].severity
+    findings = doc.get("findings") or []
+    for f in findings:
+        facts.findings_by_severity[f["severity"]] += 1
+        key = (str(f.get("host") or ""), str(f.get("address") or ""), f["id"], f["severity"])
+        facts.findings[key] += 1
+    ranked = sorted(findings, key=lambda f: SEVERITY_ORDER.get(f["severity"], 9))
+    if ranked and ranked[0]["severity"] != "ok":
+        facts.worst_id = ranked[0]["id"]
+        facts.worst_severity = ranked[0]["severity"]
     return facts
+
+
+def check_facts(report: Report) -> CheckFacts:
+    return facts_from_doc(report.to_json())
 
 
 def now_utc() -> datetime:

@@ -79,9 +79,10 @@ def expiry_state(facts: CheckFacts, limits: Thresholds, now: datetime) -> tuple[
             else:
                 continue
             state = max(state, level)
+            when = f"expires in {days:.1f} days" if days >= 0 else f"expired {-days:.1f} days ago"
             lines.append(
                 f"{word} expiry: chain element {elem.position} ({_plain(elem.subject)}) of "
-                f"{s.label} expires in {days:.1f} days (threshold {_num(limit)})"
+                f"{s.label} {when} (threshold {_num(limit)})"
             )
     return state, lines
 

@@ -191,4 +191,3 @@ def write_atomic(path: str, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise CheckError(f"cannot write --prometheus {path}: {exc.strerror}") from None
-
