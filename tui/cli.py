@@ -21,7 +21,7 @@ from probes.model.errors import CheckError
 from probes.model.options import POLICIES, MxOverride, Options
 
 EXIT_BAD_INPUT = 3
-COMMANDS = ("check", "lab", "demo", "explain")
+COMMANDS = ("check", "lab", "demo", "explain", "audit")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -176,6 +176,16 @@ def _parser_for(command: str) -> _Parser:
             help="then check the host or domain the text names and confirm the cause",
         )
         p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        _add_probe_options(p)
+    elif command == "audit":
+        p = _Parser(
+            prog="mxlens audit",
+            description="Check many domains politely; one row per domain, recorded in the history "
+            "(--resume ID continues). Exit status: the worst domain's.",
+        )
+        from tui.commands.audit import add_arguments
+
+        add_arguments(p)
         _add_probe_options(p)
     else:
         p = _Parser(
@@ -335,6 +345,14 @@ def _options_from_args(ns: argparse.Namespace) -> Options:
         attempts=_attempts(ns.attempts),
         https_port=_port(ns.https_port, "--https-port"),
     )
+
+
+def _probe_options(argv: list[str]) -> tuple[Options, bool]:
+    """Probe options alone (what `audit` keeps to resume with), parsed as `check` parses them."""
+    p = _Parser(prog="mxlens audit")
+    _add_probe_options(p)
+    pns = p.parse_args(argv)
+    return replace(_options_from_args(pns), given=_given_fields(p, argv)), bool(pns.lab)
 
 
 def _attempts(text: str) -> int:
@@ -535,6 +553,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if command == "lab":
             return _run_lab(ns.scenario)
+        if command == "audit":
+            from tui.commands.audit import run as run_audit
+
+            return run_audit(ns, rest, _probe_options)
         if command == "explain":
             return asyncio.run(_explain(ns, options_from_args(ns)))
         options = options_from_args(ns)
