@@ -127,7 +127,9 @@ def parse(text: str) -> list[Item]:
                 continue
             items.append(_check_row(len(items), number, text_line, None, None, None))
     if not items:
-        raise CheckError("the audit input has no domain (one per line, or CSV with a domain column)")
+        raise CheckError(
+            "the audit input has no domain (one per line, or CSV with a domain column)"
+        )
     if len(items) > MAX_ITEMS:
         raise CheckError(f"the audit input has more than {MAX_ITEMS} domains")
     return items

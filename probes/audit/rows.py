@@ -54,7 +54,9 @@ def item_options(base: Options, item: Item, default_connector: str | None) -> Op
         options = replace(options, policy=policy)  # type: ignore[arg-type]
         given.add("policy")
         if profile.needs_name and not options.expect_name:
-            raise CheckError(f"connector {profile.name} needs an expect_name ({profile.name_label})")
+            raise CheckError(
+                f"connector {profile.name} needs an expect_name ({profile.name_label})"
+            )
     if options.policy == "domain" and not options.expect_name:
         raise CheckError("policy domain needs an expect_name (the connector's TlsDomain)")
     return replace(options, given=frozenset(given))
@@ -103,6 +105,7 @@ def row_for(item: Item, report: Report, connector: str | None) -> dict[str, Any]
         "leaf_days_left": _days_left(leaf.not_after, now_utc()) if leaf is not None else None,
         "detail": detail,
         "line": item.line,
+        "connections": sum(s.connections for mx in report.mx.values() for s in mx.sessions.values()),
         "policy": report.options.policy,
         "connector": connector,
     }
@@ -121,6 +124,7 @@ def failed_row(item: Item, message: str) -> dict[str, Any]:
         "leaf_days_left": None,
         "detail": message,
         "line": item.line,
+        "connections": 0,
         "policy": item.policy,
         "connector": item.connector,
     }

@@ -61,6 +61,17 @@ async def check_item(
         options = item_options(base, item, connector)
         if options_for is not None:
             options = options_for(item, options)
+    except CheckError as exc:
+        return Done(item, failed_row(item, str(exc)), None, started, started)
+    return await check_prepared(item, options, gate, connector=connector)
+
+
+async def check_prepared(
+    item: Item, options: Options, gate: ConnectionGate, *, connector: str | None
+) -> Done:
+    """Check one item with its final options (the row's own settings already applied)."""
+    started = datetime.now(timezone.utc)
+    try:
         report = Report(item.domain, options)
         async for event in diagnose(item.domain, options, gate=gate):
             report.add(event)
@@ -96,9 +107,7 @@ async def run(
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            done = await check_item(
-                item, base, gate, connector=connector, options_for=options_for
-            )
+            done = await check_item(item, base, gate, connector=connector, options_for=options_for)
             result = on_done(done)
             if result is not None:
                 await result

@@ -72,8 +72,17 @@ def parse_pem_bundle(data: bytes) -> tuple[list[x509.Certificate], list[str]]:
     return certs, errors
 
 
+# (path, mtime, size) -> parsed roots: an audit checks hundreds of domains with one trust
+# store, and parsing the certifi bundle costs milliseconds each time.
+_PARSED: dict[tuple[str, int, int], list[x509.Certificate]] = {}
+
+
 def _load_file(path: str, what: str) -> list[x509.Certificate]:
     try:
+        st = Path(path).stat()
+        key = (path, st.st_mtime_ns, st.st_size)
+        if key in _PARSED:
+            return list(_PARSED[key])
         data = Path(path).read_bytes()
     except OSError as exc:
         raise CheckError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
@@ -83,7 +92,10 @@ def _load_file(path: str, what: str) -> list[x509.Certificate]:
     if not certs:
         reason = errors[0] if errors else "no certificate in it"
         raise CheckError(f"cannot read {what} {path}: {reason}")
-    return certs
+    if len(_PARSED) > 16:
+        _PARSED.clear()
+    _PARSED[key] = certs
+    return list(certs)
 
 
 def system_bundle() -> str | None:
@@ -107,5 +119,4 @@ def load_roots(options: Options) -> Roots:
         if path is None:
             raise CheckError("no system trust store found (looked in /etc/ssl, /etc/pki)")
         return Roots(_load_file(path, "system trust store"), f"system ({path})")
-    certs, _ = parse_pem_bundle(Path(certifi.where()).read_bytes())
-    return Roots(certs, "certifi")
+    return Roots(_load_file(certifi.where(), "the certifi bundle"), "certifi")

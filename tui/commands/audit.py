@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="domains, one per line (# comments), or CSV with a domain column and optional "
         "expect_name, connector, policy; - reads stdin",
     )
-    p.add_argument(
-        "--jobs", default="10", metavar="N", help="domains checked at once (default 10)"
-    )
+    p.add_argument("--jobs", default="10", metavar="N", help="domains checked at once (default 10)")
     p.add_argument(
         "--max-connections",
         default="20",
@@ -94,7 +94,9 @@ def _rate(text: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise CheckError(f"--rate must be a number of connections per second, not {text!r}") from None
+        raise CheckError(
+            f"--rate must be a number of connections per second, not {text!r}"
+        ) from None
     if value < 0 or value > 100_000:
         raise CheckError(f"--rate must be between 0 and 100000, not {text}")
     return value or None
@@ -146,12 +148,14 @@ def _progress_line(progress: Any) -> str:
     )
 
 
-def _render(ns: argparse.Namespace, journal: Any, rows: list[dict[str, Any]]) -> str:
+def _render(
+    ns: argparse.Namespace, journal: Any, rows: list[dict[str, Any]], stats: dict[str, Any]
+) -> str:
     from probes.audit import outputs
     from probes.history.store import mxlens_version
 
     if ns.json:
-        return outputs.to_json(journal.audit_id, mxlens_version(), rows)
+        return outputs.to_json(journal.audit_id, mxlens_version(), rows, stats=stats)
     if ns.csv:
         return outputs.to_csv(rows)
     if ns.md:
@@ -165,94 +169,36 @@ def wants_ui(ns: argparse.Namespace) -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def open_journal(ns: argparse.Namespace, argv: list[str]) -> tuple[Any, list[str]]:
-    """Create the audit from FILE, or resume ID; returns (journal, probe argv to run with)."""
+def open_journal(ns: argparse.Namespace, argv: list[str], options_from: Any) -> tuple[Any, Options]:
+    """Create the audit from FILE, or resume ID with the probe options it was started with.
+    Returns (journal, options)."""
     from probes.audit.inputs import parse
     from probes.audit.journal import AuditJournal
 
     if ns.resume:
         journal = AuditJournal.resume(ns.resume)
-        if ns.file is not None:
-            fresh = [item.to_json() for item in parse(_read_input(ns.file))]
-            if fresh != [item.to_json() for item in journal.items]:
-                raise CheckError(f"{ns.file} is not the input of audit {ns.resume}")
-        stored = journal.meta.get("argv")
-        return journal, list(stored) if isinstance(stored, list) else []
+        try:
+            if ns.file is not None:
+                fresh = [item.to_json() for item in parse(_read_input(ns.file))]
+                if fresh != [item.to_json() for item in journal.items]:
+                    raise CheckError(f"{ns.file} is not the input of audit {ns.resume}")
+            stored = journal.meta.get("argv")
+            options, _ = options_from(list(stored) if isinstance(stored, list) else [])
+        except BaseException:
+            journal.close()
+            raise
+        return journal, options
     if ns.file is None:
         raise CheckError("give the domain list (FILE, or - for stdin), or --resume ID")
     items = parse(_read_input(ns.file))
     args = probe_argv(argv)
-    meta = {"argv": args, "connector": ns.connector, "lab": bool(ns.lab)}
-    return items, args  # the journal is created by the caller once the options are known
-
-
-def run(ns: argparse.Namespace, argv: list[str], options_from: Any) -> int:
-    """The headless audit (or the UI screen on a terminal). `options_from(probe_argv)` parses
-    probe options exactly as `check` does."""
-    from probes.audit.journal import AuditJournal
-
-    jobs = _int(ns.jobs, "--jobs", 1, 1000)
-    max_open = _int(ns.max_connections, "--max-connections", 1, 10_000)
-    workers = _int(ns.workers, "--workers", 1, 64)
-    rate = _rate(ns.rate)
-    opened, args = open_journal(ns, argv)
-    stored_args, lab_flag = args, bool(ns.lab)
-    if isinstance(opened, AuditJournal):
-        journal = opened
-        lab_flag = bool(journal.meta.get("lab"))
-        connector = journal.meta.get("connector")
-    else:
-        connector = ns.connector
-    options, lab_requested = options_from(stored_args)
-    lab_flag = lab_flag or lab_requested
-    if connector:
+    options, lab = options_from(args)
+    if ns.connector:
         from probes.interpret.connectors import get_profile
 
-        get_profile(connector)  # an unknown name is bad input, before anything is recorded
-    if not isinstance(opened, AuditJournal):
-        meta = {"argv": stored_args, "connector": connector, "lab": lab_flag}
-        journal = AuditJournal.create(opened, meta, options)
-    for notice in journal.notices:
-        sys.stderr.write(f"mxlens: {notice}\n")
-    sys.stderr.write(f"audit {journal.audit_id}\n")
-    sys.stderr.flush()
-    from probes.audit.runner import Limits
-
-    limits = Limits(jobs=jobs, max_open=max_open, rate=rate)
-    settings = AuditSettings(options, limits, connector, lab_flag, workers)
-    try:
-        if wants_ui(ns):
-            from tui.screens.audit_screen import run_audit_app
-
-            run_audit_app(journal, settings)
-        else:
-            asyncio.run(run_headless(journal, settings))
-        rows = journal.ordered_rows()
-        if len(rows) == len(journal.items):
-            journal.finish()
-        if ns.prometheus:
-            from probes.monitoring.facts import CheckFacts, facts_from_doc
-            from tui.commands.monitoring import write_prometheus
-
-            facts = [facts_from_doc(doc) for doc in journal.documents()]
-            checked = {f.domain for f in facts}
-            facts += [
-                CheckFacts(domain=r["domain"], exit=3, elapsed_s=None)
-                for r in rows
-                if r["exit"] == 3 and r["domain"] not in checked
-            ]
-            write_prometheus(ns.prometheus, facts)
-        text = _render(ns, journal, rows)
-        if ns.out:
-            try:
-                Path(ns.out).write_text(text, encoding="utf-8")
-            except OSError as exc:
-                raise CheckError(f"cannot write --out {ns.out}: {exc.strerror or exc}") from None
-        elif ns.prometheus != "-":
-            sys.stdout.write(text)
-        return max((int(r["exit"]) for r in rows), default=0)
-    finally:
-        journal.close()
+        get_profile(ns.connector)  # an unknown name is bad input, before anything is recorded
+    meta = {"argv": args, "connector": ns.connector, "lab": lab}
+    return AuditJournal.create(items, meta, options), options
 
 
 class AuditSettings:
@@ -266,9 +212,110 @@ class AuditSettings:
         self.workers = workers
 
 
-async def run_items(journal: Any, settings: AuditSettings, on_done: Any) -> Any:
+def run(ns: argparse.Namespace, argv: list[str], options_from: Any) -> int:
+    """The headless audit (or the UI screen on a terminal). `options_from(probe_argv)` parses
+    probe options exactly as `check` does and says whether --lab was given."""
+    from probes.audit.runner import Limits
+
+    limits = Limits(
+        jobs=_int(ns.jobs, "--jobs", 1, 1000),
+        max_open=_int(ns.max_connections, "--max-connections", 1, 10_000),
+        rate=_rate(ns.rate),
+    )
+    workers = _int(ns.workers, "--workers", 1, 64)
+    journal, options = open_journal(ns, argv, options_from)
+    try:
+        for notice in journal.notices:
+            sys.stderr.write(f"mxlens: {notice}\n")
+        sys.stderr.write(f"audit {journal.audit_id}\n")
+        sys.stderr.flush()
+        settings = AuditSettings(
+            options, limits, journal.meta.get("connector"), bool(journal.meta.get("lab")), workers
+        )
+        t0 = time.monotonic()
+        before = set(journal.rows)
+        already = len(before)
+        if wants_ui(ns):
+            from tui.screens.audit_screen import run_audit_app
+
+            stats = run_audit_app(journal, settings)
+        else:
+            stats = asyncio.run(run_headless(journal, settings))
+        elapsed = time.monotonic() - t0
+        rows = journal.ordered_rows()
+        if len(rows) == len(journal.items):
+            journal.finish()
+        checked = len(rows) - already
+        stats = {
+            **stats,
+            # Counted from the reports: a TLS version sweep is four connections in one turn.
+            "connections": sum(
+                int(row.get("connections") or 0)
+                for seq, row in journal.rows.items()
+                if seq not in before
+            ),
+            "domains": checked,
+            "seconds": round(elapsed, 3),
+            "domains_per_second": round(checked / elapsed, 2) if elapsed > 0 else None,
+        }
+        sys.stderr.write(
+            f"audit {journal.audit_id}: {checked} domains checked in {elapsed:.1f} s"
+            f" ({stats['domains_per_second']}/s), {stats.get('connections', 0)} SMTP connections"
+            + (f", {already} already done" if already else "")
+            + "\n"
+        )
+        if ns.prometheus:
+            _write_prometheus(ns.prometheus, journal, rows)
+        text = _render(ns, journal, rows, stats)
+        if ns.out:
+            try:
+                Path(ns.out).write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise CheckError(f"cannot write --out {ns.out}: {exc.strerror or exc}") from None
+        elif ns.prometheus != "-":
+            sys.stdout.write(text)
+        return max((int(r["exit"]) for r in rows), default=0)
+    finally:
+        journal.close()
+
+
+def _write_prometheus(target: str, journal: Any, rows: list[dict[str, Any]]) -> None:
+    from probes.monitoring.facts import CheckFacts, facts_from_doc
+    from tui.commands.monitoring import write_prometheus
+
+    facts = [facts_from_doc(doc) for doc in journal.documents()]
+    checked = {f.domain for f in facts}
+    facts += [
+        CheckFacts(domain=r["domain"], exit=3, elapsed_s=None)
+        for r in rows
+        if r["exit"] == 3 and r["domain"] not in checked
+    ]
+    write_prometheus(target, facts)
+
+
+@contextlib.asynccontextmanager
+async def _lab_options(settings: AuditSettings, pending: list[Any]) -> AsyncIterator[Any]:
+    """With --lab: a lab staging the listed lab domains, and the per-domain options into it."""
+    if not settings.lab:
+        yield None
+        return
+    from mxlens_lab.scenarios import find_scenario
+    from mxlens_lab.world import Lab
+
+    names = sorted({s.name for s in (find_scenario(i.domain) for i in pending) if s})
+    async with Lab(scenarios=names) as lab:
+
+        def options_for(item: Any, opts: Options) -> Options:
+            if lab.scenario_for(item.domain) is None:
+                raise CheckError(f"{item.domain} is not a lab domain (`mxlens lab` lists them)")
+            return lab.options_for(item.domain, opts)
+
+        yield options_for
+
+
+async def run_items(journal: Any, settings: AuditSettings, on_done: Any) -> dict[str, int]:
     """Run the journal's pending items (in this process, or in worker processes), calling
-    on_done(Done) as each finishes, after it was recorded."""
+    on_done(Done) for each once it is recorded. Returns the connection counters."""
     from probes.audit.runner import run as run_batch
 
     pending = journal.pending()
@@ -277,35 +324,31 @@ async def run_items(journal: Any, settings: AuditSettings, on_done: Any) -> Any:
         journal.record(done)
         on_done(done)
 
-    if settings.workers > 1 and len(pending) > 1:
-        from probes.audit.processes import run_in_processes
+    async with _lab_options(settings, pending) as options_for:
+        if settings.workers > 1 and len(pending) > 1:
+            from probes.audit.processes import run_in_processes
 
-        return await run_in_processes(
-            pending, settings.options, settings.limits, record,
-            connector=settings.connector, lab=settings.lab, workers=settings.workers,
-        )
-    if settings.lab:
-        from mxlens_lab.scenarios import find_scenario
-        from mxlens_lab.world import Lab
-
-        names = sorted({s.name for s in (find_scenario(i.domain) for i in pending) if s})
-        async with Lab(scenarios=names) as lab:
-
-            def options_for(item: Any, opts: Options) -> Options:
-                if lab.scenario_for(item.domain) is None:
-                    raise CheckError(f"{item.domain} is not a lab domain (`mxlens lab` lists them)")
-                return lab.options_for(item.domain, opts)
-
-            return await run_batch(
-                pending, settings.options, settings.limits, record,
-                connector=settings.connector, options_for=options_for,
+            return await run_in_processes(
+                pending,
+                settings.options,
+                settings.limits,
+                record,
+                connector=settings.connector,
+                workers=settings.workers,
+                options_for=options_for,
             )
-    return await run_batch(
-        pending, settings.options, settings.limits, record, connector=settings.connector
-    )
+        gate = await run_batch(
+            pending,
+            settings.options,
+            settings.limits,
+            record,
+            connector=settings.connector,
+            options_for=options_for,
+        )
+        return {"turns": gate.opened, "peak_open": gate.peak_open}
 
 
-async def run_headless(journal: Any, settings: AuditSettings) -> None:
+async def run_headless(journal: Any, settings: AuditSettings) -> dict[str, int]:
     from probes.audit.runner import Progress
 
     progress = Progress(len(journal.items), len(journal.rows))
@@ -321,6 +364,8 @@ async def run_headless(journal: Any, settings: AuditSettings) -> None:
             sys.stderr.write(_progress_line(progress))
             sys.stderr.flush()
 
-    await run_items(journal, settings, on_done)
-    if tty:
-        sys.stderr.write("\n")
+    try:
+        return await run_items(journal, settings, on_done)
+    finally:
+        if tty:
+            sys.stderr.write("\n")
