@@ -105,7 +105,9 @@ def row_for(item: Item, report: Report, connector: str | None) -> dict[str, Any]
         "leaf_days_left": _days_left(leaf.not_after, now_utc()) if leaf is not None else None,
         "detail": detail,
         "line": item.line,
-        "connections": sum(s.connections for mx in report.mx.values() for s in mx.sessions.values()),
+        "connections": sum(
+            s.connections for mx in report.mx.values() for s in mx.sessions.values()
+        ),
         "policy": report.options.policy,
         "connector": connector,
     }

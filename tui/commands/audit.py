@@ -35,6 +35,7 @@ _OWN_FLAGS = {
     "--prometheus": True,
     "--no-ui": False,
     "--workers": True,
+    "--connector": True,
 }
 
 
