@@ -314,11 +314,18 @@ async def _lab_options(settings: AuditSettings, pending: list[Any]) -> AsyncIter
         yield options_for
 
 
-async def run_items(journal: Any, settings: AuditSettings, on_done: Any) -> dict[str, int]:
+async def run_items(
+    journal: Any,
+    settings: AuditSettings,
+    on_done: Any,
+    *,
+    on_ready: Any = None,
+    hold: asyncio.Event | None = None,
+) -> dict[str, int]:
     """Run the journal's pending items (in this process, or in worker processes), calling
-    on_done(Done) for each once it is recorded. Returns the connection counters."""
-    from probes.audit.runner import run as run_batch
-
+    on_done(Done) for each once it is recorded. Returns the connection counters.
+    on_ready(options_for) gets the lab's per-domain options (None without --lab); with
+    `hold`, the lab stays up after the batch until the event is set (the UI opens domains)."""
     pending = journal.pending()
 
     def record(done: Any) -> None:
@@ -326,27 +333,40 @@ async def run_items(journal: Any, settings: AuditSettings, on_done: Any) -> dict
         on_done(done)
 
     async with _lab_options(settings, pending) as options_for:
-        if settings.workers > 1 and len(pending) > 1:
-            from probes.audit.processes import run_in_processes
+        if on_ready is not None:
+            on_ready(options_for)
+        stats = await _run_pending(pending, settings, record, options_for)
+        if hold is not None:
+            await hold.wait()
+        return stats
 
-            return await run_in_processes(
-                pending,
-                settings.options,
-                settings.limits,
-                record,
-                connector=settings.connector,
-                workers=settings.workers,
-                options_for=options_for,
-            )
-        gate = await run_batch(
+
+async def _run_pending(
+    pending: list[Any], settings: AuditSettings, record: Any, options_for: Any
+) -> dict[str, int]:
+    from probes.audit.runner import run as run_batch
+
+    if settings.workers > 1 and len(pending) > 1:
+        from probes.audit.processes import run_in_processes
+
+        return await run_in_processes(
             pending,
             settings.options,
             settings.limits,
             record,
             connector=settings.connector,
+            workers=settings.workers,
             options_for=options_for,
         )
-        return {"turns": gate.opened, "peak_open": gate.peak_open}
+    gate = await run_batch(
+        pending,
+        settings.options,
+        settings.limits,
+        record,
+        connector=settings.connector,
+        options_for=options_for,
+    )
+    return {"turns": gate.opened, "peak_open": gate.peak_open}
 
 
 async def run_headless(journal: Any, settings: AuditSettings) -> dict[str, int]:
