@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ from tui import cli
 pytestmark = [pytest.mark.lab]
 
 
-def _audit(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict, str]:
+def _audit(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any], str]:
     code = cli.main(["audit", *args, "--json", "--no-ui"])
     out, err = capsys.readouterr()
     return code, json.loads(out) if out.strip() else {}, err
@@ -229,7 +230,10 @@ def _lab_flags(lab: Lab) -> list[str]:
 
 
 def test_two_domains_on_one_mx_host_are_one_server(
-    shared_lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+    shared_lab: Lab,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("MXLENS_STATE_DIR", str(tmp_path / "state"))
     server = shared_lab.servers("healthy")[0]
@@ -293,7 +297,10 @@ def _items_recorded(db: Path, audit_id: str) -> int:
 
 
 def test_resume_after_kill_9_probes_no_finished_domain_again(
-    shared_lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+    shared_lab: Lab,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     state = tmp_path / "state"
     monkeypatch.setenv("MXLENS_STATE_DIR", str(state))
@@ -358,7 +365,10 @@ def test_resume_after_kill_9_probes_no_finished_domain_again(
 
 
 def test_outputs_csv_md_and_prometheus(
-    shared_lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+    shared_lab: Lab,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("MXLENS_STATE_DIR", str(tmp_path / "state"))
     listing = tmp_path / "domains.txt"

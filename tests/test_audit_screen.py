@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from textual.widgets import DataTable
 
 from mxlens_lab.world import Lab
 from probes.audit.inputs import parse
@@ -45,7 +46,7 @@ async def test_rows_fill_in_and_enter_opens_the_diagnosis(lab: Lab, tmp_path: Pa
                 await asyncio.sleep(0.05)
             assert screen.finished
             await pilot.pause()
-            table = screen.query_one("DataTable")
+            table = screen.query_one(DataTable)
             texts = [[str(c) for c in table.get_row(str(i.seq))] for i in items]
             assert [t[0].strip() for t in texts] == ["OK", "FAIL", "STOP", "FAIL"]
             assert texts[1][2] == "cert.expired" and texts[3][3] == "starttls_offered"

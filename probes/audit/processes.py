@@ -125,18 +125,15 @@ async def _worker(
     on_done: Callable[[Done], None],
     stats: dict[str, int],
 ) -> None:
-    payload = {
-        "limits": asdict(limits),
-        "connector": connector,
-        "items": [],
-    }
+    entries: list[dict[str, Any]] = []
+    payload = {"limits": asdict(limits), "connector": connector, "items": entries}
     for item in batch:
         try:
             opts: dict[str, Any] | None = options_to_json(options_of(item))
             error = None
         except CheckError as exc:
             opts, error = None, str(exc)
-        payload["items"].append({"item": item.to_json(), "options": opts, "error": error})
+        entries.append({"item": item.to_json(), "options": opts, "error": error})
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

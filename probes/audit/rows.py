@@ -51,7 +51,7 @@ def item_options(base: Options, item: Item, default_connector: str | None) -> Op
         policy = profile.policy
         if policy == "domain" and not options.expect_name:
             policy = "verify"  # as check: the connector re-grades with the name it is given
-        options = replace(options, policy=policy)  # type: ignore[arg-type]
+        options = replace(options, policy=policy)
         given.add("policy")
         if profile.needs_name and not options.expect_name:
             raise CheckError(

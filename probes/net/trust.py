@@ -72,17 +72,8 @@ def parse_pem_bundle(data: bytes) -> tuple[list[x509.Certificate], list[str]]:
     return certs, errors
 
 
-# (path, mtime, size) -> parsed roots: an audit checks hundreds of domains with one trust
-# store, and parsing the certifi bundle costs milliseconds each time.
-_PARSED: dict[tuple[str, int, int], list[x509.Certificate]] = {}
-
-
 def _load_file(path: str, what: str) -> list[x509.Certificate]:
     try:
-        st = Path(path).stat()
-        key = (path, st.st_mtime_ns, st.st_size)
-        if key in _PARSED:
-            return list(_PARSED[key])
         data = Path(path).read_bytes()
     except OSError as exc:
         raise CheckError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
@@ -92,10 +83,27 @@ def _load_file(path: str, what: str) -> list[x509.Certificate]:
     if not certs:
         reason = errors[0] if errors else "no certificate in it"
         raise CheckError(f"cannot read {what} {path}: {reason}")
-    if len(_PARSED) > 16:
-        _PARSED.clear()
-    _PARSED[key] = certs
-    return list(certs)
+    return certs
+
+
+# (description, path, mtime, size) -> Roots: an audit checks hundreds of domains with one
+# trust store, and parsing the certifi bundle and building its SSL context cost milliseconds
+# each time. A changed file (mtime or size) is read again.
+_LOADED: dict[tuple[str, str, int, int], Roots] = {}
+
+
+def _roots(path: str, what: str, description: str) -> Roots:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return Roots(_load_file(path, what), description)  # _load_file words the error
+    key = (description, path, st.st_mtime_ns, st.st_size)
+    found = _LOADED.get(key)
+    if found is None:
+        if len(_LOADED) > 16:
+            _LOADED.clear()
+        found = _LOADED[key] = Roots(_load_file(path, what), description)
+    return found
 
 
 def system_bundle() -> str | None:
@@ -113,10 +121,10 @@ def system_bundle() -> str | None:
 def load_roots(options: Options) -> Roots:
     """The roots the options ask for. Raises CheckError for an unusable --ca-file."""
     if options.ca_file:
-        return Roots(_load_file(options.ca_file, "--ca-file"), options.ca_file)
+        return _roots(options.ca_file, "--ca-file", options.ca_file)
     if options.trust == "system":
         path = system_bundle()
         if path is None:
             raise CheckError("no system trust store found (looked in /etc/ssl, /etc/pki)")
-        return Roots(_load_file(path, "system trust store"), f"system ({path})")
-    return Roots(_load_file(certifi.where(), "the certifi bundle"), "certifi")
+        return _roots(path, "system trust store", f"system ({path})")
+    return _roots(certifi.where(), "the certifi bundle", "certifi")

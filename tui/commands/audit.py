@@ -239,16 +239,16 @@ def run(ns: argparse.Namespace, argv: list[str], options_from: Any) -> int:
         if wants_ui(ns):
             from tui.screens.audit_screen import run_audit_app
 
-            stats = run_audit_app(journal, settings)
+            counters = run_audit_app(journal, settings)
         else:
-            stats = asyncio.run(run_headless(journal, settings))
+            counters = asyncio.run(run_headless(journal, settings))
         elapsed = time.monotonic() - t0
         rows = journal.ordered_rows()
         if len(rows) == len(journal.items):
             journal.finish()
         checked = len(rows) - already
-        stats = {
-            **stats,
+        stats: dict[str, Any] = {
+            **counters,
             # Counted from the reports: a TLS version sweep is four connections in one turn.
             "connections": sum(
                 int(row.get("connections") or 0)
