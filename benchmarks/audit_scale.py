@@ -34,7 +34,13 @@ sys.path.insert(0, str(ROOT))
 
 from mxlens_lab.partners import partner_domain, template_of  # noqa: E402
 
-EXPECTED_EXIT = {"healthy": 0, "expires-soon": 1, "expired": 2, "no-starttls": 2, "name-mismatch": 2}
+EXPECTED_EXIT = {
+    "healthy": 0,
+    "expires-soon": 1,
+    "expired": 2,
+    "no-starttls": 2,
+    "name-mismatch": 2,
+}
 SSLYZE_VENV = ROOT / "benchmarks" / ".sslyze-venv"
 
 
@@ -168,7 +174,7 @@ def run_audit(
     doc = json.loads(out)
     rows = doc["rows"]
     wrong = [
-        r["domain"]
+        f"{r['domain']} ({template_of(i)}): exit {r['exit']}, {r['worst']}: {r['detail']}"
         for i, r in enumerate(rows, start=1)
         if r["exit"] != EXPECTED_EXIT[template_of(i)]
     ]
@@ -264,7 +270,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--jobs", type=int, default=64)
+    parser.add_argument("--jobs", type=int, default=24)
     parser.add_argument("--compare", type=int, default=10, help="partners scanned by the others")
     parser.add_argument("--no-compare", action="store_true")
     ns = parser.parse_args()
@@ -286,6 +292,13 @@ def main() -> int:
                 f"  {r['connections']} SMTP connections (at most {r['peak_open']} open)"
                 f"  workers {ns.workers} jobs {ns.jobs}  exit {r['exit']}"
                 + (f"  WRONG ROWS: {r['wrong'][:5]}" if r["wrong"] else "")
+            )
+            cpu_ms = (r["audit_cpu_s"] + r["lab_cpu_s"]) / size * 1000
+            print(
+                f"      CPU per domain {cpu_ms:.0f} ms (audit {r['audit_cpu_s'] / size * 1000:.0f},"
+                f" lab {r['lab_cpu_s'] / size * 1000:.0f}); the run got"
+                f" {(r['audit_cpu_s'] + r['lab_cpu_s']) / r['wall_s']:.2f} of {os.cpu_count()} CPUs;"
+                f" load average now {os.getloadavg()[0]:.1f}"
             )
         if not ns.no_compare and ns.compare > 0:
             addrs = _addresses(info, ns.compare)
