@@ -57,7 +57,7 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
 
 Ids that cannot be staged locally (NOT_STAGED below, with the reason):
 - smtp.not_tested_from_here: needs an IPv6 address this host has no route to, and the lab
-  and its tests use loopback only. Its classification is unit-tested (tests/test_smtp_reply.py).
+  and its tests use loopback only. Its classification is unit-tested (tests/test_smtp.py).
 
 Ids staged with caveats:
 - tls.weak_cipher: this machine's OpenSSL 3 has no RC4 and no 3DES (not even at
@@ -157,7 +157,7 @@ class Scenario:
     description: str
     expect: frozenset[str]
     breaks: str | None
-    options: dict[str, Any] = field(default_factory=dict)  # probes.options.Options fields
+    options: dict[str, Any] = field(default_factory=dict)  # probes.model.options.Options fields
     stage: Stage = Stage()
 
 

@@ -13,7 +13,7 @@ from mxlens_lab.world import Lab
 from probes.audit.inputs import parse
 from probes.audit.journal import AuditJournal
 from probes.audit.runner import Limits
-from tests.ui_support import LAB_SIZE, lab_fixture, wait_done
+from tests.support.ui import LAB_SIZE, lab_fixture, wait_done
 from tui.app import MxLensApp
 from tui.commands.audit import AuditSettings
 from tui.screens.audit_screen import AuditScreen

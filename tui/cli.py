@@ -15,17 +15,27 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from probes.model.errors import CheckError
 from probes.model.options import POLICIES, MxOverride, Options
 
+if TYPE_CHECKING:
+    from probes.history.diff import RunDiff
+
 EXIT_BAD_INPUT = 3
-COMMANDS = ("check", "lab", "demo", "explain", "audit")
+COMMANDS = ("check", "lab", "demo", "explain", "history", "diff", "watch", "audit")
+# Commands whose parser and handler live in their own module (tui/commands/).
+_COMMAND_MODULES = {
+    "history": "tui.commands.history",
+    "diff": "tui.commands.diff",
+    "watch": "tui.commands.watch",
+    "audit": "tui.commands.audit",
+}
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but bad flags exit 3 with one line (contract.md), not 2 with a usage dump."""
+    """argparse, but bad flags exit 3 with one line (docs/cli.md), not 2 with a usage dump."""
 
     def error(self, message: str) -> NoReturn:
         from probes.model.safetext import visible
@@ -143,6 +153,13 @@ def _parser_for(command: str) -> _Parser:
         from tui.commands.monitoring import add_check_options
 
         add_check_options(p)
+        from tui.commands.recording import add_history_option
+
+        add_history_option(p)
+    elif command in _COMMAND_MODULES:
+        import importlib
+
+        p = importlib.import_module(_COMMAND_MODULES[command]).parser(_Parser, _add_probe_options)
     elif command == "lab":
         p = _Parser(
             prog="mxlens lab",
@@ -162,6 +179,9 @@ def _parser_for(command: str) -> _Parser:
         )
         _add_probe_options(p)
         _add_walk_option(p, "open the walk-through when the diagnosis ends")
+        from tui.commands.recording import add_history_option
+
+        add_history_option(p)
     elif command == "explain":
         p = _Parser(
             prog="mxlens explain",
@@ -177,25 +197,22 @@ def _parser_for(command: str) -> _Parser:
         )
         p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
         _add_probe_options(p)
-    elif command == "audit":
-        p = _Parser(
-            prog="mxlens audit",
-            description="Check many domains politely; one row per domain, recorded in the history "
-            "(--resume ID continues). Exit status: the worst domain's.",
-        )
-        from tui.commands.audit import add_arguments
+        from tui.commands.recording import add_history_option
 
-        add_arguments(p)
-        _add_probe_options(p)
+        add_history_option(p)
     else:
         p = _Parser(
             prog="mxlens",
             description="Find out why mail to a domain fails over TLS. Commands: check, explain, "
+            "history, diff, watch, "
             "lab, demo; without a command, open the terminal UI.",
         )
         p.add_argument("domain", nargs="?", metavar="DOMAIN")
         _add_probe_options(p)
         _add_walk_option(p, "open the walk-through when the diagnosis ends")
+        from tui.commands.recording import add_history_option
+
+        add_history_option(p)
     return p
 
 
@@ -219,23 +236,13 @@ def _mx_override(text: str) -> MxOverride:
     """`--mx HOST[:PORT]`, `--mx ADDR[:PORT]`, `--mx [IPv6][:PORT]`, normalised."""
     import ipaddress
 
+    from probes.model.names import split_host_port
     from probes.net.dns import to_ascii
 
-    raw = text.strip()
-    port: int | None = None
-    if raw.startswith("["):
-        end = raw.find("]")
-        if end < 0:
-            raise CheckError(f"bad --mx {text!r}: missing ]")
-        host, rest = raw[1:end], raw[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise CheckError(f"bad --mx {text!r}: only :PORT may follow ]")
-        port = _port(rest[1:], "--mx port") if rest else None
-    elif raw.count(":") == 1:
-        host, port_text = raw.split(":")
-        port = _port(port_text, "--mx port")
-    else:
-        host = raw
+    try:
+        host, port = split_host_port(text)
+    except ValueError as exc:
+        raise CheckError(f"bad --mx {text!r}: {exc}") from None
     if not host:
         raise CheckError(f"bad --mx {text!r}: give a host name or an address")
     try:
@@ -347,14 +354,6 @@ def _options_from_args(ns: argparse.Namespace) -> Options:
     )
 
 
-def _probe_options(argv: list[str]) -> tuple[Options, bool]:
-    """Probe options alone (what `audit` keeps to resume with), parsed as `check` parses them."""
-    p = _Parser(prog="mxlens audit")
-    _add_probe_options(p)
-    pns = p.parse_args(argv)
-    return replace(_options_from_args(pns), given=_given_fields(p, argv)), bool(pns.lab)
-
-
 def _attempts(text: str) -> int:
     try:
         value = int(text)
@@ -391,9 +390,18 @@ async def _check(
                 use_lab=False,
                 extras=extras,
             )
+    from datetime import datetime, timezone
+
+    started = datetime.now(timezone.utc)
     report = Report(domain, options)
     async for event in diagnose(domain, options):
         report.add(event)
+    changes = None
+    if extras is None or not extras.no_history:
+        from tui.commands.recording import record_check
+
+        # Recorded before the extras: the ticket says what changed since the last check.
+        changes = record_check(report, started).diff
     if extras is not None and (extras.nagios or extras.prometheus):
         from tui.commands.monitoring import after_check
 
@@ -403,7 +411,7 @@ async def _check(
     if extras is not None and (
         extras.walk or extras.connector or extras.ticket or extras.ticket_to
     ):
-        return _check_extras(report, extras, as_json=as_json)
+        return _check_extras(report, extras, as_json=as_json, changes=changes)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
@@ -411,7 +419,9 @@ async def _check(
     return report.exit_code()
 
 
-def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
+def _check_extras(
+    report: Any, ns: argparse.Namespace, *, as_json: bool, changes: RunDiff | None = None
+) -> int:
     """--walk, --connector and --ticket: the walk-through, a connector's verdict, a ticket file."""
     from probes.interpret.connectors import judge
     from probes.interpret.ticket import render, save_ticket, ticket_path
@@ -441,10 +451,15 @@ def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
             sys.stdout.write(walk_text(walk) + "\n")
         sys.stdout.write(report.to_text())
     if ns.ticket or ns.ticket_to:
-        fmt = ns.ticket or ("md" if ns.ticket_to.lower().endswith((".md", ".markdown")) else "text")
+        fmt: Literal["md", "text"] = (
+            "md"
+            if (ns.ticket or "") == "md"
+            or (not ns.ticket and ns.ticket_to.lower().endswith((".md", ".markdown")))
+            else "text"
+        )
         path = Path(ns.ticket_to) if ns.ticket_to else ticket_path(report.target, fmt)
         try:
-            save_ticket(render(report, fmt, walk, result), path)
+            save_ticket(render(report, fmt, walk, result, changes), path)
         except OSError as exc:
             raise CheckError(f"cannot write the ticket report {path}: {exc.strerror}") from None
         sys.stderr.write(f"mxlens: ticket report saved to {path}\n")
@@ -485,6 +500,9 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
         else:
             sys.stdout.write(to_text(expl))
         check_options(expl, options)  # raises the one-line CheckError (exit 3)
+    from datetime import datetime, timezone
+
+    started = datetime.now(timezone.utc)
     if ns.lab:
         from mxlens_lab.scenarios import find_scenario
         from mxlens_lab.world import Lab
@@ -499,6 +517,10 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
             doc, code = await run_check(expl, options)
     else:
         doc, code = await run_check(expl, options)
+    if not ns.no_history:
+        from tui.commands.recording import record_check_document
+
+        record_check_document(doc["check"], options, started, source="explain")
     if ns.json:
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     else:
@@ -551,12 +573,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(
                 _check(ns.domain, options, as_json=ns.json, use_lab=ns.lab, extras=ns)
             )
+        if command in _COMMAND_MODULES:
+            import importlib
+
+            handler = importlib.import_module(_COMMAND_MODULES[command])
+            return int(handler.run(ns, options_from_args))
         if command == "lab":
             return _run_lab(ns.scenario)
-        if command == "audit":
-            from tui.commands.audit import run as run_audit
-
-            return run_audit(ns, rest, _probe_options)
         if command == "explain":
             return asyncio.run(_explain(ns, options_from_args(ns)))
         options = options_from_args(ns)
@@ -566,8 +589,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mxlens_lab.world import refuse_lab_owned
 
             refuse_lab_owned(options)
-            return run_app(ns.domain, options, lab=True, walk=ns.walk) or 0
-        return run_app(ns.domain, options, lab=False, walk=ns.walk) or 0
+            return (
+                run_app(ns.domain, options, lab=True, walk=ns.walk, history=not ns.no_history) or 0
+            )
+        return run_app(ns.domain, options, lab=False, walk=ns.walk, history=not ns.no_history) or 0
     except CheckError as exc:
         code = _fail(str(exc))
         if command == "check":

@@ -45,7 +45,7 @@ API (everything a front end or ``mxlens audit`` needs)::
 
 Tables (schema 1): ``runs`` (id, domain = the target's lower-case ASCII form, target as typed,
 started/finished as ISO 8601 UTC "2026-11-28T14:02:05Z", exit, worst, policy, source =
-check|ui|watch|audit, mxlens_version, options JSON, report JSON = ``snapshot(doc)``), ``audits``
+check|ui|watch|explain|audit, mxlens_version, options JSON, report JSON = ``snapshot(doc)``), ``audits``
 (id, created, finished, input JSON, options JSON), ``audit_items`` (audit_id, seq, domain,
 run_id, exit, row JSON, recorded).
 """
@@ -290,6 +290,9 @@ class HistoryStore:
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             self._conn = conn
+            # Before anything writes (even the WAL switch changes the header): a file from a
+            # newer mxlens is left exactly as it is.
+            self._refuse_newer(conn)
             mode = self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
             if mode is None or str(mode[0]).lower() != "wal":
                 raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
@@ -305,18 +308,22 @@ class HistoryStore:
             raise
         return conn
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
+    def _refuse_newer(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            return
         if version > SCHEMA_VERSION:
             raise HistoryError(
                 f"the history database {self.path} has schema {version}, newer than this "
                 f"mxlens knows ({SCHEMA_VERSION}); upgrade mxlens or set MXLENS_STATE_DIR"
             )
 
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        self._refuse_newer(conn)
+
         def step() -> None:
             current = conn.execute("PRAGMA user_version").fetchone()[0]
+            self._refuse_newer(conn)  # another process may have migrated meanwhile
             for index in range(current, SCHEMA_VERSION):
                 for statement in MIGRATIONS[index]:
                     conn.execute(statement)
@@ -432,12 +439,8 @@ class HistoryStore:
         options: Mapping[str, Any] | None,
     ) -> int:
         kept = snapshot(dict(doc))
-        worst = None
-        for finding in kept.get("findings") or []:
-            if finding.get("severity") in ("error", "warning", "info"):
-                order = ("error", "warning", "info")
-                if worst is None or order.index(finding["severity"]) < order.index(worst):
-                    worst = finding["severity"]
+        severities = {f.get("severity") for f in kept.get("findings") or []}
+        worst = next((s for s in ("error", "warning", "info") if s in severities), None)
         cur = self.conn.execute(
             "INSERT INTO runs (domain, target, started, finished, exit, worst, policy, source,"
             " mxlens_version, options, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -14,32 +14,22 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from probes.model.errors import CheckError
 from probes.model.options import Options
 
-# The flags of `audit` itself; everything else on the command line is a probe option, kept
-# verbatim in the audit so that --resume probes the rest exactly as the start did.
-_OWN_FLAGS = {
-    "--jobs": True,
-    "--max-connections": True,
-    "--rate": True,
-    "--json": False,
-    "--csv": False,
-    "--md": False,
-    "--out": True,
-    "--resume": True,
-    "--prometheus": True,
-    "--no-ui": False,
-    "--workers": True,
-    "--connector": True,
-}
 
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def parser(
+    parser_class: type[argparse.ArgumentParser], add_probe_options: Callable[..., None]
+) -> argparse.ArgumentParser:
+    p = parser_class(
+        prog="mxlens audit",
+        description="Check many domains politely; one row per domain, recorded in the history "
+        "(--resume ID continues). Exit status: the worst domain's.",
+    )
     p.add_argument(
         "file",
         nargs="?",
@@ -74,6 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="ID", help="continue audit ID (after a crash or kill)")
     p.add_argument(
         "--connector",
+        dest="audit_connector",  # per row, not cli's check-wide --connector
         metavar="NAME",
         help="judge every domain as this sender/connector (a CSV connector column overrides it)",
     )
@@ -83,6 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from tui.commands.monitoring import add_prometheus_option
 
     add_prometheus_option(p)
+    add_probe_options(p)
+    return p
 
 
 def _int(text: str, flag: str, low: int, high: int) -> int:
@@ -101,27 +94,6 @@ def _rate(text: str) -> float | None:
     if value < 0 or value > 100_000:
         raise CheckError(f"--rate must be between 0 and 100000, not {text}")
     return value or None
-
-
-def probe_argv(argv: list[str]) -> list[str]:
-    """The probe options among `audit`'s arguments (without FILE and audit's own flags)."""
-    out: list[str] = []
-    i = 0
-    positional_seen = False
-    while i < len(argv):
-        word = argv[i]
-        name = word.split("=", 1)[0]
-        if name in _OWN_FLAGS:
-            i += 1 if ("=" in word or not _OWN_FLAGS[name]) else 2
-            continue
-        if not word.startswith("-") or word == "-":
-            if not positional_seen:
-                positional_seen = True
-                i += 1
-                continue
-        out.append(word)
-        i += 1
-    return out
 
 
 def _read_input(arg: str) -> str:
@@ -170,11 +142,13 @@ def wants_ui(ns: argparse.Namespace) -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def open_journal(ns: argparse.Namespace, argv: list[str], options_from: Any) -> tuple[Any, Options]:
-    """Create the audit from FILE, or resume ID with the probe options it was started with.
+def open_journal(ns: argparse.Namespace, options_from_args: Any) -> tuple[Any, Options]:
+    """Create the audit from FILE, or resume ID with the probe options it was started with
+    (kept whole in the audit, so a resumed audit probes the rest exactly as it began).
     Returns (journal, options)."""
     from probes.audit.inputs import parse
     from probes.audit.journal import AuditJournal
+    from probes.audit.processes import options_from_json, options_to_json
 
     if ns.resume:
         journal = AuditJournal.resume(ns.resume)
@@ -183,8 +157,13 @@ def open_journal(ns: argparse.Namespace, argv: list[str], options_from: Any) -> 
                 fresh = [item.to_json() for item in parse(_read_input(ns.file))]
                 if fresh != [item.to_json() for item in journal.items]:
                     raise CheckError(f"{ns.file} is not the input of audit {ns.resume}")
-            stored = journal.meta.get("argv")
-            options, _ = options_from(list(stored) if isinstance(stored, list) else [])
+            stored = journal.meta.get("probe_options")
+            if not isinstance(stored, dict):
+                raise CheckError(f"audit {ns.resume} was not started by this mxlens")
+            options = options_from_json(stored)
+        except (TypeError, ValueError) as exc:
+            journal.close()
+            raise CheckError(f"audit {ns.resume} has unreadable options: {exc}") from None
         except BaseException:
             journal.close()
             raise
@@ -192,13 +171,16 @@ def open_journal(ns: argparse.Namespace, argv: list[str], options_from: Any) -> 
     if ns.file is None:
         raise CheckError("give the domain list (FILE, or - for stdin), or --resume ID")
     items = parse(_read_input(ns.file))
-    args = probe_argv(argv)
-    options, lab = options_from(args)
-    if ns.connector:
+    options = options_from_args(ns)
+    if ns.audit_connector:
         from probes.interpret.connectors import get_profile
 
-        get_profile(ns.connector)  # an unknown name is bad input, before anything is recorded
-    meta = {"argv": args, "connector": ns.connector, "lab": lab}
+        get_profile(ns.audit_connector)  # an unknown name is bad input, before anything is recorded
+    meta = {
+        "probe_options": options_to_json(options),
+        "connector": ns.audit_connector,
+        "lab": bool(ns.lab),
+    }
     return AuditJournal.create(items, meta, options), options
 
 
@@ -213,9 +195,9 @@ class AuditSettings:
         self.workers = workers
 
 
-def run(ns: argparse.Namespace, argv: list[str], options_from: Any) -> int:
-    """The headless audit (or the UI screen on a terminal). `options_from(probe_argv)` parses
-    probe options exactly as `check` does and says whether --lab was given."""
+def run(ns: argparse.Namespace, options_from_args: Any) -> int:
+    """The headless audit (or the UI screen on a terminal); probe options are parsed by
+    `options_from_args(ns)` exactly as `check` parses them."""
     from probes.audit.runner import Limits
 
     limits = Limits(
@@ -224,7 +206,7 @@ def run(ns: argparse.Namespace, argv: list[str], options_from: Any) -> int:
         rate=_rate(ns.rate),
     )
     workers = _int(ns.workers, "--workers", 1, 64)
-    journal, options = open_journal(ns, argv, options_from)
+    journal, options = open_journal(ns, options_from_args)
     try:
         for notice in journal.notices:
             sys.stderr.write(f"mxlens: {notice}\n")

@@ -15,6 +15,7 @@ from textual.widget import Widget
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
+from probes.history.diff import RunDiff, short_time
 from probes.model.events import (
     CertInfo,
     ChainLink,
@@ -25,12 +26,13 @@ from probes.model.events import (
     Finding,
     FindingRaised,
 )
+from probes.model.findings import SEVERITY_ORDER
 from probes.report import trust_summary
 
+from .. import change_marks
 from ..safe import join, mark, safe_text
 from . import AddrKey, Pane, key_of
 
-_RANK = {"error": 0, "warning": 1, "info": 2, "ok": 3}
 _SOURCE = {
     "sent": "sent by the server",
     "aia": "fetched from the AIA caIssuers URL (the server did not send it)",
@@ -98,6 +100,12 @@ class ChainPane(Pane):
         self.current = 0
         self.finished = False
         self._cert_nodes: list[TreeNode[int]] = []
+        self._changes: RunDiff | None = None  # since the last recorded check
+        self._redraw()
+
+    def mark_changes(self, diff: RunDiff | None) -> None:
+        """Mark the leaf when it changed since the last recorded check of this domain."""
+        self._changes = diff
         self._redraw()
 
     def path(self, key: AddrKey | None) -> list[ChainLink]:
@@ -114,7 +122,7 @@ class ChainPane(Pane):
         """sha256 of every certificate of an address's chain (to route CA endpoints)."""
         found = {link.cert.sha256 for link in self.path(key)}
         if key in self.received:
-            found |= {c.sha256 for c in self.received[key].certs}  # type: ignore[index]
+            found |= {c.sha256 for c in self.received[key].certs}
         return found
 
     # ------------------------------------------------------------------ events
@@ -165,7 +173,7 @@ class ChainPane(Pane):
         if self.selected is None:
             return []
         found = [f for f in self.findings.get(self.selected, []) if cert_index(f) == index]
-        return sorted(found, key=lambda f: _RANK.get(f.severity, 9))
+        return sorted(found, key=lambda f: SEVERITY_ORDER.get(f.severity, 9))
 
     def _status(self, index: int) -> str:
         problems = self._problems(index)
@@ -208,6 +216,14 @@ class ChainPane(Pane):
                     Text(f"[{link.source}]", "dim" if link.source == "sent" else "yellow"),
                     safe_text(link.cert.common_name or link.cert.subject, "bold" if i == 0 else ""),
                 )
+                if i == 0 and self.selected is not None:
+                    changed = change_marks.tag(
+                        c
+                        for c in change_marks.of_address(self._changes, *self.selected)
+                        if c.kind.startswith("cert.")
+                    )
+                    if changed is not None:
+                        label = join(label, changed)
                 parent = parent.add(label, i, expand=True)
                 self._cert_nodes.append(parent)
             tree.root.expand()
@@ -250,10 +266,15 @@ class ChainPane(Pane):
             out.append("\n")
         else:
             out.append(Text("no failed checks on this certificate\n\n", "dim"))
+        if self.current == 0 and self.selected is not None and self._changes is not None:
+            since = short_time(self._changes.a.started)
+            for change in change_marks.of_address(self._changes, *self.selected):
+                if change.kind.startswith("cert."):
+                    row("Changed", Text(f"since {since}: {change.text()}", change_marks.STYLE))
         row("Subject", safe_text(c.subject))
         row("SAN", safe_text(", ".join(c.san)) if c.san else Text("(none: CN only)", "yellow"))
         if self.current == 0 and self.selected in self.validated:
-            v = self.validated[self.selected]  # type: ignore[index]
+            v = self.validated[self.selected]
             if v.names_checked:
                 ok = v.name_matches
                 verdict = Text(
