@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from mxlens_lab.scenarios import SCENARIOS
@@ -33,6 +34,12 @@ def _audit(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, di
     code = cli.main(["audit", *args, "--json", "--no-ui"])
     out, err = capsys.readouterr()
     return code, json.loads(out) if out.strip() else {}, err
+
+
+def _schema() -> dict[str, Any]:
+    path = Path(cli.__file__).resolve().parent.parent / "docs" / "schema" / "mxlens-audit-1.json"
+    data: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    return data
 
 
 async def _check_exit(domain: str, argv: list[str]) -> int:
@@ -57,6 +64,7 @@ def test_every_lab_scenario_exits_as_check_does(
         [str(listing), "--lab", "--jobs", "16", "--max-connections", "32", "--rate", "0"], capsys
     )
     assert doc["schema"] == "mxlens/audit/1" and err.startswith(f"audit {doc['audit']}\n")
+    jsonschema.validate(doc, _schema())
     rows = {row["domain"]: row for row in doc["rows"]}
     assert [row["domain"] for row in doc["rows"]] == [SCENARIOS[n].domain for n in names]
 
@@ -146,6 +154,7 @@ def test_bad_lines_are_rows_and_the_run_goes_on(
     ]
     assert code == 3
     assert "empty label" in doc["rows"][1]["detail"]
+    jsonschema.validate(doc, _schema())
 
 
 @pytest.mark.parametrize(
