@@ -305,7 +305,9 @@ def _items_recorded(db: Path, audit_id: str) -> int:
         return 0
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_resume_after_kill_9_probes_no_finished_domain_again(
+    workers: str,
     shared_lab: Lab,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -321,7 +323,7 @@ def test_resume_after_kill_9_probes_no_finished_domain_again(
     env = {**os.environ, "MXLENS_STATE_DIR": str(state)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tui.cli", "audit", str(listing), *_lab_flags(shared_lab)]
-        + ["--jobs", "1", "--rate", "0", "--json", "--no-ui"],
+        + ["--jobs", workers, "--workers", workers, "--rate", "0", "--json", "--no-ui"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -25,8 +26,12 @@ def _emit(done: Done) -> None:
         "started": done.started.isoformat(),
         "finished": done.finished.isoformat(),
     }
-    sys.stdout.write(json.dumps(msg, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(msg, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The parent is gone (killed): nobody records this domain, so stop probing at once.
+        os._exit(1)
 
 
 async def main(payload: dict[str, Any]) -> None:
