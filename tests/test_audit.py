@@ -410,3 +410,41 @@ def test_outputs_csv_md_and_prometheus(
     lines = md.read_text().splitlines()
     assert lines[2].startswith("| domain | exit | verdict |")
     assert any(line.startswith("| expired.lab.test | 2 | ERROR | cert.expired |") for line in lines)
+
+
+def test_progress_bar_only_on_a_terminal(shared_lab: Lab, tmp_path: Path) -> None:
+    import pty
+
+    listing = tmp_path / "domains.txt"
+    listing.write_text("healthy.lab.test\nexpired.lab.test\n")
+    env = {**os.environ, "MXLENS_STATE_DIR": str(tmp_path / "state")}
+    cmd = [sys.executable, "-m", "tui.cli", "audit", str(listing), *_lab_flags(shared_lab)]
+    cmd += ["--rate", "0", "--csv", "--no-ui"]
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=secondary, env=env, timeout=120, check=False
+        )
+        os.close(secondary)
+        secondary = -1
+        chunks = []
+        while True:
+            try:
+                data = os.read(primary, 65536)
+            except OSError:  # the pty's other side is closed: all read
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    err = b"".join(chunks).decode()
+    assert proc.returncode == 2
+    assert "\r[" in err and "2/2 domains" in err and "1 not OK" in err
+    # Without a terminal: the audit id, then the summary, nothing else.
+    piped = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
+    lines = piped.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("audit ") and "\r" not in piped.stderr
+    assert "2 domains checked" in lines[1]

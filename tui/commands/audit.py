@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import sys
 import time
@@ -48,7 +49,8 @@ def parser(
         "--rate",
         default="20",
         metavar="R",
-        help="SMTP connections started per second at most (default 20; 0 = no cap)",
+        help="connection turns started per second at most (default 20; 0 = no cap); a TLS "
+        "version sweep is one turn of up to four connections, one after another",
     )
     p.add_argument(
         "--workers",
@@ -91,7 +93,7 @@ def _rate(text: str) -> float | None:
         raise CheckError(
             f"--rate must be a number of connections per second, not {text!r}"
         ) from None
-    if value < 0 or value > 100_000:
+    if not math.isfinite(value) or value < 0 or value > 100_000:
         raise CheckError(f"--rate must be between 0 and 100000, not {text}")
     return value or None
 
