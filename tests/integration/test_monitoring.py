@@ -4,6 +4,7 @@ linter) accepts the textfile `--prometheus` writes, for `check` and for `audit`.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -115,3 +116,25 @@ def test_promtool_accepts_check_metrics(lab: Lab, name: str, tmp_path: Path) -> 
     assert f'mxlens_exit_code{{domain="{lab.domain(name)}"}} {proc.returncode}' in text
     _promtool_check(promtool, out)
     assert [p.name for p in tmp_path.iterdir()] == ["mxlens.prom"]  # no temporary file left
+
+
+def test_promtool_accepts_audit_metrics(lab: Lab, tmp_path: Path) -> None:
+    promtool = _promtool()
+    listing = tmp_path / "domains.txt"
+    listing.write_text("".join(f"{lab.domain(n)}\n" for n in SCENARIOS) + "bad..name\n")
+    out = tmp_path / "audit.prom"
+    flags = _check_args(lab, "healthy")[5:]  # the lab's probe options, without the domain
+    proc = subprocess.run(
+        [*_mxlens(), "audit", str(listing), *flags, "--rate", "0", "--no-ui", "--csv"]
+        + ["--prometheus", str(out)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "MXLENS_STATE_DIR": str(tmp_path / "state")},
+    )
+    assert proc.returncode == 3, proc.stderr  # the bad line is the worst row
+    text = out.read_text()
+    for name in SCENARIOS:
+        assert f'mxlens_up{{domain="{lab.domain(name)}"}} 1' in text
+    assert 'mxlens_up{domain="bad..name"} 0' in text
+    _promtool_check(promtool, out)
