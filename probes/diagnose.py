@@ -5,6 +5,12 @@ work concurrently (every MX host, every address, policy lookups, CA endpoint fet
 keeping at most one SMTP connection at a time per server address, so a whole diagnosis takes
 about as long as its longest chain of round trips.
 
+A hostile domain cannot make it exhaust the host: at most MAX_MX_HOSTS MX hosts and
+MAX_ADDRESSES_PER_HOST addresses each are probed (Postfix's smtp_mx_session_limit and
+smtp_mx_address_limit are the model; the rest are listed in dns.mx_not_probed), at most
+MAX_SESSIONS SMTP connections are open at once, the findings catalog is loaded before any
+socket is opened, and one overall deadline (options.deadline_for) bounds the whole run.
+
 Findings are graded for the sender policy before they are yielded. Grading depends on what the
 domain publishes (MTA-STS enforce, usable DANE), so findings that arrive before those lookups
 finish are held back until they have, then flow as they come.
@@ -13,11 +19,14 @@ finish are held back until they have, then flow as they come.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from cryptography.hazmat.primitives import hashes
 
 from probes.checks.chain import validate_chain
 from probes.checks.dane import TlsaLookup, is_usable, judge_dane, lookup_tlsa
@@ -26,6 +35,7 @@ from probes.checks.mtasts import check_mtasts
 from probes.checks.session import smtp_session
 from probes.checks.side_probes import starttls_injection_test, tls12_cipher_probe, tls_version_sweep
 from probes.checks.tlsrpt import check_tlsrpt
+from probes.interpret.providers import missing_root_findings
 from probes.model.errors import CheckError, NetworkError
 from probes.model.events import (
     AddressesResolved,
@@ -44,11 +54,13 @@ from probes.model.events import (
     SessionFinished,
     TlsNegotiated,
     TlsVersionsProbed,
+    TranscriptLine,
     Where,
 )
-from probes.model.findings import GradeContext, grade, raise_finding, worst
+from probes.model.findings import GradeContext, catalog, grade, raise_finding, worst
 from probes.model.names import canonical, is_ip_literal
-from probes.model.options import Options
+from probes.model.options import Options, deadline_for
+from probes.model.server_software import identify, tailored_fix
 from probes.net.dns import Answer, Resolver, local_fqdn, to_ascii
 from probes.net.gate import ConnectionGate, Slot
 from probes.net.http import Fetcher
@@ -56,6 +68,31 @@ from probes.net.tls import weak_cipher_reason
 from probes.net.trust import Roots, load_roots
 
 _END = object()
+MAX_MX_HOSTS = 10
+MAX_ADDRESSES_PER_HOST = 5
+MAX_SESSIONS = 16  # SMTP connections open at once over the whole diagnosis
+
+
+class _AddressSlot:
+    """The right to connect to one server address: the gate's turn for it (one connection at
+    a time per address, shared by every diagnosis on the gate, within the gate's caps) and
+    one of this diagnosis's MAX_SESSIONS connection slots."""
+
+    def __init__(self, turn: Slot, slots: asyncio.Semaphore) -> None:
+        self._turn = turn
+        self._slots = slots
+
+    async def __aenter__(self) -> None:
+        await self._turn.__aenter__()
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            await self._turn.__aexit__(None, None, None)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._slots.release()
+        await self._turn.__aexit__(None, None, None)
 
 
 @dataclass
@@ -124,6 +161,8 @@ class _Run:
         self.fetcher = Fetcher(self.resolver, options, roots)
         self.ehlo = options.ehlo or local_fqdn()
         self.gate = gate or ConnectionGate()
+        self.session_slots = asyncio.Semaphore(MAX_SESSIONS)
+        self.locks: dict[tuple[str, int], _AddressSlot] = {}
         self.endpoint_cache: dict[str, object] = {}
         self.findings: list[Finding] = []
         self.pending: list[Finding] = []
@@ -132,6 +171,8 @@ class _Run:
         self.dane_active: set[str] = set()  # MX hosts with validated, usable TLSA records
         self.dane_ee: set[Where] = set()  # sessions whose leaf matched a DANE-EE record
         self.facts: dict[Where, _SessionFacts] = {}
+        # The software each address's greeting names (None: it names none we know).
+        self.software: dict[Where, str | None] = {}
         self.tlsa: dict[str, asyncio.Task[TlsaLookup]] = {}
         self.started = time.monotonic()
 
@@ -139,6 +180,12 @@ class _Run:
 
     def put(self, event: object) -> None:
         self.queue.put_nowait(event)
+
+    def slot(self, address: str, port: int) -> _AddressSlot:
+        key = (address, port)
+        if key not in self.locks:
+            self.locks[key] = _AddressSlot(self.gate.slot(address, port), self.session_slots)
+        return self.locks[key]
 
     def finding(self, finding: Finding) -> None:
         if self.context_ready or finding.id.startswith(("dns.", "pool.")):
@@ -155,6 +202,9 @@ class _Run:
             dane_ee_matched=finding.where in self.dane_ee,
         )
         graded = grade(finding, ctx)
+        fix = tailored_fix(graded.id, self.software.get(finding.where))
+        if fix is not None:
+            graded = replace(graded, fix=fix)
         self.findings.append(graded)
         self.put(FindingRaised(graded))
 
@@ -172,6 +222,12 @@ class _Run:
             if isinstance(event, FindingRaised):
                 self.finding(event.finding)
             else:
+                if (
+                    isinstance(event, TranscriptLine)
+                    and event.dir == "S"
+                    and event.where not in self.software
+                ):
+                    self.software[event.where] = identify(event.text)  # the greeting
                 self.put(event)
         return seen
 
@@ -182,6 +238,7 @@ class _Run:
         try:
             hosts = await self.mail_route()
             if hosts:
+                self.provider_roots([h.host for h in hosts])
                 policy_task = asyncio.create_task(self.policies([h.host for h in hosts]))
                 background.append(policy_task)
                 for mx in hosts:
@@ -222,6 +279,12 @@ class _Run:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             self.put(_END)
+
+    def provider_roots(self, mx_hosts: list[str]) -> None:
+        """A provider's MX checked with a trust store that lacks the root its chains need."""
+        sha1s = {c.fingerprint(hashes.SHA1()).hex().upper() for c in self.roots.certs}
+        for finding in missing_root_findings(mx_hosts, sha1s, self.roots.description):
+            self.finding(finding)
 
     def port_for(self, host: str) -> int:
         for override in self.options.mx:
@@ -307,6 +370,19 @@ class _Run:
                     )
                 )
             checked.append(mx)
+        if len(checked) > MAX_MX_HOSTS:
+            rest = checked[MAX_MX_HOSTS:]
+            checked = checked[:MAX_MX_HOSTS]
+            names = ", ".join(mx.host for mx in rest[:3])
+            more = f" and {len(rest) - 3} more" if len(rest) > 3 else ""
+            self.finding(
+                raise_finding(
+                    "dns.mx_not_probed",
+                    where,
+                    f"{self.domain} lists {len(checked) + len(rest)} MX hosts; the first "
+                    f"{MAX_MX_HOSTS} by preference were probed, not {names}{more}",
+                )
+            )
         self.put(
             MxResolved(self.target, self.domain, tuple(checked), authenticated=answer.authenticated)
         )
@@ -382,6 +458,18 @@ class _Run:
                     )
                 )
             return
+        if len(addrs) > MAX_ADDRESSES_PER_HOST:
+            rest = addrs[MAX_ADDRESSES_PER_HOST:]
+            addrs = addrs[:MAX_ADDRESSES_PER_HOST]
+            more = f" and {len(rest) - 3} more" if len(rest) > 3 else ""
+            self.finding(
+                raise_finding(
+                    "dns.mx_not_probed",
+                    where,
+                    f"{mx.host} has {len(addrs) + len(rest)} addresses; the first "
+                    f"{MAX_ADDRESSES_PER_HOST} were probed, not {', '.join(rest[:3])}{more}",
+                )
+            )
         port = self.port_for(mx.host)
         await asyncio.gather(*(self.address(mx.host, addr, port) for addr in addrs))
 
@@ -419,7 +507,7 @@ class _Run:
 
     async def sessions(self, where: Where) -> None:
         facts = self.facts.setdefault(where, _SessionFacts(where))
-        lock = self.gate.slot(where.address or where.host, where.port or 25)
+        lock = self.slot(where.address or where.host, where.port or 25)
         async with lock:
             events = await self.pump(
                 smtp_session(where, self.options, purpose="main", ehlo_name=self.ehlo)
@@ -447,7 +535,7 @@ class _Run:
         extra = self.extra_probes(where, lock, facts) if self.options.extra_probes else _nothing()
         await asyncio.gather(self.chain(where, chain, facts), extra)
 
-    async def attempts(self, where: Where, lock: Slot, first: _SessionFacts) -> None:
+    async def attempts(self, where: Where, lock: _AddressSlot, first: _SessionFacts) -> None:
         """--attempts N: N-1 more main sessions, one after another. A load balancer whose
         nodes differ (another leaf certificate, no STARTTLS on one node) shows as attempts
         that disagree; pool.inconsistent names the odd ones. Only the first attempt is judged
@@ -503,7 +591,7 @@ class _Run:
                     )
                 )
 
-    async def extra_probes(self, where: Where, lock: Slot, facts: _SessionFacts) -> None:
+    async def extra_probes(self, where: Where, lock: _AddressSlot, facts: _SessionFacts) -> None:
         async with lock:
             sweep = await self.pump(tls_version_sweep(where, self.options, ehlo_name=self.ehlo))
         if any(isinstance(e, FindingRaised) and e.finding.id == "smtp.rate_limited" for e in sweep):
@@ -603,6 +691,35 @@ async def _nothing() -> None:
     return None
 
 
+async def _stop_at_deadline(
+    run: _Run, task: asyncio.Task[None], limit: float
+) -> AsyncIterator[Event]:
+    """Stop what is still running, then end the diagnosis with what it has: the events
+    already queued, the held-back findings graded, check.deadline_reached, and the end."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    run.release_findings()
+    run._emit(
+        raise_finding(
+            "check.deadline_reached",
+            Where(run.domain),
+            f"the diagnosis stopped at its {limit:g} s deadline; probes still running then "
+            "were not finished",
+        )
+    )
+    while not run.queue.empty():
+        item = run.queue.get_nowait()
+        if item is _END or isinstance(item, BaseException):
+            continue
+        yield item  # type: ignore[misc]
+    yield DiagnosisFinished(
+        target=run.target,
+        elapsed_ms=round((time.monotonic() - run.started) * 1000, 1),
+        worst=worst(run.findings),
+    )
+
+
 async def diagnose(
     target: str, options: Options, *, gate: ConnectionGate | None = None
 ) -> AsyncIterator[Event]:
@@ -618,11 +735,23 @@ async def diagnose(
     if not options.timeout > 0:
         raise CheckError("--timeout must be a positive number of seconds")
     roots = load_roots(options)
+    # Every file the run needs is read before its first socket: with the descriptors used up
+    # by a hostile domain, a lazily opened catalog would end the run in "internal error".
+    catalog()
     run = _Run(target, domain_ascii, options, roots, gate)
     task = asyncio.create_task(run.run())
+    limit = deadline_for(options)
+    deadline = time.monotonic() + limit
     try:
         while True:
-            item = await run.queue.get()
+            try:
+                item = await asyncio.wait_for(
+                    run.queue.get(), timeout=max(0.0, deadline - time.monotonic())
+                )
+            except asyncio.TimeoutError:
+                async for event in _stop_at_deadline(run, task, limit):
+                    yield event
+                break
             if item is _END:
                 break
             if isinstance(item, BaseException):

@@ -18,7 +18,7 @@ from tests.support.http import Route, Server, closed_port, fetcher
 from tests.support.pki import DAY, NOW, Issued, issue
 
 WHERE = Where("mx.example.test", "127.0.0.1", 25)
-OPTS = Options(timeout=3)
+OPTS = Options(timeout=3, private_endpoints=True)  # the test servers are on loopback
 HOUR = timedelta(hours=1)
 
 
@@ -245,6 +245,20 @@ async def test_crl_revoked(srv: Server) -> None:
     assert ids == ["cert.revoked"]
     assert by_kind(checked, "crl", ca.leaf).cert_status == "revoked"
     assert "CRL" in findings[0].finding.summary
+
+
+async def test_revoked_by_both_sources_is_one_finding_naming_both(srv: Server) -> None:
+    ca = Ca(srv)
+    ca.ocsp_body = ocsp_answer(ca.leaf, ca.inter, status=ocsp.OCSPCertStatus.REVOKED)
+    srv.routes["/inter.crl"] = Route(body=crl_of(ca.inter, revoked=(ca.leaf.cert.serial_number,)))
+    checked, ids, findings = await run(ca.path)
+    assert ids == ["cert.revoked"]
+    summary = findings[0].finding.summary
+    assert "OCSP responder" in summary and "CRL" in summary
+    assert srv.url("/ocsp") in summary and srv.url("/inter.crl") in summary
+    # One entry, one day: no "1 entries", no "1 days".
+    crl = by_kind(checked, "crl", ca.leaf).detail or ""
+    assert "CRL of 1 entry," in crl, crl
 
 
 async def test_crl_expired(srv: Server) -> None:

@@ -434,6 +434,11 @@ class SmtpConnection:
         self.tls_index = 0
         self.tls_error: str | None = None
         self.tls_timed_out = False
+        # A failed handshake: the version the server chose and the chain it sent before the
+        # failure (both empty when it failed before its ServerHello / Certificate).
+        self.failed_version: str | None = None
+        self.failed_chain: list[bytes] = []
+        self.failed_before_hello = False
         self.handshake_steps: list[str] = []
         self.failure_index = 0
         self.overflowed = False
@@ -682,6 +687,9 @@ class SmtpConnection:
             reason, timed_out = describe_handshake_error(error, recorder, self.timeout)
             self.tls_error = reason
             self.tls_timed_out = timed_out
+            self.failed_version = recorder.server_version
+            self.failed_chain = list(recorder.certificates)
+            self.failed_before_hello = recorder.client_hello_sent and not recorder.server_hello_seen
             self.tls_index = self.transcript.index
             self._stop("handshake", self.tls_index)
             yield self.transcript.line("!", f"handshake failed: {reason}")
@@ -771,6 +779,7 @@ async def prepare_tls(
 # This host cannot send to that address family at all: nothing left the machine, so the
 # server was not tested (typical: a jump host without IPv6 and an MX with AAAA records).
 _NO_ROUTE_HERE = {errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT}
+_NO_RESOURCES_HERE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 def classify_connect_error(exc: OSError, address: str, port: int) -> tuple[str, str]:
@@ -780,6 +789,11 @@ def classify_connect_error(exc: OSError, address: str, port: int) -> tuple[str, 
     if exc.errno in _NO_ROUTE_HERE and ":" in address:
         return "no-route-here", (
             f"this host has no IPv6 route to {address} ({exc.strerror or exc}): not tested from here"
+        )
+    if exc.errno in _NO_RESOURCES_HERE:
+        # Out of descriptors or buffers here: nothing was learnt about the server.
+        return "no-resources-here", (
+            f"this host is out of resources ({exc.strerror or exc}): {address} not tested"
         )
     return "unreachable", f"cannot connect to {address} port {port}: {exc.strerror or exc}"
 
