@@ -147,6 +147,7 @@ def lab_flags(info: dict[str, str]) -> list[str]:
         info["https_port"],
         "--timeout",
         "10",
+        "--allow-private-endpoints",  # the lab's CA endpoints are on loopback
     ]
 
 

@@ -238,6 +238,7 @@ def _lab_flags(lab: Lab) -> list[str]:
         str(lab.https_port),
         "--timeout",
         "2",
+        "--allow-private-endpoints",  # the lab's CA endpoints are on loopback
     ]
 
 
