@@ -1,9 +1,10 @@
-"""Politeness towards mail servers: one SMTP connection at a time per address, and, for batch
-runs, a cap on connections open at once and on connections started per second.
+"""Politeness towards mail servers: one lock per server address, and, for batch runs, a cap on
+connections open at once and on connections started per second.
 
 A diagnosis gets its own gate by default. `mxlens audit` hands one gate to every domain it
-checks, so two partner domains on one MX host are one server to be gentle with, and the whole
-run never has more than `max_open` connections open or starts more than `rate` a second.
+checks, so two partner domains on one MX host are one server to be gentle with (they share
+its lock), and the whole run never has more than `max_open` connections open or starts more
+than `rate` a second.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import time
 from collections import defaultdict
 from types import TracebackType
+from typing import Literal
 
 
 class ConnectionGate:
@@ -26,12 +28,17 @@ class ConnectionGate:
         self._next_start = 0.0
         self.max_open = max_open
         self.rate = rate
-        self.opened = 0  # connection slots granted, for the figures
+        self.opened = 0  # connections granted, for the figures
         self.peak_open = 0
         self._now_open = 0
 
+    def address_lock(self, address: str, port: int) -> asyncio.Lock:
+        """The lock of one server address, shared by every diagnosis on this gate."""
+        return self._locks[(address, port)]
+
     def slot(self, address: str, port: int) -> Slot:
-        """`async with gate.slot(addr, port):` around every connection to that address."""
+        """`async with gate.slot(addr, port):` around one connection to that address: its
+        lock, then one open-connection slot."""
         return Slot(self, (address, port))
 
     async def _pace(self) -> None:
@@ -43,9 +50,8 @@ class ConnectionGate:
         if start > now:
             await asyncio.sleep(start - now)
 
-    async def _enter(self, key: tuple[str, int]) -> None:
-        lock = self._locks[key]
-        await lock.acquire()
+    async def open_one(self) -> None:
+        """Wait for an open-connection slot and for the rate cap; every connection takes one."""
         held = False
         try:
             if self._open is not None:
@@ -55,28 +61,32 @@ class ConnectionGate:
         except BaseException:  # cancelled while waiting: give back what was taken
             if held and self._open is not None:
                 self._open.release()
-            lock.release()
             raise
         self.opened += 1
         self._now_open += 1
         self.peak_open = max(self.peak_open, self._now_open)
 
-    def _leave(self, key: tuple[str, int]) -> None:
+    def close_one(self) -> None:
         self._now_open -= 1
         if self._open is not None:
             self._open.release()
-        self._locks[key].release()
 
 
 class Slot:
-    """One address's turn; re-usable, one holder at a time (an asyncio.Lock underneath)."""
+    """One address's turn for one connection; re-usable, one holder at a time."""
 
     def __init__(self, gate: ConnectionGate, key: tuple[str, int]) -> None:
         self._gate = gate
         self._key = key
 
     async def __aenter__(self) -> None:
-        await self._gate._enter(self._key)
+        lock = self._gate.address_lock(*self._key)
+        await lock.acquire()
+        try:
+            await self._gate.open_one()
+        except BaseException:
+            lock.release()
+            raise
 
     async def __aexit__(
         self,
@@ -84,4 +94,28 @@ class Slot:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._gate._leave(self._key)
+        self._gate.close_one()
+        self._gate.address_lock(*self._key).release()
+
+
+class GatedSlots(asyncio.Semaphore):
+    """A diagnosis's own connection slots (a semaphore of `limit`) where each slot is also one
+    of the gate's open-connection slots: the per-diagnosis cap and the audit-wide cap both
+    hold, whoever takes the slot (the main session, or a side probe's connection)."""
+
+    def __init__(self, gate: ConnectionGate, limit: int) -> None:
+        super().__init__(limit)
+        self._gate = gate
+
+    async def acquire(self) -> Literal[True]:
+        await super().acquire()
+        try:
+            await self._gate.open_one()
+        except BaseException:
+            super().release()
+            raise
+        return True
+
+    def release(self) -> None:
+        self._gate.close_one()
+        super().release()
