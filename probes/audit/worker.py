@@ -57,7 +57,7 @@ async def main(payload: dict[str, Any]) -> None:
 
     await asyncio.gather(*(work() for _ in range(max(1, limits.jobs))))
     sys.stdout.write(
-        json.dumps({"stats": {"turns": gate.opened, "peak_open": gate.peak_open}}) + "\n"
+        json.dumps({"stats": {"gated": gate.opened, "peak_open": gate.peak_open}}) + "\n"
     )
     sys.stdout.flush()
 

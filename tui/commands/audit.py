@@ -49,8 +49,7 @@ def parser(
         "--rate",
         default="20",
         metavar="R",
-        help="connection turns started per second at most (default 20; 0 = no cap); a TLS "
-        "version sweep is one turn of up to four connections, one after another",
+        help="SMTP connections started per second at most (default 20; 0 = no cap)",
     )
     p.add_argument(
         "--workers",
@@ -350,7 +349,7 @@ async def _run_pending(
         connector=settings.connector,
         options_for=options_for,
     )
-    return {"turns": gate.opened, "peak_open": gate.peak_open}
+    return {"gated": gate.opened, "peak_open": gate.peak_open}
 
 
 async def run_headless(journal: Any, settings: AuditSettings) -> dict[str, int]:
