@@ -30,9 +30,22 @@ def describe(lab: Lab, width: int | None = None) -> str:
         f"CA file   {lab.ca_file}",
         "",
     ]
+    partners = [s for s in lab.scenarios.values() if s.name.startswith("partner-")]
+    if partners:
+        out.append(
+            _cut(
+                f"{len(partners)} synthetic partners: {partners[0].domain} ... "
+                f"{partners[-1].domain} (mxlens_lab.partners: most healthy, one in five with a "
+                "fault)",
+                width,
+            )
+        )
+        out.append("")
     column = max((len(s.domain) for s in lab.scenarios.values()), default=6)
     out.append(_cut(f"{'DOMAIN':<{column}}  WHAT IS WRONG", width))
     for s in lab.scenarios.values():
+        if s.name.startswith("partner-"):
+            continue
         extra = " ".join(lab.scenario_flags(s.name))
         about = f"[{extra}] {s.description}" if extra else s.description
         out.append(_cut(f"{s.domain:<{column}}  {about}", width))
@@ -48,7 +61,7 @@ def _cut(line: str, width: int) -> str:
     return line if len(line) <= width else line[: max(width - 1, 1)] + "\u2026"
 
 
-def run_foreground(scenarios: list[str] | None = None) -> int:
+def run_foreground(scenarios: list[str] | None = None, partners: int = 0) -> int:
     """Run the lab until Ctrl+C. Returns the process exit status."""
     if scenarios:
         unknown = [n for n in scenarios if n not in SCENARIOS]
@@ -64,7 +77,7 @@ def run_foreground(scenarios: list[str] | None = None) -> int:
         sys.stdout.flush()
 
     try:
-        serve_forever(scenarios or None, on_ready=ready)
+        serve_forever(scenarios or None, on_ready=ready, partners=partners)
     except OSError as exc:
         sys.stderr.write(f"mxlens lab: cannot start: {exc}\n")
         return 3
@@ -81,8 +94,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME",
         help=f"only this scenario (repeatable); one of: {', '.join(SCENARIOS)}",
     )
+    parser.add_argument(
+        "--partners",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also stage N synthetic partner domains partner-00001.lab.test ... (scale runs)",
+    )
     ns = parser.parse_args(argv)
-    return run_foreground(ns.scenario or None)
+    if not 0 <= ns.partners <= 20_000:
+        parser.error("--partners must be from 0 to 20000")
+    return run_foreground(ns.scenario or None, ns.partners)
 
 
 if __name__ == "__main__":

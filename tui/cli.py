@@ -23,12 +23,13 @@ if TYPE_CHECKING:
     from probes.history.diff import RunDiff
 
 EXIT_BAD_INPUT = 3
-COMMANDS = ("check", "lab", "demo", "explain", "history", "diff", "watch")
+COMMANDS = ("check", "lab", "demo", "explain", "history", "diff", "watch", "audit")
 # Commands whose parser and handler live in their own module (tui/commands/).
 _COMMAND_MODULES = {
     "history": "tui.commands.history",
     "diff": "tui.commands.diff",
     "watch": "tui.commands.watch",
+    "audit": "tui.commands.audit",
 }
 
 
@@ -195,6 +196,9 @@ def _parser_for(command: str) -> _Parser:
             "add the step-by-step walk-through (JSON keys walk, first_failure; text: before the report)",
         )
         _add_report_options(p)
+        from tui.commands.monitoring import add_check_options
+
+        add_check_options(p)
         from tui.commands.recording import add_history_option
 
         add_history_option(p)
@@ -493,6 +497,12 @@ async def _check(
 
         # Recorded before the extras: the ticket says what changed since the last check.
         changes = record_check(report, started).diff
+    if extras is not None and (extras.nagios or extras.prometheus):
+        from tui.commands.monitoring import after_check
+
+        done = after_check(report, extras)
+        if done is not None:
+            return done
     if extras is not None and (
         extras.walk or extras.connector or extras.ticket or extras.ticket_to
     ):
@@ -682,6 +692,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args[0] if args and args[0] in COMMANDS else ""
     rest = args[1:] if command else args
     parser = _parser_for(command)
+    ns: argparse.Namespace | None = None
     try:
         if not command and (complaint := _unknown_command(rest)):
             raise CheckError(complaint)
@@ -692,6 +703,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return replace(_options_from_args(ns), given=given)
 
         if command == "check":
+            from tui.commands.monitoring import validate
+
+            validate(ns)
             options = options_from_args(ns)
             return asyncio.run(
                 _check(ns.domain, options, as_json=ns.json, use_lab=ns.lab, extras=ns)
@@ -723,7 +737,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return run_app(ns.domain, options, lab=False, walk=ns.walk, history=not ns.no_history) or 0
     except CheckError as exc:
-        return _fail(str(exc))
+        code = _fail(str(exc))
+        if command == "check":
+            from tui.commands.monitoring import after_failure
+
+            return after_failure(exc, ns) or code
+        return code
     except KeyboardInterrupt:
         return _fail("interrupted")
     except BrokenPipeError:  # `mxlens check ... | head`: the reader left, nothing to say
