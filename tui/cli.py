@@ -21,7 +21,7 @@ from probes.model.errors import CheckError
 from probes.model.options import POLICIES, MxOverride, Options
 
 EXIT_BAD_INPUT = 3
-COMMANDS = ("check", "lab", "demo", "explain")
+COMMANDS = ("check", "lab", "demo", "explain", "listen", "cert")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -178,7 +178,7 @@ def _parser_for(command: str) -> _Parser:
         p = _Parser(
             prog="mxlens",
             description="Find out why mail to a domain fails over TLS. Commands: check, explain, "
-            "lab, demo; without a command, open the terminal UI.",
+            "listen, cert, lab, demo; without a command, open the terminal UI.",
         )
         p.add_argument("domain", nargs="?", metavar="DOMAIN")
         _add_probe_options(p)
@@ -507,8 +507,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = args[0] if args and args[0] in COMMANDS else ""
     rest = args[1:] if command else args
-    parser = _parser_for(command)
     try:
+        if command == "listen":
+            from tui.commands.listen import run_listen
+
+            return run_listen(rest)
+        if command == "cert":
+            from tui.commands.cert import run_cert
+
+            return run_cert(rest)
+        parser = _parser_for(command)
         ns = parser.parse_args(rest)
         given = _given_fields(parser, rest)
 
