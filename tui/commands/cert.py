@@ -13,6 +13,7 @@ import os
 import sys
 
 from probes.model.errors import CheckError
+from probes.model.findings import sort_findings
 from probes.model.options import Options
 from probes.model.safetext import visible
 from probes.ownside.certfile import (
@@ -111,7 +112,7 @@ def report_text(report: CertReport) -> str:
         state = "ok" if e.ok else f"FAIL {v(e.error or '')}"
         out.append(f"  {e.kind:10} {v(e.url)}: {state}")
     out.append("")
-    for f in report.findings:
+    for f in sort_findings(report.findings):
         if f.severity != "ok":
             out.append(f"  {f.severity.upper():7} {f.id:28} {v(f.summary)}")
     return "\n".join(out) + "\n"

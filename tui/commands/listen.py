@@ -16,6 +16,7 @@ import socket
 import sys
 
 from probes.model.errors import CheckError
+from probes.model.findings import sort_findings
 from probes.model.options import Options
 from probes.model.safetext import visible
 from probes.ownside.listener import ListenOptions, ListenReady, ListenSession, ListenSessionDone
@@ -122,7 +123,7 @@ def session_text(session: ListenSession) -> str:
         out.append(
             f"  messages discarded: {', '.join(str(n) + ' bytes' for n in session.messages)}"
         )
-    for f in session.findings:
+    for f in sort_findings(session.findings):
         if f.severity in ("error", "warning", "info"):
             out.append(f"  {f.severity.upper():7} {f.id:28} {v(f.summary)}")
     return "\n".join(out) + "\n\n"
