@@ -1,0 +1,284 @@
+"""`mxlens listen`: a real listener on loopback, Python's smtplib as the sending server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import smtplib
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
+
+from probes.model.options import Options
+from probes.ownside.hello import parse_client_hello
+from probes.ownside.judge import RECEIVERS
+from probes.ownside.listener import (
+    ListenOptions,
+    ListenReady,
+    ListenSession,
+    ListenSessionDone,
+    listen,
+)
+from tests._pki import Issued, issue
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "docs" / "schema" / "mxlens-listen-1.json").read_text())
+BOTH = (EKU.SERVER_AUTH, EKU.CLIENT_AUTH)
+
+
+class Pki:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.root = issue("Contoso Test Root", ca=True)
+        self.inter = issue("Contoso Test Issuing CA", self.root, ca=True)
+        self.roots = tmp / "roots.pem"
+        self.roots.write_bytes(self.root.pem)
+
+    def client_files(self, leaf: Issued, *, intermediate: bool = True) -> tuple[str, str]:
+        chain = self.tmp / f"chain-{id(leaf)}.pem"
+        key = self.tmp / f"key-{id(leaf)}.pem"
+        chain.write_bytes(leaf.pem + (self.inter.pem if intermediate else b""))
+        key.write_bytes(
+            leaf.key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return str(chain), str(key)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return Pki(tmp_path)
+
+
+def send(
+    port: int,
+    *,
+    files: tuple[str, str] | None,
+    tls: bool = True,
+    ehlo: str = "mail.contoso.test",
+) -> str:
+    """Deliver one message the way an MTA does; returns the reply to the DATA."""
+    with smtplib.SMTP("127.0.0.1", port, local_hostname=ehlo, timeout=10) as smtp:
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            if files is not None:
+                ctx.load_cert_chain(*files)
+            smtp.starttls(context=ctx)
+            smtp.ehlo(ehlo)
+        smtp.mail("postmaster@contoso.test")
+        smtp.rcpt("someone@fabrikam.test")
+        code, reply = smtp.data(b"Subject: test\r\n\r\nhello\r\n")
+        return f"{code} {reply.decode()}"
+
+
+async def one_session(
+    pki: Pki,
+    *,
+    files: tuple[str, str] | None,
+    tls: bool = True,
+    connector: str | None = None,
+    expect: str | None = None,
+) -> tuple[ListenSession, str]:
+    opts = ListenOptions(
+        port=0,
+        hostname="mx.test.invalid",
+        once=True,
+        receiver=RECEIVERS[connector] if connector else None,
+        options=Options(ca_file=str(pki.roots), expect_name=expect, timeout=10),
+    )
+    reply: asyncio.Future[str] | None = None
+    session: ListenSession | None = None
+    async for event in listen(opts):
+        if isinstance(event, ListenReady):
+            reply = asyncio.ensure_future(asyncio.to_thread(send, event.port, files=files, tls=tls))
+        elif isinstance(event, ListenSessionDone):
+            session = event.session
+    assert session is not None and reply is not None
+    return session, await reply
+
+
+def ids(session: ListenSession) -> dict[str, str]:
+    return {f.id: f.severity for f in session.findings}
+
+
+def doc_of(session: ListenSession, connector: str | None = None) -> dict[str, Any]:
+    doc = session.to_json(RECEIVERS[connector] if connector else None, "0.0.0")
+    jsonschema.validate(doc, SCHEMA)
+    return doc
+
+
+async def test_full_chain_with_the_expected_name(pki: Pki) -> None:
+    leaf = issue("mail.contoso.test", pki.inter, eku=BOTH)
+    session, reply = await one_session(
+        pki,
+        files=pki.client_files(leaf),
+        connector="exo-inbound-certificate",
+        expect="*.contoso.test",
+    )
+    assert reply.startswith("250 2.0.0 message discarded")
+    assert ids(session) == {}
+    assert session.exit_code() == 0
+    assert session.verdict.endswith("would accept this sender.")
+    doc = doc_of(session, "exo-inbound-certificate")
+    assert doc["ehlo"] == "mail.contoso.test"
+    assert doc["client_certificate"]["subject"] == "CN=mail.contoso.test"
+    assert [c["subject"] for c in doc["chain"]] == [
+        "CN=mail.contoso.test",
+        "CN=Contoso Test Issuing CA",
+    ]
+    assert doc["tls"]["version"] in ("TLSv1.2", "TLSv1.3")
+    assert doc["client_hello"]["versions"][0] == "TLSv1.3"
+    assert doc["client_hello"]["suites"] and doc["client_hello"]["groups"]
+    assert doc["messages_discarded"] and doc["rcpt_to"] == ["<someone@fabrikam.test>"]
+    assert doc["validation"]["trusted"] is True
+    assert {"handshake", "total"} <= set(doc["timings_ms"])
+
+
+async def test_no_client_certificate(pki: Pki) -> None:
+    session, _ = await one_session(pki, files=None)
+    assert ids(session) == {"listen.no_client_cert": "info"}
+    session, _ = await one_session(
+        pki, files=None, connector="exo-inbound-certificate", expect="*.contoso.test"
+    )
+    assert ids(session) == {"listen.no_client_cert": "error"} and session.exit_code() == 2
+    assert doc_of(session)["client_certificate"] is None
+
+
+async def test_missing_intermediate(pki: Pki) -> None:
+    leaf = issue("mail.contoso.test", pki.inter, eku=BOTH)
+    session, _ = await one_session(pki, files=pki.client_files(leaf, intermediate=False))
+    assert ids(session) == {"cert.untrusted": "error"}
+    assert len(session.chain) == 1
+    session, _ = await one_session(
+        pki, files=pki.client_files(leaf, intermediate=False), connector="postfix-ask-ccert"
+    )
+    assert ids(session) == {"cert.untrusted": "warning"}  # ask_ccert still delivers
+
+
+async def test_wrong_name(pki: Pki) -> None:
+    leaf = issue("relay.fabrikam.test", pki.inter, eku=BOTH)
+    session, _ = await one_session(
+        pki,
+        files=pki.client_files(leaf),
+        connector="exo-inbound-certificate",
+        expect="*.contoso.test",
+    )
+    assert ids(session) == {"listen.sender_name_mismatch": "error"}
+    summary = session.findings[0].summary
+    assert "*.contoso.test" in summary and "relay.fabrikam.test" in summary
+
+
+async def test_server_auth_only_client_certificate(pki: Pki) -> None:
+    leaf = issue("mail.contoso.test", pki.inter, eku=(EKU.SERVER_AUTH,))
+    session, _ = await one_session(pki, files=pki.client_files(leaf), connector="postfix-req-ccert")
+    assert ids(session) == {"cert.not_client_auth": "error"}
+
+
+async def test_clear_text_delivery(pki: Pki) -> None:
+    session, reply = await one_session(
+        pki, files=None, tls=False, connector="exo-inbound-require-tls"
+    )
+    assert reply.startswith("250 2.0.0 message discarded")
+    assert ids(session) == {"listen.no_tls": "error"}
+    assert doc_of(session)["tls"] is None
+
+
+def test_client_hello_parser_reads_a_real_hello() -> None:
+    """Captured from Python's own client: a memory BIO handshake's first flight."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="mx.fabrikam.test")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    from probes.ownside.hello import handshake_messages
+
+    messages, _ = handshake_messages(outgoing.read())
+    offer = parse_client_hello(messages[0])
+    assert offer is not None
+    assert offer.sni == "mx.fabrikam.test"
+    assert offer.versions[0] == "TLSv1.3" and "TLSv1.2" in offer.versions
+    assert "TLS_AES_256_GCM_SHA384" in offer.suites and "x25519" in offer.groups
+    assert parse_client_hello(b"\x02\x00\x00\x00") is None
+
+
+def test_cli_once_json_names_the_certificate(pki: Pki, tmp_path: Path) -> None:
+    """`mxlens listen --once --json`: one JSON line, then the session's exit code."""
+    leaf = issue("mail.contoso.test", pki.inter, eku=BOTH)
+    files = pki.client_files(leaf)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tui.cli",
+            "listen",
+            "--port",
+            "0",
+            "--once",
+            "--json",
+            "--ca-file",
+            str(pki.roots),
+            "--hostname",
+            "mx.test.invalid",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        match = re.search(r"on 127\.0\.0\.1:(\d+) ", first)
+        assert match, first
+        send(int(match.group(1)), files=files)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 1
+    doc = json.loads(lines[0])
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["client_certificate"]["subject"] == "CN=mail.contoso.test"
+    assert [c["subject"] for c in doc["chain"]][1] == "CN=Contoso Test Issuing CA"
+    assert doc["ehlo"] == "mail.contoso.test" and doc["tls"]["version"] == "TLSv1.3"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "99999"], "--port must be a port number"),
+        (["--address", "nowhere"], "bad --address"),
+        (["--connector", "exo-inbound-certificate"], "needs --expect-name"),
+        (["--connector", "nope"], "unknown connector"),
+        (["--cert", "/nonexistent.pem"], "--cert and --key go together"),
+    ],
+)
+def test_bad_input_is_one_line_exit_3(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tui.cli import main
+
+    assert main(["listen", *args]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
