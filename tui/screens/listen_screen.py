@@ -125,10 +125,12 @@ class ListenScreen(Screen[None]):
         return self.query_one("#listen-sessions", OptionList)
 
     def on_mount(self) -> None:
-        # Both panes stay visible whatever the terminal size (the main screen shows one at a
-        # time below 120 columns): this screen has only the two.
-        self.transcript.add_class("-active")
-        self.chain.add_class("-active")
+        # Both panes stay visible and share the height whatever the terminal size (the main
+        # screen shows one at a time below 120 columns): this screen has only the two. Inline
+        # styles, because the app's stylesheet outranks a screen's DEFAULT_CSS.
+        for pane in (self.transcript, self.chain):
+            pane.styles.display = "block"
+            pane.styles.height = "1fr"
         self.sessions.focus()
         self.run_worker(self._listen(), exclusive=True, group="listen")
 
