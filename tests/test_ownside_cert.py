@@ -248,3 +248,20 @@ def test_missing_file_and_bad_connector(capsys: pytest.CaptureFixture[str]) -> N
     assert "cannot read certificate file" in capsys.readouterr().err
     assert main(["cert", "/nonexistent/x.pfx", "--connector", "exo-inbound-certificate"]) == 3
     assert "needs --expect-name" in capsys.readouterr().err
+
+
+def test_encrypted_pem_key_needs_the_password(pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
+    leaf = pki.leaf()
+    key = leaf.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"k3y"),
+    )
+    path = pki.write("chain.pem", leaf.pem + pki.inter.pem + key)
+    code, _, err = run(capsys, path, "--no-endpoints")
+    assert code == 3 and "is encrypted" in err and err.count("\n") == 1
+    pw = pki.write("pw", b"k3y")
+    code, doc, _ = run(
+        capsys, path, "--password-file", pw, "--ca-file", str(pki.roots), "--no-endpoints"
+    )
+    assert code == 0 and doc["key"]["matches"] is True and ids(doc) == set()

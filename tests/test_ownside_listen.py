@@ -282,3 +282,98 @@ def test_bad_input_is_one_line_exit_3(
     assert main(["listen", *args]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def _raw_dialogue(port: int, lines: list[bytes], *, after_starttls: bytes = b"") -> bytes:
+    """Speak SMTP by hand (for what smtplib will not do); returns everything received."""
+    import socket
+
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        got += sock.recv(4096)
+        for line in lines:
+            sock.sendall(line)
+            got += sock.recv(65536)
+        if after_starttls:
+            sock.sendall(after_starttls)
+            try:
+                while chunk := sock.recv(4096):
+                    got += chunk
+            except OSError:
+                pass
+    return got
+
+
+async def _serve_one(pki: Pki, talk: Any) -> tuple[ListenSession, Any]:
+    opts = ListenOptions(port=0, once=True, options=Options(ca_file=str(pki.roots), timeout=5))
+    session: ListenSession | None = None
+    result: Any = None
+    async for event in listen(opts):
+        if isinstance(event, ListenReady):
+            result = asyncio.ensure_future(asyncio.to_thread(talk, event.port))
+        elif isinstance(event, ListenSessionDone):
+            session = event.session
+    assert session is not None and result is not None
+    return session, await result
+
+
+async def test_a_failed_handshake_is_reported_with_the_offer_seen(pki: Pki) -> None:
+    def talk(port: int) -> bytes:
+        # Clear text where the ClientHello should be: OpenSSL refuses it.
+        return _raw_dialogue(
+            port, [b"EHLO broken.test\r\n", b"STARTTLS\r\n"], after_starttls=b"HELO again\r\n"
+        )
+
+    session, _ = await _serve_one(pki, talk)
+    assert ids(session) == {"listen.handshake_failed": "error"}
+    assert session.outcome == "handshake" and session.handshake_error
+    assert doc_of(session)["handshake_error"] == session.handshake_error
+
+
+async def test_message_size_cap(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    import probes.ownside.listener as listener
+
+    monkeypatch.setattr(listener, "MAX_MESSAGE", 1000)
+
+    def talk(port: int) -> bytes:
+        body = b"".join(b"x" * 70 + b"\r\n" for _ in range(40)) + b".\r\n"
+        return _raw_dialogue(
+            port,
+            [
+                b"HELO big.test\r\n",
+                b"MAIL FROM:<a@big.test>\r\n",
+                b"RCPT TO:<b@x.test>\r\n",
+                b"DATA\r\n",
+                body,
+                b"QUIT\r\n",
+            ],
+        )
+
+    session, got = await _serve_one(pki, talk)
+    assert b"552 5.3.4 message larger than 1000 bytes" in got
+    assert session.messages == []  # nothing was taken, nothing kept
+    assert ids(session) == {"listen.no_tls": "warning"}
+
+
+async def test_sessions_beyond_the_cap_get_421(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    import probes.ownside.listener as listener
+
+    monkeypatch.setattr(listener, "MAX_SESSIONS", 1)
+    opts = ListenOptions(port=0, options=Options(ca_file=str(pki.roots), timeout=5))
+    gen = listen(opts)
+    ready = await gen.__anext__()
+    assert isinstance(ready, ListenReady)
+
+    def two(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as first:
+            first.recv(4096)  # the first session is open and waiting
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as second:
+                return second.recv(4096)
+
+    try:
+        got = await asyncio.to_thread(two, ready.port)
+    finally:
+        await gen.aclose()
+    assert got.startswith(b"421 4.3.2")

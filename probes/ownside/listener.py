@@ -130,7 +130,9 @@ class ListenSession:
     def exit_code(self) -> int:
         return exit_code(self.findings)
 
-    def to_json(self, receiver: ReceiverProfile | None, version: str) -> dict[str, Any]:
+    def to_json(
+        self, receiver: ReceiverProfile | None, version: str, expect_name: str | None = None
+    ) -> dict[str, Any]:
         from probes.ownside.report import cert_json
 
         path = self.validation.path if self.validation is not None else ()
@@ -183,7 +185,7 @@ class ListenSession:
             "connector": None
             if receiver is None
             else {"name": receiver.name, "title": receiver.title, "source": receiver.source},
-            "expect_name": None,
+            "expect_name": expect_name,
             "verdict": self.verdict,
             "worst": worst(self.findings),
             "exit": self.exit_code(),
@@ -380,6 +382,9 @@ class _Channel:
                 break
             except SSL.WantReadError:
                 pass
+            except SSL.Error:
+                await self._flush_tls()  # the alert, so the sender logs why
+                raise
             sent = await self._flush_tls()
             if first_out and sent:
                 outbound += sent
@@ -449,6 +454,9 @@ class _Session:
             self.note("!", str(exc))
             if self.rec.outcome == "open":
                 self.rec.outcome = "closed"
+        except Exception as exc:  # noqa: BLE001 - one sender's oddity must not stop the listener
+            self.note("!", f"session ended by an internal error: {type(exc).__name__}: {exc}")
+            self.rec.outcome = "internal error"
         finally:
             self.rec.timings["total"] = self.ms()
             with contextlib.suppress(Exception):

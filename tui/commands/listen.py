@@ -151,8 +151,7 @@ async def _serve(opts: ListenOptions, as_json: bool, codes: list[int]) -> int:
             session = event.session
             codes.append(session.exit_code())
             if as_json:
-                doc = session.to_json(opts.receiver, version)
-                doc["expect_name"] = opts.options.expect_name
+                doc = session.to_json(opts.receiver, version, opts.options.expect_name)
                 sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
             else:
                 sys.stdout.write(session_text(session))
