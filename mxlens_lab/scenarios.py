@@ -58,6 +58,10 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
 Ids that cannot be staged locally (NOT_STAGED below, with the reason):
 - smtp.not_tested_from_here: needs an IPv6 address this host has no route to, and the lab
   and its tests use loopback only. Its classification is unit-tested (tests/test_smtp_reply.py).
+- listen.*, cert.not_client_auth, cert.key_mismatch, cert.no_key: findings of `mxlens listen`
+  and `mxlens cert` (our own sending side), which a check of a domain never raises. They are
+  staged by tests/test_ownside_listen.py, tests/test_ownside_cert.py and, with real Postfix,
+  Exim and swaks senders, tests/integration/test_listen.py.
 
 Ids staged with caveats:
 - tls.weak_cipher: this machine's OpenSSL 3 has no RC4 and no 3DES (not even at
@@ -79,8 +83,21 @@ from typing import Any
 
 from probes.interpret.walk import STEPS as STEPS
 
+_OWN_SIDE = "raised by mxlens listen / mxlens cert about our own sending side, never by check: tests/test_ownside_*.py and tests/integration/test_listen.py stage it"
 NOT_STAGED: dict[str, str] = {
     "smtp.not_tested_from_here": "needs an unroutable IPv6 address; the lab is loopback only",
+    **{
+        fid: _OWN_SIDE
+        for fid in (
+            "listen.no_tls",
+            "listen.no_client_cert",
+            "listen.sender_name_mismatch",
+            "listen.handshake_failed",
+            "cert.not_client_auth",
+            "cert.key_mismatch",
+            "cert.no_key",
+        )
+    },
 }
 
 # Scenario texts use {domain} (ASCII form) and {mx} (the first MX host) placeholders.

@@ -23,7 +23,7 @@ import contextlib
 import datetime as dt
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -65,6 +65,7 @@ MAX_SESSIONS = 4
 SESSION_LIMIT = 300.0
 MAX_MESSAGE = 10 * 1024 * 1024
 MAX_LINE = 4096
+MAX_DATA_LINE = 1024 * 1024
 MAX_COMMANDS = 200
 MAX_RECIPIENTS = 100
 SCHEMA = "mxlens/listen/1"
@@ -348,10 +349,10 @@ class _Channel:
             except SSL.Error as exc:
                 raise _Closed(f"TLS error: {exc}") from None
 
-    async def line(self) -> bytes:
+    async def line(self, limit: int = MAX_LINE) -> bytes:
         while b"\n" not in self.buffer:
-            if len(self.buffer) > MAX_LINE:
-                raise _Closed(f"a command line longer than {MAX_LINE} bytes")
+            if len(self.buffer) > limit:
+                raise _Closed(f"a line longer than {limit} bytes")
             await self._more()
         head, _, self.buffer = self.buffer.partition(b"\n")
         return head.rstrip(b"\r")
@@ -548,7 +549,9 @@ class _Session:
         """Read the message up to the final dot, counting and discarding it."""
         size = 0
         while True:
-            line = await self.chan.line()
+            # Message lines may exceed RFC 5321's 1000 octets in the wild; a cap still bounds
+            # the buffer.
+            line = await self.chan.line(MAX_DATA_LINE)
             if line == b".":
                 self.note("C", f"(message of {size} bytes, discarded)")
                 return size
@@ -778,7 +781,7 @@ class Listener:
         await self.fetcher.aclose()
 
 
-async def listen(opts: ListenOptions) -> AsyncIterator[ListenEvent]:
+async def listen(opts: ListenOptions) -> AsyncGenerator[ListenEvent, None]:
     """Run the listener: first a ListenReady, then every session's events and a
     ListenSessionDone per session. With opts.once it ends after the first session; otherwise
     when the caller stops iterating (Ctrl+C, the screen closes)."""
