@@ -33,7 +33,7 @@ sys.path.insert(0, {root!r})
 from pathlib import Path
 from probes.options import Options
 from tui.app import MxLensApp
-from tests.fake_stream import fake_diagnose
+from tests.support.fake_stream import fake_diagnose
 
 async def main():
     app = MxLensApp("example.org", Options(), source=fake_diagnose,

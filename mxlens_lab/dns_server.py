@@ -36,6 +36,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from probes.model.names import canonical
+
 log = logging.getLogger(__name__)
 
 Records = Mapping[tuple[str, str], Iterable[str]]
@@ -47,7 +49,7 @@ _OUR_EDNS_PAYLOAD = 1232
 
 
 def _norm(name: str) -> str:
-    return name.strip().rstrip(".").lower()
+    return canonical(name)
 
 
 def _under(name: str, zone: str) -> bool:
@@ -186,7 +188,7 @@ class DnsServer:
             alias = self._data.get((current, "CNAME"))
             if alias and q.rdtype != dns.rdatatype.CNAME:
                 response.answer.append(self._rrset(owner, dns.rdatatype.CNAME, alias[:1]))
-                target = alias[0].target  # type: ignore[attr-defined]
+                target = getattr(alias[0], "target")  # noqa: B009 - a CNAME rdata
                 owner = target
                 current = _norm(target.to_text())
                 if not self._inside(current):

@@ -25,6 +25,8 @@ import urllib.parse
 from collections import deque
 from dataclasses import dataclass
 
+from probes.model.names import canonical
+
 from .pki import PKI, Issued, server_context
 
 log = logging.getLogger(__name__)
@@ -346,7 +348,7 @@ class MtaStsServer(_Base):
         """What https://<host>/.well-known/mta-sts.txt answers, and with which certificate
         (cert None: the default certificate). A redirect answers 301 (or status if it is a
         3xx) with Location: redirect. delay holds the answer back (a hanging server)."""
-        name = host.lower().rstrip(".")
+        name = canonical(host)
         data = body.encode("utf-8") if isinstance(body, str) else body
         if redirect is not None and not 300 <= status < 400:
             status = 301
@@ -357,7 +359,7 @@ class MtaStsServer(_Base):
             self._contexts.pop(name, None)
 
     def remove_mtasts(self, host: str) -> None:
-        name = host.lower().rstrip(".")
+        name = canonical(host)
         self.sites.pop(name, None)
         self._contexts.pop(name, None)
 
@@ -371,7 +373,7 @@ class MtaStsServer(_Base):
         with contextlib.suppress(AttributeError):
             setattr(sslobj, "mxlens_sni", server_name)  # noqa: B010
         if server_name:
-            chosen = self._contexts.get(server_name.lower().rstrip("."))
+            chosen = self._contexts.get(canonical(server_name))
             if chosen is not None:
                 sslobj.context = chosen
         return None
@@ -379,9 +381,7 @@ class MtaStsServer(_Base):
     async def _handle(self, request: Request, writer: asyncio.StreamWriter) -> Reply:
         host = _host_without_port(request.headers.get("host", ""))
         sni = getattr(writer.get_extra_info("ssl_object"), "mxlens_sni", None)
-        site = self.sites.get(host.lower().rstrip(".")) or (
-            self.sites.get(sni.lower().rstrip(".")) if sni else None
-        )
+        site = self.sites.get(canonical(host)) or (self.sites.get(canonical(sni)) if sni else None)
         if site is None or request.path != self.WELL_KNOWN:
             return Reply(404, b"not found\n")
         if request.method not in ("GET", "HEAD"):

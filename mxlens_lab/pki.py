@@ -236,7 +236,7 @@ class PKI:
             .not_valid_before(now - timedelta(days=1))
             .not_valid_after(now + timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(ca_key_usage(), critical=True)
             .add_extension(ski, critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
@@ -280,7 +280,7 @@ class PKI:
             .not_valid_before(not_before or now - timedelta(days=1))
             .not_valid_after(not_after or now + timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(ca_key_usage(), critical=True)
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(priv.public_key()), critical=False
             )
@@ -374,7 +374,7 @@ class PKI:
             signer = issuer.key
             owner = issuer
         if sig_hash == "sha1":
-            cert = _sign_sha1(builder, signer)
+            cert = sign_sha1(builder, signer)
         else:
             cert = builder.sign(signer, _hash(sig_hash))
         return Issued(cert, priv, owner)
@@ -489,7 +489,8 @@ class PKI:
         )
 
 
-def _ca_key_usage() -> x509.KeyUsage:
+def ca_key_usage() -> x509.KeyUsage:
+    """keyCertSign and cRLSign (plus digitalSignature, for OCSP signing by the CA itself)."""
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
@@ -566,7 +567,7 @@ def _der_children(contents: bytes) -> list[bytes]:
     return out
 
 
-def _sign_sha1(builder: x509.CertificateBuilder, signer: PrivateKey) -> x509.Certificate:
+def sign_sha1(builder: x509.CertificateBuilder, signer: PrivateKey) -> x509.Certificate:
     draft = builder.sign(signer, hashes.SHA256())
     _, _, tbs_contents = _der_read(draft.tbs_certificate_bytes, 0)
     parts = _der_children(tbs_contents)

@@ -57,7 +57,7 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
 
 Ids that cannot be staged locally (NOT_STAGED below, with the reason):
 - smtp.not_tested_from_here: needs an IPv6 address this host has no route to, and the lab
-  and its tests use loopback only. Its classification is unit-tested (tests/test_smtp_reply.py).
+  and its tests use loopback only. Its classification is unit-tested (tests/test_smtp.py).
 - listen.*, cert.not_client_auth, cert.key_mismatch, cert.no_key: findings of `mxlens listen`
   and `mxlens cert` (our own sending side), which a check of a domain never raises. They are
   staged by tests/test_ownside_listen.py, tests/test_ownside_cert.py and, with real Postfix,

@@ -434,7 +434,7 @@ class SmtpServer:
         self.context = server_context(self.behaviour)
         self._server: asyncio.AbstractServer | None = None
         self._sessions: set[_Session] = set()
-        self._blackhole: list[object] = []  # the listening socket and its queue fillers
+        self._blackhole: list[socket.socket] = []  # the listening socket and its queue fillers
 
     async def start(self) -> None:
         """Listen. Raises OSError when the address or port cannot be bound."""
@@ -480,7 +480,7 @@ class SmtpServer:
         """Stop listening and close every open connection."""
         for sock in self._blackhole:
             with contextlib.suppress(OSError):
-                sock.close()  # type: ignore[attr-defined]
+                sock.close()
         self._blackhole.clear()
         if self._server is not None:
             self._server.close()

@@ -31,7 +31,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from probes.model.errors import CheckError
-from probes.model.names import is_ip_literal
+from probes.model.names import canonical, is_ip_literal
 from probes.model.options import Options
 from probes.net.dns import to_ascii
 
@@ -470,7 +470,7 @@ async def _start_on(server: PkiHttpServer | MtaStsServer, host: str, port: int) 
 
 
 def _add(records: dict[tuple[str, str], list[str]], name: str, rtype: str, value: str) -> None:
-    records.setdefault((name.lower().rstrip("."), rtype), []).append(value)
+    records.setdefault((canonical(name), rtype), []).append(value)
 
 
 def _txt(text: str) -> str:

@@ -47,7 +47,7 @@ from probes.model.events import (
     Where,
 )
 from probes.model.findings import GradeContext, grade, raise_finding, worst
-from probes.model.names import is_ip_literal
+from probes.model.names import canonical, is_ip_literal
 from probes.model.options import Options
 from probes.net.dns import Answer, Resolver, local_fqdn, to_ascii
 from probes.net.http import Fetcher
@@ -245,7 +245,7 @@ class _Run:
         where = Where(self.domain)
         if self.options.mx:
             overrides = tuple(
-                MxHost(o.host.lower().rstrip("."), 0, is_ip_literal=is_ip_literal(o.host))
+                MxHost(canonical(o.host), 0, is_ip_literal=is_ip_literal(o.host))
                 for o in self.options.mx
             )
             self.put(MxResolved(self.target, self.domain, overrides))
@@ -323,7 +323,7 @@ class _Run:
         entries: list[tuple[int, int, str]] = []
         for index, rd in enumerate(answer.rdata):
             pref = int(getattr(rd, "preference", 0))
-            exchange = str(getattr(rd, "exchange", "")).rstrip(".").lower()
+            exchange = canonical(str(getattr(rd, "exchange", "")))
             entries.append((pref, index, exchange))
         if len(entries) == 1 and entries[0][2] == "":
             return None
@@ -383,7 +383,7 @@ class _Run:
 
     async def ptr(self, host: str, address: str) -> None:
         answer = await self.resolver.ptr(address)
-        names = tuple(r.rstrip(".").lower() for r in answer.records)
+        names = tuple(canonical(r) for r in answer.records)
         confirmed: bool | None = None
         where = Where(host, address)
         if names:

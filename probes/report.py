@@ -1,6 +1,6 @@
 """Collect a diagnosis' events into a report: the JSON document and the text report.
 
-The JSON follows contract.md (`schema: mxlens/1`); network text stays exactly as received.
+The JSON follows docs/cli.md (`schema: mxlens/1`); network text stays exactly as received.
 The text report is for terminals and tickets: every network string goes through
 `safetext.visible()` so a hostile banner cannot drive the terminal.
 """

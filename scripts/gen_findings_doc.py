@@ -4,8 +4,9 @@ Usage:
     python scripts/gen_findings_doc.py            # rewrite docs/findings.md
     python scripts/gen_findings_doc.py --check    # exit 1 if docs/findings.md is stale
 
-The catalog is read as plain JSON (not through `probes`) so the script runs from a bare
-checkout without installing the package.
+The catalog is read as plain JSON; the sender-policy table is computed by the engine's own
+`grade()` (probes.model.findings needs only the standard library, and the checkout is put on
+sys.path), so the script runs from a bare checkout without installing the package.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 CATALOG = ROOT / "probes" / "data" / "findings.json"
 DOC = ROOT / "docs" / "findings.md"
 
@@ -77,7 +79,7 @@ def render(catalog: dict[str, dict[str, Any]]) -> str:
         "",
         "Every finding mxlens can report, with the text it puts into reports and JSON. The"
         " severity is the default one, under the `strict` policy; `--policy` re-grades findings"
-        " for other senders (see the sender policies in the project's findings contract).",
+        " for other senders (see [Sender policies](#sender-policies)).",
         "",
         "Severities:",
         "",
@@ -92,6 +94,7 @@ def render(catalog: dict[str, dict[str, Any]]) -> str:
         "",
     ]
 
+    out += _policies()
     for section, ids in sections.items():
         out += [f"## {section}", "", "| id | severity | meaning |", "|---|---|---|"]
         for fid in ids:
@@ -105,6 +108,33 @@ def render(catalog: dict[str, dict[str, Any]]) -> str:
                 out += [f"Typical sender error: {md(e['sender_error'])}", ""]
             out += [f"**Why:** {md(e['detail'])}", "", f"**Fix:** {md(e['fix'])}", ""]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _policies() -> list[str]:
+    """The sender-policy section: who each policy stands for and what is an error under it."""
+    from probes.model.findings import POLICY_SENDERS, policy_errors
+
+    out = [
+        "## Sender policies",
+        "",
+        "`--policy` grades every finding as one kind of sender would. The ids listed are the"
+        " errors under each policy when the domain publishes neither MTA-STS in enforce mode nor"
+        " usable DANE; the second list adds what a published MTA-STS `enforce` policy makes an"
+        " error for every sender that honours it. All other findings of severity error drop to"
+        " warning under that policy; warnings and infos keep their grade. A DNSSEC-validated"
+        " DANE-EE match makes the certificate's names and dates moot for DANE senders.",
+        "",
+        "| policy | stands for | errors | + with MTA-STS enforce |",
+        "|---|---|---|---|",
+    ]
+    for policy, senders in POLICY_SENDERS.items():
+        base = policy_errors(policy)
+        extra = [f for f in policy_errors(policy, mtasts_enforce=True) if f not in base]
+        cell = ", ".join(f"`{f}`" for f in base) or "(none)"
+        more = ", ".join(f"`{f}`" for f in extra) or "(none)"
+        out.append(f"| `{policy}` | {md(senders)} | {cell} | {more} |")
+    out.append("")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -175,3 +175,33 @@ def test_a_real_headless_check_never_loads_textual_or_rich() -> None:
     )
     assert "LOADED []" in proc.stderr, proc.stderr[-2000:]
     assert '"schema"' in proc.stdout, proc.stdout[:500]
+
+
+TESTS = ROOT / "tests"
+
+
+def _test_module_importers() -> list[str]:
+    """Files under tests/ that import a test module (tests.test_x, tests.integration.test_y):
+    helpers belong in tests/support/, fixtures in a conftest.py."""
+    bad = []
+    for path in _sources(TESTS):
+        for module in _imports(path):
+            if module.startswith("tests.") and module.rpartition(".")[2].startswith("test_"):
+                bad.append(f"{path.relative_to(ROOT)} imports {module}")
+    return bad
+
+
+def test_no_test_module_imports_another() -> None:
+    assert len(list(TESTS.rglob("test_*.py"))) >= 30, "the test modules were not found"
+    assert _test_module_importers() == []
+
+
+def test_the_test_import_checker_sees_a_violation() -> None:
+    planted = TESTS / "support" / "planted_import_probe.py"
+    try:
+        planted.write_text("def f():\n    from tests import test_cli\n", encoding="utf-8")
+        assert _test_module_importers() == [
+            "tests/support/planted_import_probe.py imports tests.test_cli"
+        ]
+    finally:
+        planted.unlink()

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from mxlens_lab.world import Lab
-from probes.diagnose import diagnose
 from probes.interpret.connectors import PROFILES, judge
 from probes.model.errors import CheckError
 from probes.report import Report
+from tests.support.collect import collect
 from tui.cli import main
 
 # (profile, scenario, TlsDomain or None, delivers, step it fails at)
@@ -63,10 +63,7 @@ def reports() -> dict[str, Report]:
             for name in names:
                 options = lab.options(name)
                 domain = lab.scenarios[name].domain
-                report = Report(domain, options)
-                async for event in diagnose(domain, options):
-                    report.add(event)
-                out[name] = report
+                out[name] = await collect(domain, options)
         return out
 
     return asyncio.run(run())

@@ -3,9 +3,7 @@ against a real DNS responder on 127.0.0.1."""
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import dns.rdata
@@ -13,11 +11,9 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.oid import NameOID
 
+from mxlens_lab.pki import new_key
 from probes.checks.dane import (
     TlsaLookup,
     is_usable,
@@ -29,62 +25,21 @@ from probes.checks.dane import (
 )
 from probes.model.events import DaneChecked, FindingRaised, TlsaRecord, Where
 from probes.net.dns import Resolver
-from tests.test_mtasts import DnsResponder
+from tests.support.dns import DnsResponder
+from tests.support.pki import issue, rsa_key
 
-
-@pytest.fixture
-async def dns_server() -> AsyncIterator[DnsResponder]:
-    server = await DnsResponder().start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-NOW = datetime.datetime.now(datetime.timezone.utc)
 MX = "mx.example.test"
 WHERE = Where(MX, "127.0.0.1", 25)
 
-Key = Any
-
-
-def _cert(
-    subject: str,
-    key: Key,
-    issuer: tuple[x509.Certificate, Key] | None,
-    *,
-    ca: bool,
-    names: list[str] | None = None,
-) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer[0].subject if issuer else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - datetime.timedelta(days=1))
-        .not_valid_after(NOW + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if names:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-        )
-    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
-
-
-ROOT_KEY = ec.generate_private_key(ec.SECP256R1())
-ROOT = _cert("Test Root", ROOT_KEY, None, ca=True)
-INT_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-INTERMEDIATE = _cert("Test Intermediate", INT_KEY, (ROOT, ROOT_KEY), ca=True)
-LEAF_KEY = ec.generate_private_key(ec.SECP384R1())
-LEAF = _cert(MX, LEAF_KEY, (INTERMEDIATE, INT_KEY), ca=False, names=[MX])
-WRONG_LEAF = _cert("other", LEAF_KEY, (INTERMEDIATE, INT_KEY), ca=False, names=["other.example"])
-WILD_LEAF = _cert("wild", LEAF_KEY, (INTERMEDIATE, INT_KEY), ca=False, names=["*.example.test"])
+ROOT_I = issue("Test Root", ca=True)
+INT_I = issue("Test Intermediate", ROOT_I, ca=True, key=rsa_key(2048))
+LEAF_KEY = new_key("ec384")
+LEAF = issue(MX, INT_I, key=LEAF_KEY).cert
+WRONG_LEAF = issue("other", INT_I, key=LEAF_KEY, san=("other.example",)).cert
+WILD_LEAF = issue("wild", INT_I, key=LEAF_KEY, san=("*.example.test",)).cert
+ROOT, INTERMEDIATE = ROOT_I.cert, INT_I.cert
 # A CA that is sent along but did not sign anything in the chain.
-STRAY_KEY = ec.generate_private_key(ec.SECP256R1())
-STRAY = _cert("Stray CA", STRAY_KEY, None, ca=True)
+STRAY = issue("Stray CA", ca=True).cert
 
 
 def der(cert: x509.Certificate) -> bytes:

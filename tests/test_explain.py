@@ -15,7 +15,7 @@ from probes.interpret.explain import SCHEMA, confirmed_cause, explain, knowledge
 from probes.interpret.walk import STEPS
 from probes.model.errors import CheckError
 from probes.model.findings import catalog
-from tests.ui_support import LARGE, make_app, wait_done
+from tests.support.ui import LARGE, make_app, wait_done
 from tui.cli import main
 
 CORPUS_FILE = Path(__file__).parent / "data" / "bounce_corpus.json"

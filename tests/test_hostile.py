@@ -10,8 +10,8 @@ import pytest
 
 from mxlens_lab.world import Lab
 from probes.diagnose import diagnose
-from probes.model.events import DiagnosisFinished, TranscriptLine
-from probes.report import Report
+from probes.model.events import DiagnosisFinished, Event, TranscriptLine
+from tests.support.collect import collect
 
 pytestmark = pytest.mark.lab
 
@@ -31,12 +31,9 @@ async def test_broken_server_ends_in_finding_within_bounds(name: str, finding: s
     async with Lab(scenarios=[name]) as lab:
         options = lab.options(name, timeout=TIMEOUT)
         domain = lab.scenarios[name].domain
-        report = Report(domain, options)
-        finished = None
-        async for event in diagnose(domain, options):
-            report.add(event)
-            if isinstance(event, DiagnosisFinished):
-                finished = event
+        events: list[Event] = []
+        report = await collect(domain, options, events)
+    finished = next((e for e in events if isinstance(e, DiagnosisFinished)), None)
     assert finished is not None
     assert finding in {f.id for f in report.findings}
     assert finished.elapsed_ms < TIMEOUT * 1000 * STEPS_PER_ADDRESS

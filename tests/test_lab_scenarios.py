@@ -9,8 +9,8 @@ import pytest
 
 from mxlens_lab.scenarios import SCENARIOS
 from mxlens_lab.world import Lab
-from probes.diagnose import diagnose
 from probes.report import Report
+from tests.support.collect import collect
 
 pytestmark = pytest.mark.lab
 
@@ -18,10 +18,7 @@ pytestmark = pytest.mark.lab
 async def check(lab: Lab, name: str) -> Report:
     options = lab.options(name)
     domain = lab.scenarios[name].domain
-    report = Report(domain, options)
-    async for event in diagnose(domain, options):
-        report.add(event)
-    return report
+    return await collect(domain, options)
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

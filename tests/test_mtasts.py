@@ -3,11 +3,8 @@ responder and a real HTTPS server on 127.0.0.1."""
 
 from __future__ import annotations
 
-import asyncio
-import datetime
-import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import dns.flags
@@ -19,11 +16,9 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 import dns.rrset
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from mxlens_lab.pki import CA as LabCA
+from mxlens_lab.pki import Issued as LabIssued
 from probes.checks.mtasts import (
     Policy,
     RecordError,
@@ -38,6 +33,9 @@ from probes.model.options import Options
 from probes.net.dns import Resolver
 from probes.net.http import Fetcher
 from probes.net.trust import Roots
+from tests.support.dns import DnsResponder, txt
+from tests.support.http import HttpsServer, Reply
+from tests.support.pki import lab_pki
 
 # --------------------------------------------------------------------------- record parser
 
@@ -200,199 +198,7 @@ def test_mx_matches(pattern: str, host: str, expected: bool) -> None:
     assert mx_matches(pattern, host) is expected
 
 
-# --------------------------------------------------------------------------- a real DNS responder
-
-Zone = dict[tuple[str, str], Any]
-
-
-def txt(*records: str | bytes) -> list[dns.rdata.Rdata]:
-    """TXT rdatas, one per record; a record is one string (split at 255 bytes)."""
-    out: list[dns.rdata.Rdata] = []
-    for rec in records:
-        data = rec.encode("utf-8") if isinstance(rec, str) else rec
-        chunks = [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
-        out.append(dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks))
-    return out
-
-
-@dataclass
-class DnsResponder:
-    """A tiny authoritative-looking UDP responder on 127.0.0.1.
-
-    zone maps (name, type) to a list of rdatas or presentation strings, or to an rcode name
-    ("SERVFAIL"); names absent from the zone get NXDOMAIN (NODATA when the name exists with
-    another type). Names in `authenticated` get the AD bit. `drop` names get no answer."""
-
-    zone: Zone = field(default_factory=dict)
-    authenticated: set[str] = field(default_factory=set)
-    drop: set[str] = field(default_factory=set)
-    port: int = 0
-    _transport: asyncio.DatagramTransport | None = None
-
-    async def start(self) -> DnsResponder:
-        loop = asyncio.get_running_loop()
-        responder = self
-
-        class Proto(asyncio.DatagramProtocol):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                self.transport = transport
-
-            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                reply = responder.answer(data)
-                if reply is not None:
-                    self.transport.sendto(reply, addr)  # type: ignore[attr-defined]
-
-        transport, _ = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
-        self._transport = transport  # type: ignore[assignment]
-        self.port = transport.get_extra_info("sockname")[1]
-        return self
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-    def answer(self, wire: bytes) -> bytes | None:
-        query = dns.message.from_wire(wire)
-        question = query.question[0]
-        name = question.name.to_text().rstrip(".").lower()
-        rtype = dns.rdatatype.to_text(question.rdtype)
-        if name in self.drop:
-            return None
-        response = dns.message.make_response(query)
-        response.flags &= ~dns.flags.AD
-        if name in self.authenticated:
-            response.flags |= dns.flags.AD
-        entry = self.zone.get((name, rtype))
-        if isinstance(entry, str):
-            response.set_rcode(dns.rcode.from_text(entry))
-        elif entry is not None:
-            rdatas = [
-                dns.rdata.from_text(dns.rdataclass.IN, question.rdtype, r)
-                if isinstance(r, str)
-                else r
-                for r in entry
-            ]
-            rrset = dns.rrset.from_rdata_list(question.name, 300, rdatas)
-            response.answer.append(rrset)
-        elif not any(n == name for n, _ in self.zone):
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        return response.to_wire()
-
-
-@pytest.fixture
-async def dns_server() -> AsyncIterator[DnsResponder]:
-    server = await DnsResponder().start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-# --------------------------------------------------------------------------- a real HTTPS server
-
-NOW = datetime.datetime.now(datetime.timezone.utc)
-
-
-def make_ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - datetime.timedelta(days=1))
-        .not_valid_after(NOW + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def make_leaf(
-    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], names: list[str]
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca[0].subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - datetime.timedelta(days=1))
-        .not_valid_after(NOW + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca[1], hashes.SHA256())
-    )
-    return cert, key
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "text/plain"})
-
-
-class HttpsServer:
-    """Serves `routes[path]` over TLS on 127.0.0.1 with the given certificate."""
-
-    def __init__(self, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, tmp: Any) -> None:
-        self.routes: dict[str, Reply] = {}
-        self.requests: list[str] = []
-        cert_file = tmp / "server.pem"
-        cert_file.write_bytes(
-            cert.public_bytes(serialization.Encoding.PEM)
-            + key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(str(cert_file))
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> HttpsServer:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.ctx)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
-            request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-            self.requests.append(request_line)
-            path = request_line.split(" ")[1]
-            reply = self.routes.get(path, Reply(404, b"not found\n"))
-            lines = [f"HTTP/1.1 {reply.status} X"]
-            lines += [f"{k}: {v}" for k, v in reply.headers.items()]
-            lines += [f"Content-Length: {len(reply.body)}", "Connection: close", "", ""]
-            writer.write("\r\n".join(lines).encode("latin-1") + reply.body)
-            await writer.drain()
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (OSError, ssl.SSLError):
-                pass
-
+# --------------------------------------------------------------------------- check_mtasts
 
 DOMAIN = "example.test"
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -410,21 +216,26 @@ class World:
         return [e async for e in check_mtasts(DOMAIN, mx_hosts, self.resolver, self.fetcher)]
 
 
-CA = make_ca("mxlens test CA")
-OTHER_CA = make_ca("some other CA")
+PKI = lab_pki()
+CA = PKI.root("mxlens-test-ca")
+OTHER_CA = PKI.root("some-other-ca")
+
+
+def make_leaf(ca: LabCA, names: list[str]) -> LabIssued:
+    return PKI.leaf(ca, names, ocsp=False, crl=False, aia=False)
+
+
 GOOD_LEAF = make_leaf(CA, [f"mta-sts.{DOMAIN}"])
 
 
-async def _world(
-    dns_server: DnsResponder, tmp_path: Any, leaf: tuple[x509.Certificate, Any] = GOOD_LEAF
-) -> AsyncIterator[World]:
-    https = await HttpsServer(leaf[0], leaf[1], tmp_path).start()
+async def _world(dns_server: DnsResponder, leaf: LabIssued = GOOD_LEAF) -> AsyncIterator[World]:
+    https = await HttpsServer(leaf).start()
     dns_server.zone[(f"_mta-sts.{DOMAIN}", "TXT")] = txt("v=STSv1; id=2026010101")
     dns_server.zone[(f"mta-sts.{DOMAIN}", "A")] = ["127.0.0.1"]
     https.routes[POLICY_PATH] = Reply(body=ENFORCE)
     resolver = Resolver(("127.0.0.1", dns_server.port), timeout=2)
     options = Options(https_port=https.port, timeout=5)
-    fetcher = Fetcher(resolver, options, Roots([CA[0]], "test CA"))
+    fetcher = Fetcher(resolver, options, Roots([CA.cert], "test CA"))
     try:
         yield World(dns_server, https, resolver, fetcher)
     finally:
@@ -433,8 +244,8 @@ async def _world(
 
 
 @pytest.fixture
-async def world(dns_server: DnsResponder, tmp_path: Any) -> AsyncIterator[World]:
-    async for w in _world(dns_server, tmp_path):
+async def world(dns_server: DnsResponder) -> AsyncIterator[World]:
+    async for w in _world(dns_server):
         yield w
 
 
@@ -593,19 +404,19 @@ async def test_policy_with_invalid_utf8_is_kept_with_replacement(world: World) -
 
 
 async def test_untrusted_certificate_is_webpki_invalid(
-    dns_server: DnsResponder, tmp_path: Any
+    dns_server: DnsResponder,
 ) -> None:
     leaf = make_leaf(OTHER_CA, [f"mta-sts.{DOMAIN}"])
-    async for w in _world(dns_server, tmp_path, leaf):
+    async for w in _world(dns_server, leaf):
         events = await w.run(["mx1.example.test"])
         assert findings(events) == [("mtasts.webpki_invalid", DOMAIN)]
         assert (checked(events).error or "").startswith("fetch: TLS:")
 
 
 async def test_wrong_name_certificate_is_webpki_invalid(
-    dns_server: DnsResponder, tmp_path: Any
+    dns_server: DnsResponder,
 ) -> None:
     leaf = make_leaf(CA, [f"www.{DOMAIN}"])
-    async for w in _world(dns_server, tmp_path, leaf):
+    async for w in _world(dns_server, leaf):
         events = await w.run(["mx1.example.test"])
         assert findings(events) == [("mtasts.webpki_invalid", DOMAIN)]

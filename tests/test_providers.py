@@ -118,18 +118,14 @@ def test_summary_text_makes_hostile_names_visible() -> None:
 @pytest.mark.lab
 async def test_report_lists_the_ca_endpoint_hosts_of_the_chain_seen() -> None:
     from mxlens_lab.world import Lab
-    from probes.diagnose import diagnose
-    from probes.report import Report
+    from tests.support.collect import collect
 
     async with Lab(scenarios=["healthy"]) as lab:
         domain = lab.domain("healthy")
         reports = []
         for endpoints in (True, False):
             options = replace(lab.options("healthy"), endpoints=endpoints, extra_probes=False)
-            report = Report(domain, options)
-            async for event in diagnose(domain, options):
-                report.add(event)
-            reports.append(report)
+            reports.append(await collect(domain, options))
     for report in reports:  # with endpoint checks, and with --no-endpoints (URLs from the chain)
         doc = report.to_json()["providers"]
         assert doc["mx"] == [{"host": "mx1.healthy.lab.test", "provider": None, "name": None}]

@@ -22,8 +22,8 @@ from textual.pilot import Pilot
 
 from probes.model.events import DiagnosisFinished, Event
 from probes.model.options import Options
-from tests.fake_stream import fake_diagnose
-from tests.ui_support import LARGE, SMALL, finished, make_app
+from tests.support.fake_stream import fake_diagnose
+from tests.support.ui import LARGE, SMALL, finished, make_app
 from tui.panes import chain_pane
 
 pytestmark = pytest.mark.ui

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -10,16 +9,7 @@ import pytest
 from probes.checks.tlsrpt import TlsRptError, TlsRptRecord, check_tlsrpt, parse_tlsrpt
 from probes.model.events import FindingRaised, TlsRptChecked
 from probes.net.dns import Resolver
-from tests.test_mtasts import DnsResponder, txt
-
-
-@pytest.fixture
-async def dns_server() -> AsyncIterator[DnsResponder]:
-    server = await DnsResponder().start()
-    try:
-        yield server
-    finally:
-        server.close()
+from tests.support.dns import DnsResponder, txt
 
 
 def test_single_mailto() -> None:

@@ -10,8 +10,8 @@ from textual.widgets import Input
 
 from probes.model.errors import CheckError
 from probes.model.options import Options
-from tests.fake_stream import FAILING_URL, fake_diagnose
-from tests.ui_support import SMALL, WIDE, finish, make_app, screen_segments, screen_text
+from tests.support.fake_stream import FAILING_URL, fake_diagnose
+from tests.support.ui import SMALL, WIDE, finish, make_app, screen_segments, screen_text
 from tui.screens.help_screen import HelpScreen
 from tui.screens.target_prompt import TargetPrompt
 

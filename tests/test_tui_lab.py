@@ -15,7 +15,7 @@ import pytest
 from textual.widgets import Input
 
 from mxlens_lab.world import Lab
-from tests.ui_support import (
+from tests.support.ui import (
     LAB_SIZE,
     SMALL,
     lab_fixture,

@@ -25,8 +25,8 @@ from probes.model.events import (
     Where,
 )
 from probes.model.options import Options
-from tests.fake_stream import fake_diagnose
-from tests.ui_support import LARGE, SMALL, WIDE, finish, make_app, messages, screen_text
+from tests.support.fake_stream import fake_diagnose
+from tests.support.ui import LARGE, SMALL, WIDE, finish, make_app, messages, screen_text
 from tui.screens.connector_form import ConnectorForm
 from tui.screens.explain_prompt import ExplainPrompt
 from tui.screens.walk_screen import KEYS_HINT as WALK_KEYS

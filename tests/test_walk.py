@@ -14,10 +14,10 @@ import pytest
 from mxlens_lab.scenarios import SCENARIOS
 from mxlens_lab.scenarios import STEPS as LAB_STEPS
 from mxlens_lab.world import Lab
-from probes.diagnose import diagnose
 from probes.interpret.walk import STEP_OF, STEPS, VERDICT, build_walk, walk_text
 from probes.model.findings import catalog
 from probes.report import Report
+from tests.support.collect import collect
 from tui.cli import main
 
 
@@ -29,10 +29,7 @@ async def _diagnose_all(names: list[str]) -> dict[str, Report]:
             async with sem:
                 options = lab.options(name)
                 domain = lab.scenarios[name].domain
-                report = Report(domain, options)
-                async for event in diagnose(domain, options):
-                    report.add(event)
-                return name, report
+                return name, await collect(domain, options)
 
         return dict(await asyncio.gather(*(one(n) for n in names)))
 

@@ -9,7 +9,7 @@ from textual.widgets import OptionList, Static
 
 from mxlens_lab.world import Lab
 from probes.interpret.connectors import PROFILES
-from tests.ui_support import LARGE, lab_fixture, open_app, screen_text, wait_done
+from tests.support.ui import LARGE, lab_fixture, open_app, screen_text, wait_done
 from tui.app import MxLensApp
 from tui.screens.connector_form import ConnectorForm
 from tui.screens.walk_screen import WalkScreen

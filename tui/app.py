@@ -1,7 +1,7 @@
 """The mxlens terminal UI: five panes fed by one diagnosis stream.
 
 A worker runs the event source (`probes.diagnose.diagnose`, or any function with its
-signature, such as the tests' `tests.fake_stream.fake_diagnose`) and posts each event to the
+signature, such as the tests' `tests.support.fake_stream.fake_diagnose`) and posts each event to the
 app as a message; the app hands it to every pane and keeps selection in one place. The worker
 never touches a widget, so a slow or cancelled run cannot leave the screen half-updated.
 
@@ -49,6 +49,7 @@ from .screens.target_prompt import TargetPrompt
 from .widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
+    from mxlens_lab.world import Lab
     from probes.interpret.explain import Explanation
 
 Source = Callable[[str, Options], AsyncIterator[Event]]
@@ -170,7 +171,7 @@ class MxLensApp(App[int]):
         self.user_options = options  # what the user asked for; the lab adds its plumbing
         self._source = source
         self._lab_mode = lab
-        self._lab: Any = None
+        self._lab: Lab | None = None
         self._keymap_path = keymap_path
         self._export_dir = export_dir
         self._theme_name = theme or _default_theme()

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from probes.model.errors import CheckError
 from probes.model.options import POLICIES, MxOverride, Options
@@ -25,7 +25,7 @@ COMMANDS = ("check", "lab", "demo", "explain", "listen", "cert")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but bad flags exit 3 with one line (contract.md), not 2 with a usage dump."""
+    """argparse, but bad flags exit 3 with one line (docs/cli.md), not 2 with a usage dump."""
 
     def error(self, message: str) -> NoReturn:
         from probes.model.safetext import visible
@@ -206,23 +206,13 @@ def _mx_override(text: str) -> MxOverride:
     """`--mx HOST[:PORT]`, `--mx ADDR[:PORT]`, `--mx [IPv6][:PORT]`, normalised."""
     import ipaddress
 
+    from probes.model.names import split_host_port
     from probes.net.dns import to_ascii
 
-    raw = text.strip()
-    port: int | None = None
-    if raw.startswith("["):
-        end = raw.find("]")
-        if end < 0:
-            raise CheckError(f"bad --mx {text!r}: missing ]")
-        host, rest = raw[1:end], raw[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise CheckError(f"bad --mx {text!r}: only :PORT may follow ]")
-        port = _port(rest[1:], "--mx port") if rest else None
-    elif raw.count(":") == 1:
-        host, port_text = raw.split(":")
-        port = _port(port_text, "--mx port")
-    else:
-        host = raw
+    try:
+        host, port = split_host_port(text)
+    except ValueError as exc:
+        raise CheckError(f"bad --mx {text!r}: {exc}") from None
     if not host:
         raise CheckError(f"bad --mx {text!r}: give a host name or an address")
     try:
@@ -414,7 +404,12 @@ def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
             sys.stdout.write(walk_text(walk) + "\n")
         sys.stdout.write(report.to_text())
     if ns.ticket or ns.ticket_to:
-        fmt = ns.ticket or ("md" if ns.ticket_to.lower().endswith((".md", ".markdown")) else "text")
+        fmt: Literal["md", "text"] = (
+            "md"
+            if (ns.ticket or "") == "md"
+            or (not ns.ticket and ns.ticket_to.lower().endswith((".md", ".markdown")))
+            else "text"
+        )
         path = Path(ns.ticket_to) if ns.ticket_to else ticket_path(report.target, fmt)
         try:
             save_ticket(render(report, fmt, walk, result), path)

@@ -15,8 +15,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
+from probes.checks.chain import issued_by
 from probes.model.events import DaneChecked, Event, FindingRaised, TlsaRecord, Where
 from probes.model.findings import raise_finding
+from probes.model.names import canonical, dane_name_matches
 from probes.net.dns import Resolver
 
 USAGE_NAMES = {0: "PKIX-TA", 1: "PKIX-EE", 2: "DANE-TA", 3: "DANE-EE"}
@@ -42,10 +44,10 @@ def parse_tlsa(rdata: object) -> TlsaRecord:
     Raises ValueError when the input is not a TLSA record."""
     if not isinstance(rdata, str):
         try:
-            usage = int(rdata.usage)  # type: ignore[attr-defined]
-            selector = int(rdata.selector)  # type: ignore[attr-defined]
-            mtype = int(rdata.mtype)  # type: ignore[attr-defined]
-            cert = bytes(rdata.cert)  # type: ignore[attr-defined]
+            usage = int(getattr(rdata, "usage"))  # noqa: B009 - any TLSA-shaped rdata
+            selector = int(getattr(rdata, "selector"))  # noqa: B009
+            mtype = int(getattr(rdata, "mtype"))  # noqa: B009
+            cert = bytes(getattr(rdata, "cert"))  # noqa: B009
         except (AttributeError, TypeError, ValueError) as exc:
             raise ValueError(f"not a TLSA rdata: {exc}") from None
         return TlsaRecord(usage, selector, mtype, cert.hex())
@@ -159,14 +161,6 @@ def _load(der: bytes) -> x509.Certificate | None:
         return None
 
 
-def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    try:
-        child.verify_directly_issued_by(parent)
-    except Exception:  # ValueError, InvalidSignature, TypeError (unsupported key): not issued
-        return False
-    return True
-
-
 def _leads_to(certs: list[x509.Certificate | None], ta: int) -> bool:
     """Whether the leaf chains by signatures to certs[ta] through certificates that were sent
     (RFC 7671 5.2.2: the trust anchor must actually sign its way down to the leaf)."""
@@ -181,7 +175,7 @@ def _leads_to(certs: list[x509.Certificate | None], ta: int) -> bool:
         nxt = None
         for i in [ta] + [j for j in range(1, len(certs)) if j != ta]:
             cand = certs[i]
-            if i not in seen and cand is not None and _issued_by(cur, cand):
+            if i not in seen and cand is not None and issued_by(cur, cand):
                 nxt = i
                 break
         if nxt is None:
@@ -189,16 +183,6 @@ def _leads_to(certs: list[x509.Certificate | None], ta: int) -> bool:
         seen.add(nxt)
         current = nxt
     return current == ta
-
-
-def _name_matches(pattern: str, host: str) -> bool:
-    """RFC 7672 3.2.3: exact, or `*` as the whole left-most label standing for one label."""
-    pat = pattern.lower().rstrip(".")
-    name = host.lower().rstrip(".")
-    if pat.startswith("*."):
-        first, _, rest = name.partition(".")
-        return bool(first) and rest == pat[2:] and bool(rest)
-    return pat == name
 
 
 def leaf_names(leaf_der: bytes) -> tuple[str, ...]:
@@ -223,7 +207,7 @@ async def lookup_tlsa(mx_host: str, port: int, resolver: Resolver) -> TlsaLookup
     RFC 7672 2.2.2 (and RFC 7671 7): when the host's address lookup securely follows a CNAME,
     a DANE sender looks at `_<port>._tcp.<final name>` first and, only when there are no
     records there, at `_<port>._tcp.<mx_host>`. An insecure alias is not followed."""
-    host = mx_host.lower().rstrip(".")
+    host = canonical(mx_host)
     address = await resolver.query(host, "A")
     if not address.cname:
         address = await resolver.query(host, "AAAA")
@@ -320,7 +304,7 @@ def judge_dane(where: Where, lookup: TlsaLookup, chain_der: list[bytes] | None) 
     certs = [_load(der) for der in chain_der]
     # RFC 7672 3.2.2: the MX host name, and the CNAME-expanded name when the TLSA records
     # were found there (lookup_tlsa), are both reference identifiers.
-    references = {where.host.lower().rstrip(".")}
+    references = {canonical(where.host)}
     base = name.split(".", 2)[2] if name.startswith("_") and name.count(".") >= 2 else ""
     if base:
         references.add(base.lower())
@@ -337,7 +321,7 @@ def judge_dane(where: Where, lookup: TlsaLookup, chain_der: list[bytes] | None) 
             ta_unchained = ta_unchained or record
             continue
         names = leaf_names(chain_der[0])
-        if any(_name_matches(n, ref) for n in names for ref in references):
+        if any(dane_name_matches(n, ref) for n in names for ref in references):
             return [checked(matched=record, ta_name_ok=True)]
         ta_name_failed = ta_name_failed or record
 

@@ -12,11 +12,12 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from probes.checks.tag_record import TagRecordError, read_tag_record, txt_strings
 from probes.model.events import Event, FindingRaised, MtaStsChecked, Where
 from probes.model.findings import raise_finding
 from probes.model.names import mx_matches
 from probes.model.safetext import decode
-from probes.net.dns import Answer, Resolver
+from probes.net.dns import Resolver
 from probes.net.http import Fetcher, HttpResult
 
 # RFC 8461 3.2 names no limit; 64 KiB is what common senders accept.
@@ -26,8 +27,6 @@ POLICY_PATH = "/.well-known/mta-sts.txt"
 
 _WSP = " \t"
 _ID = re.compile(r"[A-Za-z0-9]{1,32}")
-_EXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
-_EXT_VALUE = re.compile(r"[\x21-\x3a\x3c\x3e-\x7e]+")  # no "=", ";", space or controls
 _POLICY_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?")
 _MODES = ("enforce", "testing", "none")
@@ -60,126 +59,26 @@ class Policy:
     extensions: tuple[tuple[str, str], ...] = ()
 
 
-def txt_strings(answer: Answer) -> list[str]:
-    """The TXT records of an answer as text, each record's strings joined (RFC 7208 3.3 style,
-    which RFC 8461 3.1 and RFC 8460 3 also use)."""
-    out: list[str] = []
-    if answer.rdata:
-        for rd in answer.rdata:
-            strings = getattr(rd, "strings", None)
-            if strings is not None:
-                out.append(decode(b"".join(strings)))
-        return out
-    # Fall back to the presentation form: "part one" "part two"
-    for rec in answer.records:
-        parts = re.findall(r'"((?:[^"\\]|\\.)*)"', rec)
-        out.append("".join(_unescape(p) for p in parts) if parts else rec)
-    return out
-
-
-def _unescape(text: str) -> str:
-    def repl(m: re.Match[str]) -> str:
-        esc = m.group(1)
-        return chr(int(esc)) if esc.isdigit() else esc
-
-    return re.sub(r"\\(\d{3}|.)", repl, text)
-
-
-def _looks_like(text: str, version: str) -> bool:
-    """A record that was probably meant as `version` but does not start with it exactly
-    (leading space, byte-order mark, wrong case, quotes): senders ignore such a record, and
-    the domain's owner believes it is published."""
-    cleaned = text.lstrip(" \t\ufeff\"'").lower()
-    return cleaned.startswith(version.lower()) and not text.startswith(version)
-
-
-def split_tag_record(text: str, version: str) -> list[str] | str:
-    """Split `v=...; a=b; c=d` into its fields after the version, following the
-    `*WSP ";" *WSP` delimiter rule shared by RFC 8461 3.1 and RFC 8460 3. A trailing `;` is
-    allowed, and so is trailing white space (common and accepted by senders). Returns the
-    list of fields, or a one-line reason."""
-    if not text.startswith(version):
-        return f"does not begin with {version}"
-    rest = text[len(version) :].rstrip(_WSP)
-    if not rest:
-        return f"nothing after {version}"
-    if rest.lstrip(_WSP)[:1] != ";":
-        return f"{version} must be followed by ';'"
-    pieces = rest.split(";")[1:]
-    fields: list[str] = []
-    for i, piece in enumerate(pieces):
-        field_text = piece.strip(_WSP)
-        if not field_text:
-            if i == len(pieces) - 1 and i > 0:
-                break  # one trailing ";"
-            return "empty field (two ';' in a row, or nothing after the version)"
-        fields.append(field_text)
-    return fields
-
-
-def extension_field_problem(name: str, value: str, *, shown: int | None = None) -> str | None:
-    """Why `name=value` is not a valid extension field, or None when it is.
-
-    RFC 8461 3.1 (sts-ext) and RFC 8460 3 (tlsrpt-ext) share the grammar: a name of 1 to 32
-    letters, digits, "_", "." or "-" starting with a letter or digit, and a non-empty value
-    without "=", ";", space or controls. `shown` cuts the name quoted in the reason to that
-    many characters (the record text is echoed elsewhere; the reason stays one line)."""
-    if not _EXT_NAME.fullmatch(name):
-        return f"field name {name[:shown]!r} is not valid"
-    if not _EXT_VALUE.fullmatch(value):
-        return f"value of {name}= is empty or has forbidden characters"
-    return None
-
-
 def parse_sts_record(txt_records: list[str]) -> StsRecord | RecordError | None:
     """Pick and parse the `v=STSv1` record among the TXT strings of `_mta-sts.<domain>`.
 
     None: no record begins with `v=STSv1`, MTA-STS is not used. RecordError: more than one
     such record, a syntax error, or a record that looks meant as STSv1 but that senders
     ignore (leading space, BOM, wrong case)."""
-    candidates = [t for t in txt_records if re.match(r"v=STSv1(?:[ \t;]|$)", t)]
-    if not candidates:
-        near = [t for t in txt_records if _looks_like(t, "v=STSv1")]
-        if near:
-            return RecordError(
-                "record does not begin exactly with 'v=STSv1' (leading space, byte-order mark, "
-                "quotes or wrong case), so senders ignore it",
-                near[0],
-            )
+    record = read_tag_record(txt_records, "v=STSv1", known=("id",))
+    if record is None:
         return None
-    if len(candidates) > 1:
-        return RecordError(
-            f"{len(candidates)} records begin with v=STSv1; exactly one is allowed", candidates[0]
-        )
-    text = candidates[0]
-    fields = split_tag_record(text, "v=STSv1")
-    if isinstance(fields, str):
-        return RecordError(fields, text)
-    record_id: str | None = None
-    extensions: list[tuple[str, str]] = []
-    for field_text in fields:
-        name, sep, value = field_text.partition("=")
-        if not sep:
-            return RecordError(f"field {field_text!r} has no '='", text)
-        if name == "id":
-            if record_id is not None:
-                return RecordError("more than one id= field", text)
-            if not _ID.fullmatch(value):
-                return RecordError(
-                    f"id={value!r} must be 1 to 32 letters or digits (no spaces, dashes or dots)",
-                    text,
-                )
-            record_id = value
-        elif name == "v":
-            return RecordError("more than one v= field", text)
-        else:
-            problem = extension_field_problem(name, value)
-            if problem is not None:
-                return RecordError(problem, text)
-            extensions.append((name, value))
+    if isinstance(record, TagRecordError):
+        return RecordError(record.reason, record.text)
+    record_id = record.fields.get("id")
     if record_id is None:
-        return RecordError("no id= field", text)
-    return StsRecord(text=text, id=record_id, extensions=tuple(extensions))
+        return RecordError("no id= field", record.text)
+    if not _ID.fullmatch(record_id):
+        return RecordError(
+            f"id={record_id!r} must be 1 to 32 letters or digits (no spaces, dashes or dots)",
+            record.text,
+        )
+    return StsRecord(text=record.text, id=record_id, extensions=record.extensions)
 
 
 def _valid_mx_pattern(value: str) -> bool:

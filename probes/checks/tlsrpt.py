@@ -10,7 +10,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from probes.checks.mtasts import extension_field_problem, split_tag_record, txt_strings
+from probes.checks.tag_record import TagRecordError, read_tag_record, txt_strings
 from probes.model.events import Event, FindingRaised, TlsRptChecked, Where
 from probes.model.findings import raise_finding
 from probes.net.dns import Resolver
@@ -57,54 +57,22 @@ def parse_tlsrpt(txt_records: list[str]) -> TlsRptRecord | TlsRptError | None:
 
     None: no record begins with `v=TLSRPTv1` (TLS-RPT not published). TlsRptError: more than
     one such record, or a syntax error, with the reason."""
-    candidates = [t for t in txt_records if re.match(r"v=TLSRPTv1(?:[ \t;]|$)", t)]
-    if not candidates:
-        near = [
-            t for t in txt_records if t.lstrip(" \t\ufeff\"'").lower().startswith(VERSION.lower())
-        ]
-        if near:
-            return TlsRptError(
-                "record does not begin exactly with 'v=TLSRPTv1' (leading space, byte-order "
-                "mark, quotes or wrong case), so senders ignore it",
-                near[0],
-            )
+    record = read_tag_record(txt_records, VERSION, known=("rua",))
+    if record is None:
         return None
-    if len(candidates) > 1:
-        return TlsRptError(
-            f"{len(candidates)} records begin with v=TLSRPTv1; exactly one is allowed",
-            candidates[0],
-        )
-    text = candidates[0]
-    fields = split_tag_record(text, VERSION)
-    if isinstance(fields, str):
-        return TlsRptError(fields, text)
-    rua: tuple[str, ...] | None = None
-    extensions: list[tuple[str, str]] = []
-    for field_text in fields:
-        name, sep, value = field_text.partition("=")
-        if not sep:
-            return TlsRptError(f"field {field_text[:60]!r} has no '='", text)
-        if name == "rua":
-            if rua is not None:
-                return TlsRptError("more than one rua= field", text)
-            uris = tuple(u.strip(" \t") for u in value.split(","))
-            if not value.strip(" \t") or any(not u for u in uris):
-                return TlsRptError("rua= has an empty address", text)
-            for uri in uris:
-                reason = _check_uri(uri)
-                if reason is not None:
-                    return TlsRptError(f"rua: {reason}", text)
-            rua = uris
-        elif name == "v":
-            return TlsRptError("more than one v= field", text)
-        else:
-            problem = extension_field_problem(name, value, shown=40)
-            if problem is not None:
-                return TlsRptError(problem, text)
-            extensions.append((name, value))
-    if rua is None:
-        return TlsRptError("no rua= field: reports have nowhere to go", text)
-    return TlsRptRecord(text=text, rua=rua, extensions=tuple(extensions))
+    if isinstance(record, TagRecordError):
+        return TlsRptError(record.reason, record.text)
+    value = record.fields.get("rua")
+    if value is None:
+        return TlsRptError("no rua= field: reports have nowhere to go", record.text)
+    uris = tuple(u.strip(" \t") for u in value.split(","))
+    if not value.strip(" \t") or any(not u for u in uris):
+        return TlsRptError("rua= has an empty address", record.text)
+    for uri in uris:
+        reason = _check_uri(uri)
+        if reason is not None:
+            return TlsRptError(f"rua: {reason}", record.text)
+    return TlsRptRecord(text=record.text, rua=uris, extensions=record.extensions)
 
 
 async def check_tlsrpt(domain_ascii: str, resolver: Resolver) -> AsyncIterator[Event]:

@@ -22,7 +22,7 @@ from probes.interpret.walk import STEPS, Walk, WalkStep, build_walk, leaf_cert
 from probes.model.errors import CheckError
 from probes.model.events import CertInfo, Finding, Where
 from probes.model.findings import GradeContext, grade, raise_finding
-from probes.model.names import expected_name_matches, normalize
+from probes.model.names import canonical, expected_name_matches, normalize
 from probes.model.options import Policy
 from probes.report import Report
 
@@ -259,7 +259,7 @@ def regrade(report: Report, profile: Profile, tls_domain: str | None = None) -> 
 
 
 def _name_findings(report: Report, profile: Profile, name: str | None) -> list[Finding]:
-    domain = (report.target_ascii or report.target).lower().rstrip(".")
+    domain = canonical(report.target_ascii or report.target)
     out: list[Finding] = []
     for mx in report.mx.values():
         for s in mx.sessions.values():

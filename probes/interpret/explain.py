@@ -20,6 +20,7 @@ from importlib import resources
 from typing import Any
 
 from probes.model.errors import CheckError
+from probes.model.names import canonical
 from probes.model.options import MxOverride, Options
 
 SCHEMA = "mxlens/explain/1"
@@ -158,7 +159,7 @@ def _first(patterns: Iterable[re.Pattern[str]], text: str) -> str | None:
 def _clean_host(name: str | None) -> str | None:
     if not name:
         return None
-    name = name.rstrip(".").lower()
+    name = canonical(name)
     return name or None
 
 

@@ -16,6 +16,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
+from probes.model.names import canonical
+
 
 @dataclass(frozen=True)
 class Provider:
@@ -53,7 +55,7 @@ class Provider:
 
 
 def _norm(host: str) -> str:
-    return host.strip().rstrip(".").lower()
+    return canonical(host)
 
 
 @lru_cache(maxsize=1)
@@ -108,7 +110,7 @@ def url_hosts(urls: Iterable[str]) -> list[str]:
         except ValueError:  # a hostile certificate can carry any text as a URL
             continue
         if host:
-            hosts.add(host.rstrip(".").lower())
+            hosts.add(canonical(host))
     return sorted(hosts)
 
 

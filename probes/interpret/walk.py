@@ -2,7 +2,7 @@
 
 A helpdesk engineer starts from "mail to our partner stopped": the walk answers "where does
 it stop?". `build_walk(report)` follows the route a sender would take (the first MX address,
-in preference order, that answers with a 220 greeting) through the steps of contract.md,
+in preference order, that answers with a 220 greeting) through the steps of docs/cli.md,
 gives each step pass / fail / skip, the finding ids that fail it, short evidence, and one
 sentence on why it matters and what to do.
 
@@ -213,7 +213,7 @@ class Walk:
         return next(s for s in self.steps if s.name == name)
 
     def to_json(self) -> dict[str, Any]:
-        """The keys `check --walk --json` adds to the report (contract.md)."""
+        """The keys `check --walk --json` adds to the report (docs/cli.md)."""
         return {
             "walk": [s.to_json() for s in self.steps],
             "first_failure": self.first_failure,

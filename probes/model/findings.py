@@ -18,6 +18,30 @@ from probes.model.events import Finding, Severity, Where
 
 SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2, "ok": 3}
 
+# Which senders each --policy stands for; docs/findings.md renders it beside the ids that are
+# errors under each policy, computed from grade() so the table cannot drift from the code.
+POLICY_SENDERS: dict[str, str] = {
+    "strict": "the strictest common sender; monitoring",
+    "opportunistic": "Exchange Online without a connector, Postfix `may`",
+    "encrypt": "EXO connector EncryptionOnly, Postfix `encrypt`",
+    "verify": "EXO connector CertificateValidation, Postfix `verify`",
+    "domain": "EXO connector DomainValidation with a TlsDomain, Postfix `secure`",
+    "mta-sts": "an RFC 8461 sender (it applies the domain's MTA-STS policy only)",
+    "dane": "an RFC 7672 sender (it applies the domain's DANE TLSA records only)",
+}
+
+
+def policy_errors(policy: str, *, mtasts_enforce: bool = False) -> list[str]:
+    """The catalog ids graded error under `policy` when raised with their catalog severity
+    (no DANE), for the documentation of the policies."""
+    ctx = GradeContext(policy=policy, mtasts_enforce=mtasts_enforce)
+    where = Where(host="mx.example")
+    out = []
+    for fid in catalog():
+        if grade(raise_finding(fid, where, ""), ctx).severity == "error":
+            out.append(fid)
+    return out
+
 
 @lru_cache(maxsize=1)
 def catalog() -> dict[str, dict[str, Any]]:
@@ -83,13 +107,17 @@ _ENCRYPT = {
     "tls.handshake_failed",
     "tls.legacy_only",
 }
-# What a sender that validates the chain (and revocation) refuses; names not checked.
-_VERIFY = {
+# The PKIX path checks: a chain to a trusted root, within its dates (RFC 5280 6.1). Verifying
+# senders, MTA-STS enforce and (absent DANE-EE) everyone who checks certificates apply them.
+_PKIX_PATH = {
     "cert.untrusted",
     "cert.self_signed",
     "cert.incomplete_chain",
     "cert.expired",
     "cert.not_yet_valid",
+}
+# What a sender that validates the chain (and revocation) refuses; names not checked.
+_VERIFY = _PKIX_PATH | {
     "cert.revoked",
     "cert.weak_signature",
     "cert.weak_key",
@@ -103,26 +131,10 @@ _MTASTS = {
     "mtasts.mx_not_covered",
 }
 # What an MTA-STS sender refuses when the policy is in enforce mode (RFC 8461 section 4).
-_MTASTS_ENFORCED = _ENCRYPT | {
-    "cert.untrusted",
-    "cert.self_signed",
-    "cert.incomplete_chain",
-    "cert.expired",
-    "cert.not_yet_valid",
-    "cert.name_mismatch",
-    "mtasts.mx_not_covered",
-}
+_MTASTS_ENFORCED = _ENCRYPT | _PKIX_PATH | {"cert.name_mismatch", "mtasts.mx_not_covered"}
 _DANE = {"dane.tlsa_mismatch", "dane.lookup_failed"}
 # Under DANE-EE the certificate's names and dates are not checked (RFC 7672 3.1.1).
-_DANE_EE_MOOT = {
-    "cert.untrusted",
-    "cert.self_signed",
-    "cert.incomplete_chain",
-    "cert.expired",
-    "cert.not_yet_valid",
-    "cert.name_mismatch",
-    "cert.expires_soon",
-}
+_DANE_EE_MOOT = _PKIX_PATH | {"cert.name_mismatch", "cert.expires_soon"}
 
 
 def _errors_for(ctx: GradeContext) -> set[str] | None:
@@ -194,7 +206,7 @@ def sort_findings(findings: list[Finding]) -> list[Finding]:
 
 
 def exit_code(findings: list[Finding]) -> int:
-    """The monitoring-plugin exit status for a finished check (contract.md)."""
+    """The monitoring-plugin exit status for a finished check (docs/cli.md)."""
     sevs = {f.severity for f in findings}
     if "error" in sevs:
         return 2

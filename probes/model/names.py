@@ -1,4 +1,10 @@
-"""Certificate name matching by RFC 9525 (the successor of RFC 6125).
+"""Host names: one canonical form, and the three wildcard rules side by side.
+
+`match_name`/`cert_matches` (certificate names, RFC 9525), `mx_matches` (MTA-STS mx patterns,
+RFC 8461 4.1) and `dane_name_matches` (DANE-TA reference identities, RFC 7672 3.2.3) differ in
+small ways that matter, so they live together where the differences can be read.
+
+Certificate name matching by RFC 9525 (the successor of RFC 6125).
 
 Rules implemented, with why:
 - Only subjectAltName dNSName entries count; the subject CN is looked at only when the
@@ -19,9 +25,17 @@ import ipaddress
 import idna
 
 
+def canonical(name: str) -> str:
+    """The comparison form of a DNS name as received: trimmed, no trailing dot, lower-case.
+
+    Unlike `normalize` it never refuses a name and keeps U-labels as they are; it is what a
+    lookup key, a set of host names or an equality test wants."""
+    return name.strip().rstrip(".").lower()
+
+
 def normalize(name: str) -> str | None:
     """A-label, lower-case, no trailing dot. None when the name is not a usable DNS name."""
-    text = name.strip().rstrip(".").lower()
+    text = canonical(name)
     if not text or any(ch.isspace() for ch in text):
         return None
     if text.isascii():
@@ -30,6 +44,32 @@ def normalize(name: str) -> str | None:
         return idna.encode(text, uts46=True).decode("ascii").lower()
     except (idna.IDNAError, UnicodeError, ValueError):
         return None
+
+
+def split_host_port(text: str) -> tuple[str, int | None]:
+    """`HOST`, `HOST:PORT`, `ADDR`, `ADDR:PORT`, `[IPv6]` or `[IPv6]:PORT` -> (host, port).
+
+    A bare IPv6 address (more than one colon, no brackets) has no port. Raises ValueError with
+    a reason fit for the user ("missing ]", "only :PORT may follow ]", "bad port ...")."""
+    raw = text.strip()
+    if raw.startswith("["):
+        end = raw.find("]")
+        if end < 0:
+            raise ValueError("missing ]")
+        host, rest = raw[1:end], raw[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError("only :PORT may follow ]")
+        return host, (_port_number(rest[1:]) if rest else None)
+    if raw.count(":") == 1:
+        host, _, port_text = raw.partition(":")
+        return host, _port_number(port_text)
+    return raw, None
+
+
+def _port_number(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"bad port {text!r}: give a number from 1 to 65535")
+    return int(text)
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -106,8 +146,8 @@ def expected_name_matches(san: tuple[str, ...], cn: str | None, expected: str) -
 def mx_matches(pattern: str, mx_host: str) -> bool:
     """RFC 8461 4.1: case-insensitive; `*.example.com` matches exactly one more label on the
     left (`a.example.com`), not `a.b.example.com` and not `example.com`."""
-    pat = pattern.strip().lower().rstrip(".")
-    host = mx_host.strip().lower().rstrip(".")
+    pat = canonical(pattern)
+    host = canonical(mx_host)
     if not pat or not host:
         return False
     if pat.startswith("*."):
@@ -117,3 +157,15 @@ def mx_matches(pattern: str, mx_host: str) -> bool:
         first = host[: -len(suffix)]
         return bool(first) and "." not in first and "*" not in first
     return pat == host
+
+
+def dane_name_matches(pattern: str, host: str) -> bool:
+    """RFC 7672 3.2.3 (DANE-TA reference identities): exact, or `*` as the whole left-most
+    label standing for one label. Laxer than `match_name`: no IDNA, no single-label guard,
+    because DANE compares the names as the TLSA owner's zone publishes them."""
+    pat = canonical(pattern)
+    name = canonical(host)
+    if pat.startswith("*."):
+        first, _, rest = name.partition(".")
+        return bool(first) and rest == pat[2:] and bool(rest)
+    return pat == name

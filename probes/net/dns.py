@@ -28,7 +28,7 @@ import idna
 
 from probes.model.errors import CheckError
 from probes.model.events import DnsQuery
-from probes.model.names import is_ip_literal
+from probes.model.names import canonical, is_ip_literal, split_host_port
 
 
 @dataclass(frozen=True)
@@ -100,31 +100,15 @@ def to_ascii(domain: str) -> str:
 
 def parse_resolver(text: str) -> tuple[str, int]:
     """Parse `--resolver IP[:PORT]` ("127.0.0.1", "127.0.0.1:5353", "[::1]:53", "::1")."""
-    raw = text.strip()
-    host, port = raw, 53
-    if raw.startswith("["):
-        end = raw.find("]")
-        if end < 0:
-            raise CheckError(f"bad --resolver {text!r}: missing ]")
-        host, rest = raw[1:end], raw[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise CheckError(f"bad --resolver {text!r}")
-            port = _port(rest[1:], text)
-    elif raw.count(":") == 1:
-        host, port_text = raw.split(":")
-        port = _port(port_text, text)
+    try:
+        host, port = split_host_port(text)
+    except ValueError as exc:
+        raise CheckError(f"bad --resolver {text!r}: {exc}") from None
     try:
         ipaddress.ip_address(host)
     except ValueError:
         raise CheckError(f"bad --resolver {text!r}: give an IP address, optionally :PORT") from None
-    return host, port
-
-
-def _port(text: str, whole: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise CheckError(f"bad port in {whole!r}: give a number from 1 to 65535")
-    return int(text)
+    return host, port if port is not None else 53
 
 
 class Resolver:
@@ -161,7 +145,7 @@ class Resolver:
 
     async def query(self, name: str, rtype: str) -> Answer:
         """Ask one question. Never raises for DNS failures: the status says what happened."""
-        key = (name.lower().rstrip("."), rtype.upper())
+        key = (canonical(name), rtype.upper())
         cached = self._cache.get(key)
         if cached is not None:
             return cached
@@ -233,7 +217,7 @@ class Resolver:
                     found = True
                 elif rrset.rdtype == dns.rdatatype.CNAME and want != dns.rdatatype.CNAME:
                     target = rrset[0].target
-                    cname = target.to_text().rstrip(".").lower()
+                    cname = canonical(target.to_text())
                     current = target
                     found = True
                     break

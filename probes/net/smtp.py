@@ -483,7 +483,7 @@ class SmtpConnection:
             self.connect_error, reason = classify_connect_error(exc, self.address, self.port)
         else:
             self.proto = proto
-            self.raw = transport  # type: ignore[assignment]
+            self.raw = transport
             self.transport = transport
             return
         line = self.transcript.line("!", reason)

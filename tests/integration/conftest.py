@@ -26,11 +26,11 @@ import pytest
 
 from mxlens_lab.pki import CA, Issued
 from mxlens_lab.world import Lab, LabThread
-from probes.diagnose import diagnose
 from probes.model.events import Event, TranscriptLine
 from probes.model.options import Options
 from probes.report import Report
 from tests.integration.postfix import Postfix, PostfixError, unavailable_reason
+from tests.support.collect import collect
 
 E = TypeVar("E")
 ZONE = "postfix.lab.test"
@@ -183,11 +183,8 @@ class World:
         """Run the real engine on case `name`'s domain; every event and the report."""
         peer = self.peers[name]
         options = self.options(name, **overrides)
-        report = Report(peer.domain, options)
         events: list[Event] = []
-        async for event in diagnose(peer.domain, options):
-            events.append(event)
-            report.add(event)
+        report = await collect(peer.domain, options, events)
         return Outcome(peer, report, events)
 
 

@@ -25,12 +25,12 @@ from probes.model.events import (
     Finding,
     FindingRaised,
 )
+from probes.model.findings import SEVERITY_ORDER
 from probes.report import trust_summary
 
 from ..safe import join, mark, safe_text
 from . import AddrKey, Pane, key_of
 
-_RANK = {"error": 0, "warning": 1, "info": 2, "ok": 3}
 _SOURCE = {
     "sent": "sent by the server",
     "aia": "fetched from the AIA caIssuers URL (the server did not send it)",
@@ -114,7 +114,7 @@ class ChainPane(Pane):
         """sha256 of every certificate of an address's chain (to route CA endpoints)."""
         found = {link.cert.sha256 for link in self.path(key)}
         if key in self.received:
-            found |= {c.sha256 for c in self.received[key].certs}  # type: ignore[index]
+            found |= {c.sha256 for c in self.received[key].certs}
         return found
 
     # ------------------------------------------------------------------ events
@@ -165,7 +165,7 @@ class ChainPane(Pane):
         if self.selected is None:
             return []
         found = [f for f in self.findings.get(self.selected, []) if cert_index(f) == index]
-        return sorted(found, key=lambda f: _RANK.get(f.severity, 9))
+        return sorted(found, key=lambda f: SEVERITY_ORDER.get(f.severity, 9))
 
     def _status(self, index: int) -> str:
         problems = self._problems(index)
@@ -253,7 +253,7 @@ class ChainPane(Pane):
         row("Subject", safe_text(c.subject))
         row("SAN", safe_text(", ".join(c.san)) if c.san else Text("(none: CN only)", "yellow"))
         if self.current == 0 and self.selected in self.validated:
-            v = self.validated[self.selected]  # type: ignore[index]
+            v = self.validated[self.selected]
             if v.names_checked:
                 ok = v.name_matches
                 verdict = Text(

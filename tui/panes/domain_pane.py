@@ -31,12 +31,12 @@ from probes.model.events import (
     SessionStarted,
     TlsRptChecked,
 )
+from probes.model.findings import SEVERITY_ORDER
 from probes.model.names import mx_matches
 
 from ..safe import join, mark, safe_text
 from . import AddrKey, Pane
 
-_RANK = {"error": 0, "warning": 1, "info": 2, "ok": 3}
 # The colour of a policy row's detail text, by the row's graded severity.
 _DETAIL_STYLE = {"error": "red", "warning": "yellow"}
 
@@ -227,8 +227,8 @@ class DomainPane(Pane):
             return
         kind, value = data
         key: AddrKey | None = None
-        if kind == "addr":
-            key = value  # type: ignore[assignment]
+        if kind == "addr" and isinstance(value, tuple):
+            key = (str(value[0]), str(value[1]))
         elif kind == "host":
             addrs = self.addresses.get(str(value), ())
             key = (str(value), addrs[0]) if addrs else None
@@ -337,7 +337,7 @@ class DomainPane(Pane):
             and f.id != exclude
             and (host is None or f.where.host == host)
         ]
-        return min(sevs, key=_RANK.__getitem__) if sevs else None
+        return min(sevs, key=SEVERITY_ORDER.__getitem__) if sevs else None
 
     def _render_policies(self) -> None:
         node = self._policy_node

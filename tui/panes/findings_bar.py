@@ -11,15 +11,14 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from probes.model.events import DiagnosisFinished, Event, Finding, FindingRaised
+from probes.model.findings import SEVERITY_ORDER
 
 from ..safe import join, mark, safe_text
 from . import Pane
 
-_RANK = {"error": 0, "warning": 1, "info": 2, "ok": 3}
-
 
 def finding_order(f: Finding) -> tuple[int, str, str]:
-    return (_RANK.get(f.severity, 9), str(f.where), f.id)
+    return (SEVERITY_ORDER.get(f.severity, 9), str(f.where), f.id)
 
 
 class FindingsBar(Pane):

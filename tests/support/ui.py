@@ -15,7 +15,7 @@ import pytest
 from textual.pilot import Pilot
 
 from probes.model.options import Options
-from tests.fake_stream import fake_diagnose
+from tests.support.fake_stream import fake_diagnose
 from tui.app import MxLensApp
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from mxlens_lab.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.lab
 
-SCHEMA = json.loads((Path(__file__).parent / "contract_schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "schema" / "mxlens-1.json").read_text())
 ENV = {**os.environ, "PYTHONPATH": os.getcwd()}
 
 

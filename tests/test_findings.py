@@ -1,28 +1,36 @@
-"""The findings catalog (probes/data/findings.json) and its generated doc (docs/findings.md).
+"""probes/model/findings.py: the findings catalog (probes/data/findings.json) and grading
+under sender policies (findings.md, "Sender policies").
 
 The text of every finding is pasted into tickets by helpdesk engineers, so these tests hold
 the catalog to the contract (ids and default severities of findings.md) and keep the text
-complete, short enough to paste, and free of leftovers.
+complete, short enough to paste, and free of leftovers. (The generated docs/findings.md is
+tested in test_gen_findings_doc.py.)
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from probes.model.events import Where
-from probes.model.findings import catalog, raise_finding
+from probes.model.findings import (
+    GradeContext,
+    catalog,
+    exit_code,
+    grade,
+    raise_finding,
+    sort_findings,
+)
+from tests.support.scripts import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG_PATH = ROOT / "probes" / "data" / "findings.json"
-DOC_PATH = ROOT / "docs" / "findings.md"
 SHARED_CONTRACT = Path("/work/shared/findings.md")
 MAX_CHARS = 400
+GEN = load_script("gen_findings_doc")  # its glossary explains the placeholders
 
 # The ids and default (strict) severities of the findings contract, frozen here so the test
 # also runs where the shared contract file is not present.
@@ -92,18 +100,6 @@ KEYS = {"section", "severity", "title", "sender_error", "detail", "fix"}
 SEVERITIES = {"error", "warning", "info", "ok"}
 # Words that mean someone meant to come back to the text.
 LEFTOVERS = re.compile(r"\b(TODO|TBD|FIXME|XXX|lorem|ipsum)\b|\.\.\.|…|\{[^}]*\}", re.I)
-
-
-def _load_generator() -> ModuleType:
-    path = ROOT / "scripts" / "gen_findings_doc.py"
-    spec = importlib.util.spec_from_file_location("gen_findings_doc", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-GEN = _load_generator()
 
 
 @pytest.fixture(scope="module")
@@ -188,41 +184,90 @@ def test_raise_finding_carries_the_catalog_text() -> None:
     assert "intermediate" in f.fix
 
 
-def test_doc_is_up_to_date_with_the_catalog() -> None:
-    assert DOC_PATH.exists(), "docs/findings.md is missing: run scripts/gen_findings_doc.py"
-    expected = GEN.render(GEN.load_catalog())
-    assert DOC_PATH.read_text(encoding="utf-8") == expected, (
-        "docs/findings.md is stale: run /work/venv/bin/python scripts/gen_findings_doc.py"
-    )
-    assert GEN.main(["--check"]) == 0
+# --------------------------------------------------------------------------- grading
 
 
-def test_doc_shows_every_finding_with_its_words(entries: dict[str, dict[str, str]]) -> None:
-    doc = DOC_PATH.read_text(encoding="utf-8")
-    for fid, e in entries.items():
-        block = doc.split(f"\n### {fid}\n", 1)
-        assert len(block) == 2, f"no section for {fid} in docs/findings.md"
-        body = block[1].split("\n### ", 1)[0]
-        assert f"**{e['severity']}**" in body
-        assert GEN.md(e["detail"]) in body and GEN.md(e["fix"]) in body
-        if e["sender_error"]:
-            assert "Typical sender error: " + GEN.md(e["sender_error"]) in body
+W = Where("mx1.example.org", "192.0.2.10", 25)
 
 
-def test_check_mode_catches_a_stale_doc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    doc = tmp_path / "findings.md"
-    monkeypatch.setattr(GEN, "DOC", doc)
-    assert GEN.main(["--check"]) == 1  # missing
-    doc.write_text(GEN.render(GEN.load_catalog()).replace("**Fix:**", "**Fix (old):**", 1))
-    assert GEN.main(["--check"]) == 1  # stale
-    assert GEN.main([]) == 0
-    assert GEN.main(["--check"]) == 0
+def sev(fid: str, policy: str, **ctx: bool) -> str:
+    return grade(raise_finding(fid, W, "seen"), GradeContext(policy=policy, **ctx)).severity
 
 
-def test_markdown_keeps_placeholders_and_code_visible() -> None:
-    text = "Publish `_mta-sts.<domain>` and check mta-sts.<domain> for *.example.org | _x_."
-    out = GEN.md(text)
-    assert "`_mta-sts.<domain>`" in out  # code spans are left alone
-    assert "mta-sts.\\<domain\\>" in out  # not swallowed as an HTML tag
-    assert "\\*.example.org \\| \\_x\\_." in out
-    assert GEN.md("an `unpaired backtick <mx>") == "an `unpaired backtick \\<mx\\>"
+@pytest.mark.parametrize(
+    "fid, policy, expected",
+    [
+        # strict: the catalog's severity
+        ("cert.expired", "strict", "error"),
+        ("tls.starttls_not_offered", "strict", "error"),
+        ("tls.legacy_accepted", "strict", "warning"),
+        # opportunistic (EXO without connector, Postfix may): delivery-stoppers only
+        ("cert.expired", "opportunistic", "warning"),
+        ("tls.starttls_not_offered", "opportunistic", "warning"),
+        ("smtp.connect_refused", "opportunistic", "error"),
+        ("dane.tlsa_mismatch", "opportunistic", "error"),
+        # encrypt (EXO EncryptionOnly, Postfix encrypt): TLS must happen, certs are not checked
+        ("tls.starttls_not_offered", "encrypt", "error"),
+        ("tls.legacy_only", "encrypt", "error"),
+        ("cert.untrusted", "encrypt", "warning"),
+        # verify (EXO CertificateValidation): chain and revocation, not the MX name
+        ("cert.untrusted", "verify", "error"),
+        ("ca.revocation_unavailable", "verify", "error"),
+        ("cert.name_mismatch", "verify", "info"),
+        ("cert.expected_name_mismatch", "verify", "warning"),
+        # domain (EXO DomainValidation + TlsDomain, Postfix secure)
+        ("cert.expected_name_mismatch", "domain", "error"),
+        ("cert.revoked", "domain", "error"),
+        # mta-sts policy without a published policy: opportunistic
+        ("cert.name_mismatch", "mta-sts", "warning"),
+        # warnings never become errors by a laxer policy
+        ("ca.ocsp_unreachable", "opportunistic", "warning"),
+        ("tlsrpt.missing", "verify", "info"),
+        # revocation unreachable is a warning for strict (it cannot check, but delivers)
+        ("ca.revocation_unavailable", "strict", "warning"),
+    ],
+)
+def test_policy_grades(fid: str, policy: str, expected: str) -> None:
+    assert sev(fid, policy) == expected
+
+
+def test_published_mta_sts_enforce_makes_pkix_failures_errors_for_everyone() -> None:
+    for policy in ("opportunistic", "encrypt", "verify", "mta-sts"):
+        assert sev("cert.name_mismatch", policy, mtasts_enforce=True) == "error", policy
+        assert sev("tls.starttls_not_offered", policy, mtasts_enforce=True) == "error", policy
+
+
+def test_dane_ee_match_makes_names_and_dates_moot() -> None:
+    assert sev("cert.expired", "strict", dane_ee_matched=True) == "info"
+    assert sev("cert.name_mismatch", "dane", dane_ee_matched=True) == "info"
+    assert sev("tls.starttls_not_offered", "dane", dane_active=True) == "error"
+    assert sev("tls.starttls_not_offered", "dane") == "warning"  # no DANE published
+
+
+def test_dane_ta_keeps_date_checks() -> None:
+    # DANE published and usable, but the match was not DANE-EE (a DANE-TA record): the leaf's
+    # dates still count for every sender that honours the domain's DANE.
+    for policy in ("dane", "opportunistic", "encrypt"):
+        assert sev("cert.expired", policy, dane_active=True) == "error", policy
+    # ... and DANE-EE still makes them moot.
+    assert sev("cert.expired", "dane", dane_active=True, dane_ee_matched=True) == "info"
+
+
+def test_exit_code_and_order() -> None:
+    err = raise_finding("cert.expired", W, "x")
+    warn = raise_finding("tls.legacy_accepted", W, "x")
+    info = raise_finding("tlsrpt.missing", Where("example.org"), "x")
+    assert exit_code([]) == 0
+    assert exit_code([info]) == 0
+    assert exit_code([info, warn]) == 1
+    assert exit_code([warn, err, info]) == 2
+    assert [f.id for f in sort_findings([info, warn, err])] == [
+        "cert.expired",
+        "tls.legacy_accepted",
+        "tlsrpt.missing",
+    ]
+
+
+def test_unknown_id_is_a_programming_error() -> None:
+    with pytest.raises(KeyError):
+        raise_finding("cert.no_such_thing", W, "x")

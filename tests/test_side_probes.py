@@ -1,15 +1,20 @@
-"""Protocol depth (issue 5, part 4): the TLS 1.2 cipher probe, --attempts, politeness on
-421, --ehlo on every connection, submission (587 STARTTLS, 465 implicit TLS), the injection
-test without an idle wait, and endless continuation lines.
+"""The side probes (probes/checks/side_probes.py) and the protocol depth around them: the
+TLS 1.2 cipher probe, the version sweep, the STARTTLS injection test, --attempts, politeness
+on 421, --ehlo on every connection, submission (587 STARTTLS, 465 implicit TLS), and endless
+continuation lines.
 
-Everything runs against real sockets on loopback: the lab (DNS, SMTP, HTTP) or a lab
-SmtpServer started here on a lab address. No mocks.
+Everything runs against real sockets on loopback: the lab (DNS, SMTP, HTTP), a lab
+SmtpServer started here on a lab address, or a scripted server of tests/support/smtp.py.
+No mocks.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import ssl
+import time
+from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,11 +22,33 @@ import pytest
 from mxlens_lab.smtp_server import Behaviour, SmtpServer
 from mxlens_lab.world import Lab
 from probes.checks.session import rate_limit_backoff
-from probes.checks.side_probes import WEAK_FAMILIES, tls12_cipher_probe, weak_families_available
-from probes.diagnose import diagnose
-from probes.model.events import FindingRaised, SessionFinished, TranscriptLine
+from probes.checks.side_probes import (
+    WEAK_FAMILIES,
+    starttls_injection_test,
+    tls12_cipher_probe,
+    tls_version_sweep,
+    weak_families_available,
+)
+from probes.model.events import (
+    FindingRaised,
+    SessionFinished,
+    SessionStarted,
+    TlsVersionsProbed,
+    TranscriptLine,
+    Where,
+)
 from probes.model.options import MxOverride, Options
 from probes.report import Report
+from tests.support.collect import collect, gather
+from tests.support.smtp import (
+    FakeSmtp,
+    evidence_line,
+    findings,
+    finished,
+    server_context,
+    smtp_script,
+    transcript,
+)
 
 pytestmark = [
     pytest.mark.lab,
@@ -30,11 +57,8 @@ pytestmark = [
 
 
 async def run(domain: str, options: Options) -> tuple[Report, list[Any]]:
-    report = Report(domain, options)
     events: list[Any] = []
-    async for event in diagnose(domain, options):
-        report.add(event)
-        events.append(event)
+    report = await collect(domain, options, events)
     return report, events
 
 
@@ -54,10 +78,6 @@ def finding(report: Report, fid: str) -> Any:
     found = [f for f in report.findings if f.id == fid]
     assert len(found) == 1, [(f.id, f.summary) for f in report.findings]
     return found[0]
-
-
-async def collect(events: AsyncIterator[Any]) -> list[Any]:
-    return [e async for e in events]
 
 
 # --------------------------------------------------------------------------- cipher probe
@@ -82,7 +102,7 @@ async def test_cipher_probe_direct_weak_accepted_static_rsa_refused() -> None:
         from probes.model.events import Where
 
         where = Where("mx.lab.test", "127.0.0.1", server.port)
-        events = await collect(
+        events = await gather(
             tls12_cipher_probe(where, Options(timeout=2.0), ehlo_name="probe.test")
         )
     finally:
@@ -362,3 +382,121 @@ def test_attempts_flag_rejects_bad_values(value: str, capsys: pytest.CaptureFixt
     assert main(["check", "example.org", "--attempts", value]) == 3
     err = capsys.readouterr().err
     assert "--attempts" in err and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- version sweep
+# (and the injection test) against scripted servers of tests/support/smtp.py
+
+SMTP_OPTIONS = Options(timeout=1.0)
+
+
+def _sweep_result(events: list) -> dict[str, bool | None]:
+    probed = [e for e in events if isinstance(e, TlsVersionsProbed)]
+    assert len(probed) == 1
+    return dict(probed[0].accepted)
+
+
+async def test_sweep_tls12_only(
+    serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
+) -> None:
+    ctx = server_context(cert_files, maximum=ssl.TLSVersion.TLSv1_2)
+    server = serve(smtp_script(tls_ctx=ctx))
+    events = await gather(tls_version_sweep(server.where(), SMTP_OPTIONS, ehlo_name="client.test"))
+
+    assert isinstance(events[0], SessionStarted) and events[0].purpose == "tls-versions"
+    assert all(e.purpose == "tls-versions" for e in events if isinstance(e, TranscriptLine))
+    result = _sweep_result(events)
+    assert result["TLSv1.2"] is True
+    assert result["TLSv1.3"] is False
+    # The server's context refuses 1.0/1.1 (Python's server default minimum is 1.2).
+    assert result["TLSv1"] in (False, None) and result["TLSv1.1"] in (False, None)
+    found = findings(events)
+    assert set(found) == {"tls.no_tls13"}
+    assert "handshake failed" in evidence_line(events, "tls.no_tls13").text
+    end = finished(events)
+    assert end.purpose == "tls-versions" and end.outcome == "ok"
+    # One connection per version, one after the other, never two at once.
+    assert server.connections == end.connections == 4
+    assert server.max_open == 1
+
+
+async def test_sweep_modern_server_has_no_findings(
+    serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
+) -> None:
+    server = serve(smtp_script(tls_ctx=server_context(cert_files)))
+    events = await gather(tls_version_sweep(server.where(), SMTP_OPTIONS, ehlo_name="client.test"))
+    result = _sweep_result(events)
+    assert result["TLSv1.2"] is True and result["TLSv1.3"] is True
+    assert findings(events) == {}
+
+
+async def test_sweep_legacy_accepted(
+    serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
+) -> None:
+    ctx = server_context(cert_files, minimum=ssl.TLSVersion.TLSv1, legacy=True)
+    server = serve(smtp_script(tls_ctx=ctx))
+    events = await gather(tls_version_sweep(server.where(), SMTP_OPTIONS, ehlo_name="client.test"))
+    result = _sweep_result(events)
+    if result["TLSv1"] is not True:
+        pytest.skip("this OpenSSL does not complete TLSv1 handshakes even at SECLEVEL=0")
+    assert set(findings(events)) == {"tls.legacy_accepted"}
+    assert "TLSv1" in findings(events)["tls.legacy_accepted"].finding.summary
+
+
+async def test_sweep_without_starttls_tests_nothing(serve: Callable[..., FakeSmtp]) -> None:
+    server = serve(smtp_script(ehlo=b"250 mx.test\r\n"))
+    events = await gather(tls_version_sweep(server.where(), SMTP_OPTIONS, ehlo_name="client.test"))
+    assert set(_sweep_result(events).values()) == {None}
+    assert findings(events) == {}
+    assert finished(events).outcome == "starttls"
+    assert server.connections == 1  # gave up after the first connection
+
+
+async def test_injection_vulnerable(
+    serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
+) -> None:
+    server = serve(smtp_script(tls_ctx=server_context(cert_files), keep_buffer=True))
+    events = await gather(
+        starttls_injection_test(server.where(), SMTP_OPTIONS, ehlo_name="client.test")
+    )
+    assert isinstance(events[0], SessionStarted) and events[0].purpose == "injection"
+    assert set(findings(events)) == {"tls.plaintext_injection"}
+    line = evidence_line(events, "tls.plaintext_injection")
+    assert line.dir == "S" and line.text == "250 2.0.0 OK"
+    texts = [t.text for t in transcript(events)]
+    # Both commands went out together, in clear text, before the handshake.
+    assert texts.index("NOOP") == texts.index("STARTTLS") + 1
+    assert texts.index("NOOP") < texts.index("-> ClientHello") < texts.index("250 2.0.0 OK")
+    assert finished(events).outcome == "ok"
+
+
+async def test_injection_not_vulnerable(
+    serve: Callable[..., FakeSmtp], cert_files: tuple[Path, Path]
+) -> None:
+    server = serve(smtp_script(tls_ctx=server_context(cert_files), keep_buffer=False))
+    start = time.monotonic()
+    events = await gather(
+        starttls_injection_test(server.where(), SMTP_OPTIONS, ehlo_name="client.test")
+    )
+    assert time.monotonic() - start < SMTP_OPTIONS.timeout + 3
+    assert findings(events) == {}
+    texts = [t.text for t in transcript(events)]
+    assert any("not vulnerable" in t for t in texts)
+    end = finished(events)
+    assert isinstance(end, SessionFinished) and end.outcome == "ok" and end.starttls is True
+
+
+async def test_sweep_unreachable_reports_none() -> None:
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    events = await gather(
+        tls_version_sweep(
+            Where("mx.test", "127.0.0.1", port), SMTP_OPTIONS, ehlo_name="client.test"
+        )
+    )
+    assert set(_sweep_result(events).values()) == {None}
+    assert finished(events).outcome == "connect"
