@@ -60,7 +60,7 @@ Ids that cannot be staged locally (NOT_STAGED below, with the reason):
   and its tests use loopback only. Its classification is unit-tested (tests/test_smtp.py).
 - listen.*, cert.not_client_auth, cert.key_mismatch, cert.no_key: findings of `mxlens listen`
   and `mxlens cert` (our own sending side), which a check of a domain never raises. They are
-  staged by tests/test_ownside_listen.py, tests/test_ownside_cert.py and, with real Postfix,
+  staged by tests/test_listener.py, tests/test_certfile.py and, with real Postfix,
   Exim and swaks senders, tests/integration/test_listen.py.
 
 Ids staged with caveats:
@@ -83,7 +83,7 @@ from typing import Any
 
 from probes.interpret.walk import STEPS as STEPS
 
-_OWN_SIDE = "raised by mxlens listen / mxlens cert about our own sending side, never by check: tests/test_ownside_*.py and tests/integration/test_listen.py stage it"
+_OWN_SIDE = "raised by mxlens listen / mxlens cert about our own sending side, never by check: tests/test_listener.py and tests/test_certfile.py and tests/integration/test_listen.py stage it"
 NOT_STAGED: dict[str, str] = {
     "smtp.not_tested_from_here": "needs an unroutable IPv6 address; the lab is loopback only",
     **{

@@ -14,9 +14,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
 from textual.pilot import Pilot
 
 from probes.model.options import Options
-from tests._pki import issue
-from tests.test_ownside_listen import Pki, send
-from tests.ui_support import SMALL, make_app, screen_text
+from tests.support.ownside import Pki, send
+from tests.support.pki import issue
+from tests.support.ui import SMALL, make_app, screen_text
 from tui.screens.listen_screen import ListenScreen, listen_options_for
 
 pytestmark = pytest.mark.ui

@@ -36,10 +36,10 @@ from probes.ownside.listener import (
     ListenSessionDone,
     listen,
 )
-from tests._pki import Issued, issue
 from tests.integration import exim
 from tests.integration.postfix import Postfix, PostfixError
 from tests.integration.postfix import unavailable_reason as postfix_unavailable
+from tests.support.pki import Issued, issue
 
 EXPECT = "*.contoso.test"
 CONNECTOR = "exo-inbound-certificate"

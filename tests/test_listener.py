@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import re
-import smtplib
 import ssl
 import subprocess
 import sys
@@ -15,7 +14,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
 
 from probes.model.options import Options
@@ -28,65 +26,21 @@ from probes.ownside.listener import (
     ListenSessionDone,
     listen,
 )
-from tests._pki import Issued, issue
+from tests.support.ownside import Pki, send
+from tests.support.pki import issue
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "docs" / "schema" / "mxlens-listen-1.json").read_text())
 BOTH = (EKU.SERVER_AUTH, EKU.CLIENT_AUTH)
 
 
-class Pki:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.root = issue("Contoso Test Root", ca=True)
-        self.inter = issue("Contoso Test Issuing CA", self.root, ca=True)
-        self.roots = tmp / "roots.pem"
-        self.roots.write_bytes(self.root.pem)
-
-    def client_files(self, leaf: Issued, *, intermediate: bool = True) -> tuple[str, str]:
-        chain = self.tmp / f"chain-{id(leaf)}.pem"
-        key = self.tmp / f"key-{id(leaf)}.pem"
-        chain.write_bytes(leaf.pem + (self.inter.pem if intermediate else b""))
-        key.write_bytes(
-            leaf.key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        return str(chain), str(key)
-
-
 @pytest.fixture
-def pki(tmp_path: Path) -> Pki:
+def contoso(tmp_path: Path) -> Pki:
     return Pki(tmp_path)
 
 
-def send(
-    port: int,
-    *,
-    files: tuple[str, str] | None,
-    tls: bool = True,
-    ehlo: str = "mail.contoso.test",
-) -> str:
-    """Deliver one message the way an MTA does; returns the reply to the DATA."""
-    with smtplib.SMTP("127.0.0.1", port, local_hostname=ehlo, timeout=10) as smtp:
-        if tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            if files is not None:
-                ctx.load_cert_chain(*files)
-            smtp.starttls(context=ctx)
-            smtp.ehlo(ehlo)
-        smtp.mail("postmaster@contoso.test")
-        smtp.rcpt("someone@fabrikam.test")
-        code, reply = smtp.data(b"Subject: test\r\n\r\nhello\r\n")
-        return f"{code} {reply.decode()}"
-
-
 async def one_session(
-    pki: Pki,
+    contoso: Pki,
     *,
     files: tuple[str, str] | None,
     tls: bool = True,
@@ -98,7 +52,7 @@ async def one_session(
         hostname="mx.test.invalid",
         once=True,
         receiver=RECEIVERS[connector] if connector else None,
-        options=Options(ca_file=str(pki.roots), expect_name=expect, timeout=10),
+        options=Options(ca_file=str(contoso.roots), expect_name=expect, timeout=10),
     )
     reply: asyncio.Future[str] | None = None
     session: ListenSession | None = None
@@ -121,11 +75,11 @@ def doc_of(session: ListenSession, connector: str | None = None) -> dict[str, An
     return doc
 
 
-async def test_full_chain_with_the_expected_name(pki: Pki) -> None:
-    leaf = issue("mail.contoso.test", pki.inter, eku=BOTH)
+async def test_full_chain_with_the_expected_name(contoso: Pki) -> None:
+    leaf = issue("mail.contoso.test", contoso.inter, eku=BOTH)
     session, reply = await one_session(
-        pki,
-        files=pki.client_files(leaf),
+        contoso,
+        files=contoso.client_files(leaf),
         connector="exo-inbound-certificate",
         expect="*.contoso.test",
     )
@@ -148,32 +102,32 @@ async def test_full_chain_with_the_expected_name(pki: Pki) -> None:
     assert {"handshake", "total"} <= set(doc["timings_ms"])
 
 
-async def test_no_client_certificate(pki: Pki) -> None:
-    session, _ = await one_session(pki, files=None)
+async def test_no_client_certificate(contoso: Pki) -> None:
+    session, _ = await one_session(contoso, files=None)
     assert ids(session) == {"listen.no_client_cert": "info"}
     session, _ = await one_session(
-        pki, files=None, connector="exo-inbound-certificate", expect="*.contoso.test"
+        contoso, files=None, connector="exo-inbound-certificate", expect="*.contoso.test"
     )
     assert ids(session) == {"listen.no_client_cert": "error"} and session.exit_code() == 2
     assert doc_of(session)["client_certificate"] is None
 
 
-async def test_missing_intermediate(pki: Pki) -> None:
-    leaf = issue("mail.contoso.test", pki.inter, eku=BOTH)
-    session, _ = await one_session(pki, files=pki.client_files(leaf, intermediate=False))
+async def test_missing_intermediate(contoso: Pki) -> None:
+    leaf = issue("mail.contoso.test", contoso.inter, eku=BOTH)
+    session, _ = await one_session(contoso, files=contoso.client_files(leaf, intermediate=False))
     assert ids(session) == {"cert.untrusted": "error"}
     assert len(session.chain) == 1
     session, _ = await one_session(
-        pki, files=pki.client_files(leaf, intermediate=False), connector="postfix-ask-ccert"
+        contoso, files=contoso.client_files(leaf, intermediate=False), connector="postfix-ask-ccert"
     )
     assert ids(session) == {"cert.untrusted": "warning"}  # ask_ccert still delivers
 
 
-async def test_wrong_name(pki: Pki) -> None:
-    leaf = issue("relay.fabrikam.test", pki.inter, eku=BOTH)
+async def test_wrong_name(contoso: Pki) -> None:
+    leaf = issue("relay.fabrikam.test", contoso.inter, eku=BOTH)
     session, _ = await one_session(
-        pki,
-        files=pki.client_files(leaf),
+        contoso,
+        files=contoso.client_files(leaf),
         connector="exo-inbound-certificate",
         expect="*.contoso.test",
     )
@@ -182,15 +136,17 @@ async def test_wrong_name(pki: Pki) -> None:
     assert "*.contoso.test" in summary and "relay.fabrikam.test" in summary
 
 
-async def test_server_auth_only_client_certificate(pki: Pki) -> None:
-    leaf = issue("mail.contoso.test", pki.inter, eku=(EKU.SERVER_AUTH,))
-    session, _ = await one_session(pki, files=pki.client_files(leaf), connector="postfix-req-ccert")
+async def test_server_auth_only_client_certificate(contoso: Pki) -> None:
+    leaf = issue("mail.contoso.test", contoso.inter, eku=(EKU.SERVER_AUTH,))
+    session, _ = await one_session(
+        contoso, files=contoso.client_files(leaf), connector="postfix-req-ccert"
+    )
     assert ids(session) == {"cert.not_client_auth": "error"}
 
 
-async def test_clear_text_delivery(pki: Pki) -> None:
+async def test_clear_text_delivery(contoso: Pki) -> None:
     session, reply = await one_session(
-        pki, files=None, tls=False, connector="exo-inbound-require-tls"
+        contoso, files=None, tls=False, connector="exo-inbound-require-tls"
     )
     assert reply.startswith("250 2.0.0 message discarded")
     assert ids(session) == {"listen.no_tls": "error"}
@@ -217,10 +173,10 @@ def test_client_hello_parser_reads_a_real_hello() -> None:
     assert parse_client_hello(b"\x02\x00\x00\x00") is None
 
 
-def test_cli_once_json_names_the_certificate(pki: Pki, tmp_path: Path) -> None:
+def test_cli_once_json_names_the_certificate(contoso: Pki, tmp_path: Path) -> None:
     """`mxlens listen --once --json`: one JSON line, then the session's exit code."""
-    leaf = issue("mail.contoso.test", pki.inter, eku=BOTH)
-    files = pki.client_files(leaf)
+    leaf = issue("mail.contoso.test", contoso.inter, eku=BOTH)
+    files = contoso.client_files(leaf)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [
@@ -233,7 +189,7 @@ def test_cli_once_json_names_the_certificate(pki: Pki, tmp_path: Path) -> None:
             "--once",
             "--json",
             "--ca-file",
-            str(pki.roots),
+            str(contoso.roots),
             "--hostname",
             "mx.test.invalid",
         ],
@@ -304,8 +260,8 @@ def _raw_dialogue(port: int, lines: list[bytes], *, after_starttls: bytes = b"")
     return got
 
 
-async def _serve_one(pki: Pki, talk: Any) -> tuple[ListenSession, Any]:
-    opts = ListenOptions(port=0, once=True, options=Options(ca_file=str(pki.roots), timeout=5))
+async def _serve_one(contoso: Pki, talk: Any) -> tuple[ListenSession, Any]:
+    opts = ListenOptions(port=0, once=True, options=Options(ca_file=str(contoso.roots), timeout=5))
     session: ListenSession | None = None
     result: Any = None
     async for event in listen(opts):
@@ -317,20 +273,20 @@ async def _serve_one(pki: Pki, talk: Any) -> tuple[ListenSession, Any]:
     return session, await result
 
 
-async def test_a_failed_handshake_is_reported_with_the_offer_seen(pki: Pki) -> None:
+async def test_a_failed_handshake_is_reported_with_the_offer_seen(contoso: Pki) -> None:
     def talk(port: int) -> bytes:
         # Clear text where the ClientHello should be: OpenSSL refuses it.
         return _raw_dialogue(
             port, [b"EHLO broken.test\r\n", b"STARTTLS\r\n"], after_starttls=b"HELO again\r\n"
         )
 
-    session, _ = await _serve_one(pki, talk)
+    session, _ = await _serve_one(contoso, talk)
     assert ids(session) == {"listen.handshake_failed": "error"}
     assert session.outcome == "handshake" and session.handshake_error
     assert doc_of(session)["handshake_error"] == session.handshake_error
 
 
-async def test_message_size_cap(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_message_size_cap(contoso: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
     import probes.ownside.listener as listener
 
     monkeypatch.setattr(listener, "MAX_MESSAGE", 1000)
@@ -349,19 +305,21 @@ async def test_message_size_cap(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> No
             ],
         )
 
-    session, got = await _serve_one(pki, talk)
+    session, got = await _serve_one(contoso, talk)
     assert b"552 5.3.4 message larger than 1000 bytes" in got
     assert session.messages == []  # nothing was taken, nothing kept
     assert ids(session) == {"listen.no_tls": "warning"}
 
 
-async def test_sessions_beyond_the_cap_get_421(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_sessions_beyond_the_cap_get_421(
+    contoso: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import socket
 
     import probes.ownside.listener as listener
 
     monkeypatch.setattr(listener, "MAX_SESSIONS", 1)
-    opts = ListenOptions(port=0, options=Options(ca_file=str(pki.roots), timeout=5))
+    opts = ListenOptions(port=0, options=Options(ca_file=str(contoso.roots), timeout=5))
     gen = listen(opts)
     ready = await gen.__anext__()
     assert isinstance(ready, ListenReady)

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
 
 from probes.ownside.certfile import exchange_name_matches
-from tests._pki import Issued, Route, closed_port, ec_key, http_server, issue
+from tests.support.http import Route, closed_port, http_server
+from tests.support.pki import Issued, ec_key, issue
 from tui.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +67,7 @@ class Pki:
 
 
 @pytest.fixture
-def pki(tmp_path: Path) -> Pki:
+def contoso(tmp_path: Path) -> Pki:
     return Pki(tmp_path)
 
 
@@ -86,12 +87,12 @@ def ids(doc: dict[str, Any]) -> set[str]:
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["aes256-sha256", "3des-sha1"])
 def test_pfx_exported_with_a_password(
-    pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str], legacy: bool
+    contoso: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str], legacy: bool
 ) -> None:
-    leaf = pki.leaf()
-    pfx = pki.pfx(leaf, b"Pa55 word!", legacy=legacy)
-    pw = pki.write("pw.txt", b"Pa55 word!\r\n")
-    code, doc, err = run(capsys, pfx, "--password-file", pw, "--ca-file", str(pki.roots))
+    leaf = contoso.leaf()
+    pfx = contoso.pfx(leaf, b"Pa55 word!", legacy=legacy)
+    pw = contoso.write("pw.txt", b"Pa55 word!\r\n")
+    code, doc, err = run(capsys, pfx, "--password-file", pw, "--ca-file", str(contoso.roots))
     assert doc["format"] == "pkcs12"
     assert doc["key"] == {
         "present": True,
@@ -109,80 +110,82 @@ def test_pfx_exported_with_a_password(
 
 
 def test_pfx_without_its_password_is_one_line_and_exit_3(
-    pki: Pki, capsys: pytest.CaptureFixture[str]
+    contoso: Pki, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pfx = pki.pfx(pki.leaf(), b"secret")
-    code, doc, err = run(capsys, pfx, "--ca-file", str(pki.roots))
+    pfx = contoso.pfx(contoso.leaf(), b"secret")
+    code, doc, err = run(capsys, pfx, "--ca-file", str(contoso.roots))
     assert code == 3 and doc == {}
     assert err.count("\n") == 1 and "password-protected PKCS#12" in err
     assert "--password-file" in err
 
 
-def test_pfx_with_a_wrong_password(pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
-    pfx = pki.pfx(pki.leaf(), b"secret")
-    pw = pki.write("pw.txt", b"not it\n")
+def test_pfx_with_a_wrong_password(contoso: Pki, capsys: pytest.CaptureFixture[str]) -> None:
+    pfx = contoso.pfx(contoso.leaf(), b"secret")
+    pw = contoso.write("pw.txt", b"not it\n")
     code, _, err = run(capsys, pfx, "--password-file", pw)
     assert code == 3 and err.count("\n") == 1 and "wrong password" in err
 
 
 def test_leaf_without_its_intermediate_exits_2(
-    pki: Pki, capsys: pytest.CaptureFixture[str]
+    contoso: Pki, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    leaf = pki.leaf()
-    path = pki.write("leaf.pem", leaf.pem + _key_pem(leaf.key))
-    code, doc, _ = run(capsys, path, "--ca-file", str(pki.roots), "--no-endpoints")
+    leaf = contoso.leaf()
+    path = contoso.write("leaf.pem", leaf.pem + _key_pem(leaf.key))
+    code, doc, _ = run(capsys, path, "--ca-file", str(contoso.roots), "--no-endpoints")
     assert code == 2
     assert ids(doc) == {"cert.untrusted"}
     assert "missing issuer: CN=Contoso Test Issuing CA" in doc["findings"][0]["summary"]
 
 
 def test_leaf_without_intermediate_but_caissuers_is_incomplete(
-    pki: Pki, capsys: pytest.CaptureFixture[str]
+    contoso: Pki, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Exchange Online does not fetch intermediates: complete only via AIA is still an error."""
     with http_server() as srv:
-        srv.routes["/ca.der"] = Route(body=pki.inter.der)
-        leaf = pki.leaf(ca_issuers=(srv.url("/ca.der"),))
-        path = pki.write("leaf.pem", leaf.pem + _key_pem(leaf.key))
-        code, doc, _ = run(capsys, path, "--ca-file", str(pki.roots), "--no-endpoints")
+        srv.routes["/ca.der"] = Route(body=contoso.inter.der)
+        leaf = contoso.leaf(ca_issuers=(srv.url("/ca.der"),))
+        path = contoso.write("leaf.pem", leaf.pem + _key_pem(leaf.key))
+        code, doc, _ = run(capsys, path, "--ca-file", str(contoso.roots), "--no-endpoints")
     assert code == 2
     assert ids(doc) == {"cert.incomplete_chain"}
     assert "the file did not send" in doc["findings"][0]["summary"]
 
 
-def test_a_key_that_does_not_match_exits_2(pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
-    leaf = pki.leaf()
-    path = pki.write("chain.pem", leaf.pem + pki.inter.pem + _key_pem(ec_key()))
-    code, doc, _ = run(capsys, path, "--ca-file", str(pki.roots), "--no-endpoints")
+def test_a_key_that_does_not_match_exits_2(
+    contoso: Pki, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leaf = contoso.leaf()
+    path = contoso.write("chain.pem", leaf.pem + contoso.inter.pem + _key_pem(ec_key()))
+    code, doc, _ = run(capsys, path, "--ca-file", str(contoso.roots), "--no-endpoints")
     assert code == 2
     assert ids(doc) == {"cert.key_mismatch"}
     assert doc["key"]["matches"] is False
 
 
 def test_separate_key_file_and_der_certificate(
-    pki: Pki, capsys: pytest.CaptureFixture[str]
+    contoso: Pki, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    leaf = pki.leaf()
-    der = pki.write("leaf.cer", leaf.der)
-    key = pki.write("leaf.key", _key_pem(leaf.key))
-    code, doc, _ = run(capsys, der, "--key", key, "--ca-file", str(pki.roots), "--no-endpoints")
+    leaf = contoso.leaf()
+    der = contoso.write("leaf.cer", leaf.der)
+    key = contoso.write("leaf.key", _key_pem(leaf.key))
+    code, doc, _ = run(capsys, der, "--key", key, "--ca-file", str(contoso.roots), "--no-endpoints")
     assert doc["format"] == "der" and doc["key"]["matches"] is True
     assert doc["key"]["source"] == f"--key {key}"
     assert ids(doc) == {"cert.untrusted"}  # a lone DER leaf has no intermediate either
-    code, doc, _ = run(capsys, der, "--ca-file", str(pki.roots), "--no-endpoints")
+    code, doc, _ = run(capsys, der, "--ca-file", str(contoso.roots), "--no-endpoints")
     assert "cert.no_key" in ids(doc)
 
 
-def test_server_auth_only_cannot_send(pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
-    leaf = pki.leaf(eku=(EKU.SERVER_AUTH,))
-    path = pki.write("chain.pem", leaf.pem + pki.inter.pem + _key_pem(leaf.key))
-    code, doc, _ = run(capsys, path, "--ca-file", str(pki.roots), "--no-endpoints")
+def test_server_auth_only_cannot_send(contoso: Pki, capsys: pytest.CaptureFixture[str]) -> None:
+    leaf = contoso.leaf(eku=(EKU.SERVER_AUTH,))
+    path = contoso.write("chain.pem", leaf.pem + contoso.inter.pem + _key_pem(leaf.key))
+    code, doc, _ = run(capsys, path, "--ca-file", str(contoso.roots), "--no-endpoints")
     assert ids(doc) == {"cert.not_client_auth"} and code == 1
     code, doc, _ = run(
         capsys,
         path,
         "--ca-file",
-        str(pki.roots),
+        str(contoso.roots),
         "--no-endpoints",
         "--connector",
         "postfix-req-ccert",
@@ -201,18 +204,18 @@ def test_server_auth_only_cannot_send(pki: Pki, capsys: pytest.CaptureFixture[st
     ],
 )
 def test_expected_names_including_exchange_form(
-    pki: Pki, capsys: pytest.CaptureFixture[str], expect: str, found: set[str]
+    contoso: Pki, capsys: pytest.CaptureFixture[str], expect: str, found: set[str]
 ) -> None:
-    leaf = pki.leaf()
-    path = pki.write("chain.pem", leaf.pem + pki.inter.pem + _key_pem(leaf.key))
+    leaf = contoso.leaf()
+    path = contoso.write("chain.pem", leaf.pem + contoso.inter.pem + _key_pem(leaf.key))
     _, doc, _ = run(
-        capsys, path, "--ca-file", str(pki.roots), "--no-endpoints", "--expect-name", expect
+        capsys, path, "--ca-file", str(contoso.roots), "--no-endpoints", "--expect-name", expect
     )
     assert ids(doc) == found
 
 
-def test_exchange_name_form_parsing(pki: Pki) -> None:
-    cert = pki.leaf().cert
+def test_exchange_name_form_parsing(contoso: Pki) -> None:
+    cert = contoso.leaf().cert
     ok = exchange_name_matches("<I>CN=Contoso Test Issuing CA<S>CN=mail.contoso.test", cert)
     assert ok == (True, "")
     assert exchange_name_matches("mail.contoso.test", cert) is None
@@ -220,11 +223,11 @@ def test_exchange_name_form_parsing(pki: Pki) -> None:
     assert bad is not None and not bad[0] and "subject is CN=mail.contoso.test" in bad[1]
 
 
-def test_endpoints_are_checked_from_here(pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
+def test_endpoints_are_checked_from_here(contoso: Pki, capsys: pytest.CaptureFixture[str]) -> None:
     dead = f"http://127.0.0.1:{closed_port()}/ca.crl"
-    leaf = pki.leaf(crl=(dead,))
-    path = pki.write("chain.pem", leaf.pem + pki.inter.pem + _key_pem(leaf.key))
-    code, doc, _ = run(capsys, path, "--ca-file", str(pki.roots), "--timeout", "3")
+    leaf = contoso.leaf(crl=(dead,))
+    path = contoso.write("chain.pem", leaf.pem + contoso.inter.pem + _key_pem(leaf.key))
+    code, doc, _ = run(capsys, path, "--ca-file", str(contoso.roots), "--timeout", "3")
     assert [(e["kind"], e["url"], e["ok"]) for e in doc["endpoints"]] == [("crl", dead, False)]
     assert {"ca.crl_unreachable", "ca.revocation_unavailable"} <= ids(doc)
 
@@ -250,18 +253,20 @@ def test_missing_file_and_bad_connector(capsys: pytest.CaptureFixture[str]) -> N
     assert "needs --expect-name" in capsys.readouterr().err
 
 
-def test_encrypted_pem_key_needs_the_password(pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
-    leaf = pki.leaf()
+def test_encrypted_pem_key_needs_the_password(
+    contoso: Pki, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leaf = contoso.leaf()
     key = leaf.key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(b"k3y"),
     )
-    path = pki.write("chain.pem", leaf.pem + pki.inter.pem + key)
+    path = contoso.write("chain.pem", leaf.pem + contoso.inter.pem + key)
     code, _, err = run(capsys, path, "--no-endpoints")
     assert code == 3 and "is encrypted" in err and err.count("\n") == 1
-    pw = pki.write("pw", b"k3y")
+    pw = contoso.write("pw", b"k3y")
     code, doc, _ = run(
-        capsys, path, "--password-file", pw, "--ca-file", str(pki.roots), "--no-endpoints"
+        capsys, path, "--password-file", pw, "--ca-file", str(contoso.roots), "--no-endpoints"
     )
     assert code == 0 and doc["key"]["matches"] is True and ids(doc) == set()
