@@ -270,3 +270,9 @@ def test_encrypted_pem_key_needs_the_password(
         capsys, path, "--password-file", pw, "--ca-file", str(contoso.roots), "--no-endpoints"
     )
     assert code == 0 and doc["key"]["matches"] is True and ids(doc) == set()
+
+
+def test_the_schema_refuses_a_wrong_document() -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"schema": "mxlens/cert/1", "format": "p7b"}, SCHEMA)

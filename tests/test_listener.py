@@ -335,3 +335,9 @@ async def test_sessions_beyond_the_cap_get_421(
     finally:
         await gen.aclose()
     assert got.startswith(b"421 4.3.2")
+
+
+def test_the_schema_refuses_a_wrong_document() -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"schema": "mxlens/listen/1", "session": 0}, SCHEMA)
