@@ -118,5 +118,10 @@ def verdict(findings: list[Finding], profile: ReceiverProfile | None) -> str:
     errors = [f for f in findings if f.severity == "error"]
     who = profile.title if profile is not None else "A strict receiver"
     if not errors:
+        warnings = [f.id for f in findings if f.severity == "warning"]
+        if warnings:
+            return (
+                f"{who} would accept this sender; a stricter one would not ({', '.join(warnings)})."
+            )
         return f"{who} would accept this sender."
     return f"{who} would refuse this sender: {errors[0].id} ({errors[0].summary})."
