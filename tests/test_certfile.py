@@ -276,3 +276,48 @@ def test_the_schema_refuses_a_wrong_document() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"schema": "mxlens/cert/1", "format": "p7b"}, SCHEMA)
+
+
+def test_password_asked_on_a_terminal(contoso: Pki) -> None:
+    """No --password-file, but a terminal: getpass asks on it, and the PFX opens."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    pfx = contoso.pfx(contoso.leaf(), b"typed at the prompt")
+    leader, follower = pty.openpty()
+
+    def controlling_tty() -> None:
+        import fcntl
+        import termios
+
+        os.setsid()
+        fcntl.ioctl(follower, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "cert", pfx, "--ca-file", str(contoso.roots), "--json"],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        preexec_fn=controlling_tty,
+        cwd=ROOT,
+    )
+    os.close(follower)
+    seen = b""
+    try:
+        while b"Password for" not in seen:
+            chunk = os.read(leader, 1024)
+            assert chunk, seen
+            seen += chunk
+        os.write(leader, b"typed at the prompt\n")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(leader)
+    doc = json.loads(out)
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["format"] == "pkcs12" and doc["key"]["matches"] is True
+    assert b"typed at the prompt" not in seen  # getpass does not echo it

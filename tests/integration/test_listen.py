@@ -11,6 +11,7 @@ set of findings. The private PKI is made here; nothing leaves loopback.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pwd
 import queue
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonschema
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
@@ -173,6 +175,11 @@ def _describe(session: ListenSession) -> str:
     return "\n".join(lines)
 
 
+LISTEN_SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs" / "schema" / "mxlens-listen-1.json").read_text()
+)
+
+
 def _assert_case(
     case: str,
     session: ListenSession,
@@ -183,6 +190,9 @@ def _assert_case(
     sends_chain: bool = True,
 ) -> None:
     assert _judged(session) == CASES[case], _describe(session)
+    doc = session.to_json(RECEIVERS[CONNECTOR], "test", EXPECT)
+    jsonschema.validate(doc, LISTEN_SCHEMA)
+    assert doc["exit"] == (2 if CASES[case] else 0)
     assert session.starttls and session.negotiated is not None, _describe(session)
     assert session.ehlo and session.ehlo[-1] == ehlo
     assert session.messages, "the message was not transferred"
