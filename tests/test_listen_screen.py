@@ -56,6 +56,12 @@ async def test_a_session_arrives_and_shows_in_both_panes(tmp_path: Path) -> None
         assert screen.chain.path(("session 1", "127.0.0.1"))[0].cert.common_name == (
             "mail.contoso.test"
         )
+        await pilot.press("3")
+        assert app.focused is screen.chain.focus_target()
+        await pilot.press("2")
+        assert app.focused is screen.transcript.focus_target()
+        await pilot.press("1")
+        assert app.focused is screen.sessions
         await pilot.press("q")
         await pilot.pause(0.2)
         assert not isinstance(app.screen, ListenScreen)

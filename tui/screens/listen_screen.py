@@ -29,7 +29,7 @@ from ..panes.chain_pane import ChainPane
 from ..panes.transcript_pane import TranscriptPane
 from ..safe import mark, safe_text
 
-KEYS_HINT = "Up/Down session  Tab pane  q/ctrl+g close (stops listening)"
+KEYS_HINT = "Up/Down move  1 sessions  2 transcript  3 chain  q/ctrl+g close (stops listening)"
 
 
 def listen_options_for(options: Options, *, port: int = 2525) -> ListenOptions:
@@ -79,8 +79,12 @@ def session_summary(session: ListenSession) -> Text:
 
 
 class ListenScreen(Screen[None]):
+    # 1-3 shadow the app's pane keys while this screen is up: they move the focus here.
     BINDINGS = [
         Binding("q,ctrl+g,escape", "close", "Close", id="listen_close"),
+        Binding("1", "focus_part(1)", "Sessions", show=False),
+        Binding("2", "focus_part(2)", "Transcript", show=False),
+        Binding("3", "focus_part(3)", "Chain", show=False),
     ]
     DEFAULT_CSS = """
     ListenScreen #listen-header { height: 2; }
@@ -195,6 +199,14 @@ class ListenScreen(Screen[None]):
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if 0 <= event.option_index < len(self.keys):
             self._select(self.keys[event.option_index][2])
+
+    def action_focus_part(self, number: int) -> None:
+        targets = {
+            1: self.sessions,
+            2: self.transcript.focus_target(),
+            3: self.chain.focus_target(),
+        }
+        targets[number].focus()
 
     def action_close(self) -> None:
         self.workers.cancel_group(self, "listen")
