@@ -341,3 +341,30 @@ def test_the_schema_refuses_a_wrong_document() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"schema": "mxlens/listen/1", "session": 0}, SCHEMA)
+
+
+async def test_tls12_sender_names_its_group_and_suite(contoso: Pki) -> None:
+    """Up to TLS 1.2 the group is read from our ServerKeyExchange, not the ServerHello."""
+    leaf = issue("mail.contoso.test", contoso.inter, eku=BOTH)
+    files = contoso.client_files(leaf)
+
+    def talk(port: int) -> str:
+        import smtplib
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")
+        ctx.load_cert_chain(*files)
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="old.contoso.test") as smtp:
+            smtp.starttls(context=ctx)
+            smtp.ehlo("old.contoso.test")
+            return str(smtp.noop()[0])
+
+    session, _ = await _serve_one(contoso, talk)
+    assert session.negotiated is not None
+    assert session.negotiated.version == "TLSv1.2"
+    assert session.negotiated.cipher.startswith("ECDHE-") and session.negotiated.group
+    assert session.offer is not None and session.offer.versions == ("TLSv1.2",)
+    assert len(session.chain) == 2 and ids(session) == {}
