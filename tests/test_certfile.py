@@ -321,3 +321,19 @@ def test_password_asked_on_a_terminal(contoso: Pki) -> None:
     jsonschema.validate(doc, SCHEMA)
     assert doc["format"] == "pkcs12" and doc["key"]["matches"] is True
     assert b"typed at the prompt" not in seen  # getpass does not echo it
+
+
+@pytest.mark.parametrize("encoding", ["der", "pem"])
+def test_p7b_chain_without_key(
+    contoso: Pki, capsys: pytest.CaptureFixture[str], encoding: str
+) -> None:
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    leaf = contoso.leaf()
+    enc = serialization.Encoding.DER if encoding == "der" else serialization.Encoding.PEM
+    data = pkcs7.serialize_certificates([contoso.inter.cert, leaf.cert], enc)
+    path = contoso.write("chain.p7b", data)
+    code, doc, _ = run(capsys, path, "--ca-file", str(contoso.roots), "--no-endpoints")
+    assert doc["format"] == "pkcs7"
+    assert doc["certificates"][0]["subject"] == "CN=mail.contoso.test"  # the leaf first
+    assert ids(doc) == {"cert.no_key"} and doc["validation"]["trusted"] is True

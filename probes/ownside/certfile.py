@@ -1,6 +1,7 @@
 """`mxlens cert FILE`: check a certificate file before it is installed or named in a connector.
 
-Reads PEM (a chain, perhaps with its key), DER, or PKCS#12 / PFX as Windows exports it. The
+Reads PEM (a chain, perhaps with its key), DER, PKCS#7 (.p7b) or PKCS#12 / PFX as Windows
+exports it. The
 chain is validated by checks/chain.py exactly as a server's chain is (trust, completeness,
 dates, names, key and signature strength, serverAuth), then what a sending server needs on top
 (clientAuth), whether the private key belongs to the leaf, Exchange's `<I>issuer<S>subject`
@@ -19,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from probes.checks.certificates import cert_info
+from probes.checks.certificates import cert_info, load_certificates
 from probes.checks.chain import validate_chain
 from probes.checks.endpoints import check_endpoints
 from probes.model.errors import CheckError
@@ -38,7 +39,7 @@ from probes.ownside.report import cert_json, finding_json
 
 SCHEMA = "mxlens/cert/1"
 MAX_FILE = 1_000_000
-FileFormat = Literal["pem", "der", "pkcs12"]
+FileFormat = Literal["pem", "der", "pkcs7", "pkcs12"]
 _PEM_KEY = re.compile(
     rb"-----BEGIN (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----\s.*?-----END (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----",
     re.S,
@@ -185,6 +186,8 @@ def read_cert_file(
 
             fmt = "pem"
             certs, errors = parse_pem_bundle(data)
+            if not certs and b"PKCS7-----" in data:
+                certs, fmt = load_certificates(data), "pkcs7"
             if not certs:
                 reason = errors[0] if errors else "no certificate in it"
                 raise CheckError(f"cannot read {path}: {reason}")
@@ -194,8 +197,12 @@ def read_cert_file(
                 certs = [x509.load_der_x509_certificate(data)]
                 fmt = "der"
             except ValueError:
-                fmt = "pkcs12"
-                certs, key = _pkcs12(data, password, path)
+                # A .p7b is how Windows exports a chain without its key.
+                certs = load_certificates(data)
+                fmt = "pkcs7"
+                if not certs:
+                    fmt = "pkcs12"
+                    certs, key = _pkcs12(data, password, path)
     key_source = "file" if key is not None else None
     if key_path is not None:
         key_data = _read(key_path, "--key")
