@@ -35,7 +35,11 @@ def build_parser() -> _Parser:
         "key match, chain completeness, trust, dates, names, key and signature strength, EKU "
         "(serverAuth and clientAuth) and its OCSP/CRL/caIssuers URLs from here.",
     )
-    p.add_argument("file", metavar="FILE", help="PEM (chain, perhaps with key), DER or PKCS#12/PFX")
+    p.add_argument(
+        "file",
+        metavar="FILE",
+        help="PEM (chain, perhaps with key), DER, PKCS#7 (.p7b) or PKCS#12/PFX",
+    )
     p.add_argument("--key", metavar="FILE", help="the private key, when it is not in FILE")
     p.add_argument(
         "--password-file",
