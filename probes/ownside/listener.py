@@ -6,11 +6,8 @@ was negotiated, the client chain exactly as presented and the timings. The chain
 by the same code that validates a server's chain (checks/chain.py). DATA is read, counted and
 thrown away: the 250 says so. Nothing is relayed or stored.
 
-Why pyOpenSSL and not the ssl module: `ssl` can ask for a client certificate only with
-CERT_OPTIONAL, and then fails the handshake on any certificate it cannot verify, which is the
-very case to diagnose; it has no verify callback. pyOpenSSL's `Context.set_verify` takes one,
-so the handshake completes whatever the sender presents and the chain is judged afterwards.
-The TLS runs over memory BIOs, pumped by asyncio streams, so the raw ClientHello is visible.
+The TLS context is built in identity.py (why pyOpenSSL: see there), and the bytes move
+through channel.py (TLS over memory BIOs, so the raw ClientHello is visible).
 
 Caps: MAX_SESSIONS at a time (more get 421), SESSION_LIMIT seconds per session, MAX_MESSAGE
 bytes of DATA (more gets 552), MAX_LINE bytes per command line, MAX_COMMANDS per session.
@@ -25,13 +22,9 @@ import time
 import warnings
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from probes.checks.certificates import cert_info, iso_utc
 from probes.checks.chain import validate_chain
@@ -52,19 +45,20 @@ from probes.model.events import (
 from probes.model.findings import exit_code, raise_finding, sort_findings, worst
 from probes.model.names import expected_name_matches
 from probes.model.options import Options
+from probes.ownside.channel import MAX_LINE, Channel, Closed
 from probes.ownside.hello import (
     HelloOffer,
     handshake_messages,
     negotiated_group,
     parse_client_hello,
 )
+from probes.ownside.identity import build_context
 from probes.ownside.judge import ReceiverProfile, grade_for, verdict
 from probes.ownside.report import finding_json
 
 MAX_SESSIONS = 4
 SESSION_LIMIT = 300.0
 MAX_MESSAGE = 10 * 1024 * 1024
-MAX_LINE = 4096
 MAX_DATA_LINE = 1024 * 1024
 MAX_COMMANDS = 200
 MAX_RECIPIENTS = 100
@@ -202,202 +196,7 @@ class ListenSessionDone:
 ListenEvent = ListenReady | Event | ListenSessionDone
 
 
-# --------------------------------------------------------------------------- our certificate
-
-
-def _throwaway_identity(hostname: str) -> tuple[x509.Certificate, Any]:
-    """A self-signed certificate for hostname: senders that deliver to a test receiver use
-    `encrypt`-style TLS (no check of ours), and the subject of the test is *their* side."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def _load_identity(cert_file: str, key_file: str) -> tuple[list[x509.Certificate], Any]:
-    from probes.net.trust import parse_pem_bundle
-
-    try:
-        cert_data = Path(cert_file).read_bytes()
-        key_data = Path(key_file).read_bytes()
-    except OSError as exc:
-        raise CheckError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    certs, _ = parse_pem_bundle(cert_data)
-    if not certs:
-        raise CheckError(f"cannot read --cert {cert_file}: no PEM certificate in it")
-    try:
-        key = serialization.load_pem_private_key(key_data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise CheckError(f"cannot read --key {key_file}: {str(exc).splitlines()[0]}") from None
-    return certs, key
-
-
-def build_context(opts: ListenOptions) -> tuple[Any, CertInfo]:
-    """The pyOpenSSL server context and the certificate it presents."""
-    from OpenSSL import SSL
-
-    if opts.cert_file and opts.key_file:
-        certs, key = _load_identity(opts.cert_file, opts.key_file)
-    elif opts.cert_file or opts.key_file:
-        raise CheckError("--cert and --key go together: give both or neither")
-    else:
-        leaf, key = _throwaway_identity(opts.hostname)
-        certs = [leaf]
-    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-    # Accept what the sender offers, legacy versions included, so the offer can be judged
-    # rather than refused at the door.
-    ctx.set_min_proto_version(SSL.TLS1_VERSION)
-    with contextlib.suppress(SSL.Error):
-        ctx.set_cipher_list(b"ALL:@SECLEVEL=0")
-    try:
-        ctx.use_certificate(certs[0])
-        for extra in certs[1:]:
-            ctx.add_extra_chain_cert(extra)
-        ctx.use_privatekey(key)
-        ctx.check_privatekey()
-    except SSL.Error as exc:
-        raise CheckError(f"cannot use --cert/--key: {exc}") from None
-
-    def accept_any(conn: Any, cert: Any, errno: int, depth: int, ok: int) -> bool:
-        return True  # ask, never refuse: the chain is judged after the handshake
-
-    ctx.set_verify(SSL.VERIFY_PEER, accept_any)
-    # Session IDs need a context id once client certificates are requested.
-    ctx.set_session_id(b"mxlens-listen")
-    return ctx, cert_info(certs[0])
-
-
 # --------------------------------------------------------------------------- the session
-
-
-class _Closed(Exception):
-    """The peer went away (or a cap was hit); the session ends."""
-
-
-class _Channel:
-    """Bytes to and from the peer: clear text first, TLS over memory BIOs after STARTTLS."""
-
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.timeout = timeout
-        self.buffer = b""
-        self.tls: Any = None
-        self.inbound = b""  # the client's first handshake bytes, kept for the offer
-
-    async def _raw(self) -> bytes:
-        try:
-            data = await asyncio.wait_for(self.reader.read(65536), self.timeout)
-        except asyncio.TimeoutError:
-            raise _Closed(f"no data from the sender within {self.timeout:.0f} s") from None
-        except (ConnectionError, OSError) as exc:
-            raise _Closed(f"connection lost: {exc}") from None
-        if not data:
-            raise _Closed("the sender closed the connection")
-        return data
-
-    async def _flush_tls(self) -> bytes:
-        from OpenSSL import SSL
-
-        out = b""
-        while True:
-            try:
-                chunk = self.tls.bio_read(65536)
-            except SSL.WantReadError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        if out:
-            self.writer.write(out)
-            with contextlib.suppress(ConnectionError, OSError):
-                await self.writer.drain()
-        return out
-
-    async def _more(self) -> None:
-        """Append at least one more byte of clear text to the buffer."""
-        if self.tls is None:
-            self.buffer += await self._raw()
-            return
-        from OpenSSL import SSL
-
-        while True:
-            try:
-                data = self.tls.recv(65536)
-                if data:
-                    self.buffer += data
-                    return
-                raise _Closed("the sender closed TLS")
-            except SSL.WantReadError:
-                await self._flush_tls()
-                self.tls.bio_write(await self._raw())
-            except SSL.ZeroReturnError:
-                raise _Closed("the sender closed TLS") from None
-            except SSL.Error as exc:
-                raise _Closed(f"TLS error: {exc}") from None
-
-    async def line(self, limit: int = MAX_LINE) -> bytes:
-        while b"\n" not in self.buffer:
-            if len(self.buffer) > limit:
-                raise _Closed(f"a line longer than {limit} bytes")
-            await self._more()
-        head, _, self.buffer = self.buffer.partition(b"\n")
-        return head.rstrip(b"\r")
-
-    async def send(self, data: bytes) -> None:
-        if self.tls is None:
-            self.writer.write(data)
-            try:
-                await self.writer.drain()
-            except (ConnectionError, OSError) as exc:
-                raise _Closed(f"connection lost: {exc}") from None
-            return
-        self.tls.sendall(data)
-        await self._flush_tls()
-
-    async def handshake(self, ctx: Any) -> tuple[bytes, bytes]:
-        """Run the server side of the handshake. Returns (what the client sent first, our
-        first flight) for the offer and the group."""
-        from OpenSSL import SSL
-
-        self.tls = SSL.Connection(ctx, None)
-        self.tls.set_accept_state()
-        outbound = b""
-        first_out = True
-        while True:
-            try:
-                self.tls.do_handshake()
-                break
-            except SSL.WantReadError:
-                pass
-            except SSL.Error:
-                await self._flush_tls()  # the alert, so the sender logs why
-                raise
-            sent = await self._flush_tls()
-            if first_out and sent:
-                outbound += sent
-                first_out = False
-            data = await self._raw()
-            if len(self.inbound) < 65536:
-                self.inbound += data
-            self.tls.bio_write(data)
-        sent = await self._flush_tls()
-        if first_out:
-            outbound += sent
-        return self.inbound, outbound
 
 
 class _Session:
@@ -419,7 +218,7 @@ class _Session:
             peer_port=int(peer[1]),
             started=iso_utc(dt.datetime.now(dt.timezone.utc)),
         )
-        self.chan = _Channel(reader, writer, listener.opts.options.timeout)
+        self.chan = Channel(reader, writer, listener.opts.options.timeout)
         self.writer = writer
 
     def ms(self) -> float:
@@ -451,7 +250,7 @@ class _Session:
         except asyncio.TimeoutError:
             self.note("!", f"session cut after {SESSION_LIMIT:.0f} s (mxlens listen's limit)")
             self.rec.outcome = "time limit"
-        except _Closed as exc:
+        except Closed as exc:
             self.note("!", str(exc))
             if self.rec.outcome == "open":
                 self.rec.outcome = "closed"
@@ -562,7 +361,7 @@ class _Session:
         started = self.ms()
         try:
             inbound, outbound = await self.chan.handshake(ctx)
-        except _Closed as exc:
+        except Closed as exc:
             self.rec.handshake_error = str(exc)
             self._offer_from(self.chan.inbound)
             self.note("TLS", f"handshake failed: {exc}")
