@@ -368,3 +368,35 @@ async def test_tls12_sender_names_its_group_and_suite(contoso: Pki) -> None:
     assert session.negotiated.cipher.startswith("ECDHE-") and session.negotiated.group
     assert session.offer is not None and session.offer.versions == ("TLSv1.2",)
     assert len(session.chain) == 2 and ids(session) == {}
+
+
+async def test_our_own_certificate_with_cert_and_key(contoso: Pki, tmp_path: Path) -> None:
+    """--cert/--key: the sender sees (and can verify) the certificate we were given."""
+    server = issue("mx.test.invalid", contoso.inter)
+    chain, key = contoso.client_files(server)
+    opts = ListenOptions(
+        port=0,
+        hostname="mx.test.invalid",
+        cert_file=chain,
+        key_file=key,
+        once=True,
+        options=Options(ca_file=str(contoso.roots), timeout=5),
+    )
+
+    def talk(port: int) -> str:
+        import smtplib
+
+        ctx = ssl.create_default_context(cafile=str(contoso.roots))
+        ctx.check_hostname = False  # smtplib would check 127.0.0.1; the chain is still verified
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="mail.contoso.test") as smtp:
+            smtp.starttls(context=ctx)
+            return str(smtp.noop()[0])
+
+    presented = None
+    reply: Any = None
+    async for event in listen(opts):
+        if isinstance(event, ListenReady):
+            presented = event.certificate
+            reply = asyncio.ensure_future(asyncio.to_thread(talk, event.port))
+    assert presented is not None and presented.common_name == "mx.test.invalid"
+    assert await reply == "250"  # the verifying client accepted our chain

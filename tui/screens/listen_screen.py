@@ -145,10 +145,13 @@ class ListenScreen(Screen[None]):
             async for event in listen(self.opts):
                 self._route(event)
         except CheckError as exc:
-            self.error = str(exc)
-            self.query_one("#listen-header", Static).update(
-                safe_text(f"cannot listen: {exc}", "bold red")
-            )
+            self._failed(f"cannot listen: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the screen says it; the app keeps running
+            self._failed(f"the listener stopped: {type(exc).__name__}: {exc}")
+
+    def _failed(self, text: str) -> None:
+        self.error = text
+        self.query_one("#listen-header", Static).update(safe_text(text, "bold red"))
 
     def _route(self, event: ListenReady | Event | ListenSessionDone) -> None:
         if isinstance(event, ListenReady):
