@@ -31,7 +31,7 @@ t0 = time.perf_counter()
 import asyncio, sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from probes.options import Options
+from probes.model.options import Options
 from tui.app import MxLensApp
 from tests.support.fake_stream import fake_diagnose
 

@@ -174,7 +174,7 @@ class Scenario:
     description: str
     expect: frozenset[str]
     breaks: str | None
-    options: dict[str, Any] = field(default_factory=dict)  # probes.options.Options fields
+    options: dict[str, Any] = field(default_factory=dict)  # probes.model.options.Options fields
     stage: Stage = Stage()
 
 

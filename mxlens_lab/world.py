@@ -15,6 +15,7 @@ that binds on all), because mxlens probes one --port for every MX.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import ipaddress
@@ -39,7 +40,7 @@ from .dns_server import DnsServer
 from .http_server import MtaStsServer, PkiHttpServer
 from .pki import CA, PKI, Issued
 from .scenarios import SCENARIOS, CertSpec, MxSpec, Scenario, find_scenario
-from .smtp_server import Behaviour, SmtpServer
+from .smtp_server import Behaviour, SmtpServer, server_context
 
 # Options the lab decides: where its resolver, servers and trust store are.
 LAB_OWNED = frozenset({"resolver", "port", "ca_file", "trust", "https_port", "implicit_tls"})
@@ -71,6 +72,7 @@ class HostPlan:
     spec: MxSpec
     issued: Issued | None = None
     server: SmtpServer | None = None
+    mx_name: str = ""  # the name the MX record gives (differs from host for a CNAME'd MX)
 
 
 class Lab:
@@ -98,6 +100,8 @@ class Lab:
         self.addresses: dict[str, str] = {}  # host name -> address, for every lab host
         self.started = False
         self._next_host = 0
+        self._cas: dict[str, CA] = {}  # scenario -> the intermediate that issues its leaves
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the servers run on
 
     # ---- public helpers -------------------------------------------------------------------
     def domain(self, name: str) -> str:
@@ -143,6 +147,75 @@ class Lab:
     def host_plans(self, scenario: str) -> list[HostPlan]:
         return [h for h in self.hosts if h.scenario == scenario]
 
+    def switch(
+        self,
+        scenario: str,
+        *,
+        cert: CertSpec | None = None,
+        server: dict[str, Any] | None = None,
+        new_ca: str | None = None,
+        label: str | None = None,
+    ) -> list[HostPlan]:
+        """Change a running scenario's SMTP servers, as a partner's admin would between two
+        checks: a new leaf issued from `cert` (by a new intermediate `new_ca` under the same
+        root when given, else by the scenario's own), and/or new Behaviour overrides `server`
+        (replacing the spec's). Only MX hosts with this `label` when given. Connections that
+        start after the call see the change; DNS (TLSA included) stays as built.
+
+        From another thread (a test driving a LabThread) the change is made on the lab's own
+        loop, and this call waits for it, so the servers never see a half-made change."""
+        if not self.started or self.pki is None:
+            raise RuntimeError("start the lab first")
+        loop = self._loop
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is not None and loop is not here and loop.is_running():
+            done: concurrent.futures.Future[list[HostPlan]] = concurrent.futures.Future()
+
+            def on_loop() -> None:
+                try:
+                    done.set_result(
+                        self.switch(scenario, cert=cert, server=server, new_ca=new_ca, label=label)
+                    )
+                except BaseException as exc:  # handed to the calling thread
+                    done.set_exception(exc)
+
+            loop.call_soon_threadsafe(on_loop)
+            return done.result(timeout=60)
+        plans = [
+            p
+            for p in self.host_plans(scenario)
+            if p.server is not None and (label is None or p.spec.label == label)
+        ]
+        if not plans:
+            raise KeyError(f"scenario {scenario!r} has no running SMTP server to switch")
+        ca = self._cas[scenario]
+        if new_ca is not None:
+            if new_ca not in self._cas:
+                parent = ca.parent if ca.parent is not None else self.root
+                self._cas[new_ca] = self.pki.intermediate(new_ca, parent)
+            ca = self._cas[new_ca]
+        d = to_ascii(self.scenarios[scenario].domain)
+        for plan in plans:
+            spec = plan.spec
+            if cert is not None:
+                spec = replace(spec, cert=cert)
+            if server is not None:
+                spec = replace(spec, server=dict(server))
+            plan.spec = spec
+            if cert is not None or new_ca is not None:
+                names = self._cert_names(spec.cert, d, plan.host, plan.mx_name or plan.host)
+                plan.issued = self._issue(self.pki, ca, spec.cert, names, d, ca.name)
+            behaviour = self._behaviour(plan)
+            assert plan.server is not None
+            # The context first: a session reads the behaviour when it starts and the context
+            # at STARTTLS, so a new session never pairs the old context with the new chain.
+            plan.server.context = server_context(behaviour)
+            plan.server.behaviour = behaviour
+        return plans
+
     def check_command(self, name: str) -> str:
         """The `mxlens check` command line that diagnoses scenario `name` in this lab."""
         s = self.scenarios[name]
@@ -180,6 +253,7 @@ class Lab:
         except BaseException:
             await self.stop()
             raise
+        self._loop = asyncio.get_running_loop()
         self.started = True
 
     async def stop(self) -> None:
@@ -288,6 +362,7 @@ class Lab:
             self.untrusted_root if any(m.cert.issuer == "untrusted" for m in st.mx) else self.root
         )
         ca = pki.intermediate(ca_name, ca_root)
+        self._cas[s.name] = ca
         assert self.http is not None
         for kind, mode in st.endpoints:
             prefix = {
@@ -311,6 +386,7 @@ class Lab:
             if st.mx_record == "ip":
                 mx_name = address
             mx_hosts.append(mx_name)
+            plan.mx_name = mx_name
             if st.mx_record in ("normal", "cname", "servfail"):
                 _add(records, d, "MX", f"{spec.preference} {mx_name}.")
             elif st.mx_record == "ip":

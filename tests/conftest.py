@@ -1,7 +1,14 @@
-"""Fixtures shared by the unit tests; the helpers they build on live in tests/support/."""
+"""Fixtures shared by the unit tests; the helpers they build on live in tests/support/.
+
+No test writes the user's own history database: $MXLENS_STATE_DIR points at a temporary
+directory for the whole session and at a fresh one for each test.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +18,31 @@ from tests.support.dns import DnsResponder
 from tests.support.http import Server, http_server
 from tests.support.pki import Issued, issue
 from tests.support.smtp import FakeSmtp, Peer, write_cert_files
+
+_SESSION_STATE: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Set before any test module is imported, because some build a child environment from
+    # os.environ at import time.
+    path = tempfile.mkdtemp(prefix="mxlens-test-state-")
+    _SESSION_STATE.append(path)
+    os.environ["MXLENS_STATE_DIR"] = path
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for path in _SESSION_STATE:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Each test records its checks under a $MXLENS_STATE_DIR of its own (in-process, and in
+    children that inherit the environment), so no test sees another's runs."""
+    path = tmp_path_factory.mktemp("state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MXLENS_STATE_DIR", str(path))
+        yield path
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ CHAIN = [der(LEAF), der(INTERMEDIATE), der(ROOT)]
 
 
 def association(cert: x509.Certificate, selector: int, mtype: int) -> str:
-    """Computed independently of probes.dane: SPKI through the key's own re-encoding."""
+    """Computed independently of probes.checks.dane: SPKI through the key's own re-encoding."""
     content = (
         der(cert)
         if selector == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,12 +51,13 @@ from .widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
     from mxlens_lab.world import Lab
+    from probes.history.diff import RunDiff
     from probes.interpret.explain import Explanation
 
 Source = Callable[[str, Options], AsyncIterator[Event]]
 PANE_COUNT = 5
 
-# The pane that shows the evidence of a finding-id prefix or of a walk step (probes.walk.STEPS);
+# The pane that shows the evidence of a finding-id prefix or of a walk step (probes.interpret.walk.STEPS);
 # everything else (dns, mtasts, tlsrpt, pool, the MX and address steps) is in pane 1.
 _PANE_OF: dict[str, int] = {
     "smtp": 2,
@@ -160,6 +162,7 @@ class MxLensApp(App[int]):
         keymap_path: Path | None = None,
         export_dir: Path | None = None,
         theme: str | None = None,
+        history: bool = True,
     ) -> None:
         # Textual picks its NO_COLOR filter in __init__, from the theme current then: with its
         # truecolour default that is a greyscale filter, which a 16-colour terminal renders as
@@ -188,6 +191,9 @@ class MxLensApp(App[int]):
         self.report: Report | None = None  # the run's events, for the walk, connectors, tickets
         self.connector: Any = None  # the ConnectorResult the user kept in the connector form
         self.walk_when_done = False
+        self.history = history  # record finished runs (--no-history: False)
+        self.changes: RunDiff | None = None  # what changed since the last recorded check
+        self._started: datetime | None = None
         if "NO_COLOR" in os.environ:
             self.add_class("-no-color")  # app.tcss marks cursors in reverse instead
 
@@ -333,6 +339,8 @@ class MxLensApp(App[int]):
         self.selected = None
         self.report = Report(target, self.options)
         self.connector = None
+        self.changes = None
+        self._started = datetime.now(timezone.utc)
         for n in range(1, PANE_COUNT + 1):
             self.pane(n).reset()
         self.domain_pane.start(target)
@@ -408,11 +416,57 @@ class MxLensApp(App[int]):
             self.cancelled = True
             self.domain_pane.mark_cancelled()
         self.transcript_pane.run_ended(self.cancelled)
+        if self.history and self.finished is not None and not self.cancelled and not self.error:
+            self._record(message.run)
         self._render_bar()
         self.refresh_bindings()
         if self.walk_when_done and self.finished is not None:
             self.walk_when_done = False  # `mxlens demo --walk`: once, on the first finished run
             self.action_walk()
+
+    # ------------------------------------------------------------------ history
+
+    def _record(self, run: int) -> None:
+        """Record the finished run in the history, off the UI thread (another mxlens may hold
+        the database for a moment), then mark what changed since the last check."""
+        report, started = self.report, self._started
+        if report is None or started is None:
+            return
+
+        async def record() -> None:
+            from probes.history.record import record_report
+
+            result = await asyncio.to_thread(record_report, report, started, source="ui")
+            if run != self.run_id or not self._panes_alive():
+                return
+            for line in result.notices:
+                self.notify(visible(line), title="History", severity="warning", markup=False)
+            if result.run_id is None:
+                self.notify(
+                    visible(f"This check was not recorded in the history: {result.error}"),
+                    title="History",
+                    severity="warning",
+                    markup=False,
+                )
+                return
+            self.changes = result.diff
+            for pane in (self.domain_pane, self.chain_pane, self.findings_bar):
+                pane.mark_changes(result.diff)
+
+        self.run_worker(record(), group="history", exit_on_error=False)
+
+    def action_history(self) -> None:
+        """Two recorded runs of this domain side by side, and what changed between them."""
+        from .screens.history_screen import HistoryScreen
+
+        if not self.target:
+            self.notify(
+                f"Check a domain first ({display_key(keys_for('new_target', self.keymap))}).",
+                markup=False,
+            )
+            return
+        domain = self.report.target_ascii if self.report and self.report.target_ascii else None
+        self.push_screen(HistoryScreen(domain or self.target))
 
     # ------------------------------------------------------------------ selection
 
@@ -750,7 +804,7 @@ class MxLensApp(App[int]):
         report = self._finished_report("The ticket report")
         if report is None:
             return
-        text = ticket_markdown(report, connector=self.connector)
+        text = ticket_markdown(report, connector=self.connector, changes=self.changes)
         self.copy_to_clipboard(text)
         path = ticket_path(report.target, "md", self._export_dir or export_dir())
         try:
@@ -771,9 +825,16 @@ class MxLensApp(App[int]):
         )
 
 
-def run_app(target: str | None, options: Options, *, lab: bool = False, walk: bool = False) -> int:
+def run_app(
+    target: str | None,
+    options: Options,
+    *,
+    lab: bool = False,
+    walk: bool = False,
+    history: bool = True,
+) -> int:
     """Create and run the UI; returns the app's exit code (0 unless something failed)."""
-    app = MxLensApp(target, options, lab=lab)
+    app = MxLensApp(target, options, lab=lab, history=history)
     app.walk_when_done = walk
     result = app.run()
     return int(result or 0) if app.return_code is None else app.return_code

@@ -15,13 +15,24 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from probes.model.errors import CheckError
 from probes.model.options import POLICIES, MxOverride, Options
 
+if TYPE_CHECKING:
+    from probes.history.diff import RunDiff
+
 EXIT_BAD_INPUT = 3
-COMMANDS = ("check", "lab", "demo", "explain", "listen", "cert")
+COMMANDS = ("check", "lab", "demo", "explain", "history", "diff", "watch", "listen", "cert")
+# Commands whose parser and handler live in their own module (tui/commands/).
+_COMMAND_MODULES = {
+    "history": "tui.commands.history",
+    "diff": "tui.commands.diff",
+    "watch": "tui.commands.watch",
+    "listen": "tui.commands.listen",
+    "cert": "tui.commands.cert",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,6 +151,13 @@ def _parser_for(command: str) -> _Parser:
             "add the step-by-step walk-through (JSON keys walk, first_failure; text: before the report)",
         )
         _add_report_options(p)
+        from tui.commands.recording import add_history_option
+
+        add_history_option(p)
+    elif command in _COMMAND_MODULES:
+        import importlib
+
+        p = importlib.import_module(_COMMAND_MODULES[command]).parser(_Parser, _add_probe_options)
     elif command == "lab":
         p = _Parser(
             prog="mxlens lab",
@@ -159,6 +177,9 @@ def _parser_for(command: str) -> _Parser:
         )
         _add_probe_options(p)
         _add_walk_option(p, "open the walk-through when the diagnosis ends")
+        from tui.commands.recording import add_history_option
+
+        add_history_option(p)
     elif command == "explain":
         p = _Parser(
             prog="mxlens explain",
@@ -174,15 +195,22 @@ def _parser_for(command: str) -> _Parser:
         )
         p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
         _add_probe_options(p)
+        from tui.commands.recording import add_history_option
+
+        add_history_option(p)
     else:
         p = _Parser(
             prog="mxlens",
             description="Find out why mail to a domain fails over TLS. Commands: check, explain, "
-            "listen, cert, lab, demo; without a command, open the terminal UI.",
+            "history, diff, watch, listen, cert, "
+            "lab, demo; without a command, open the terminal UI.",
         )
         p.add_argument("domain", nargs="?", metavar="DOMAIN")
         _add_probe_options(p)
         _add_walk_option(p, "open the walk-through when the diagnosis ends")
+        from tui.commands.recording import add_history_option
+
+        add_history_option(p)
     return p
 
 
@@ -360,13 +388,22 @@ async def _check(
                 use_lab=False,
                 extras=extras,
             )
+    from datetime import datetime, timezone
+
+    started = datetime.now(timezone.utc)
     report = Report(domain, options)
     async for event in diagnose(domain, options):
         report.add(event)
+    changes = None
+    if extras is None or not extras.no_history:
+        from tui.commands.recording import record_check
+
+        # Recorded before the extras: the ticket says what changed since the last check.
+        changes = record_check(report, started).diff
     if extras is not None and (
         extras.walk or extras.connector or extras.ticket or extras.ticket_to
     ):
-        return _check_extras(report, extras, as_json=as_json)
+        return _check_extras(report, extras, as_json=as_json, changes=changes)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
@@ -374,7 +411,9 @@ async def _check(
     return report.exit_code()
 
 
-def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
+def _check_extras(
+    report: Any, ns: argparse.Namespace, *, as_json: bool, changes: RunDiff | None = None
+) -> int:
     """--walk, --connector and --ticket: the walk-through, a connector's verdict, a ticket file."""
     from probes.interpret.connectors import judge
     from probes.interpret.ticket import render, save_ticket, ticket_path
@@ -412,7 +451,7 @@ def _check_extras(report: Any, ns: argparse.Namespace, *, as_json: bool) -> int:
         )
         path = Path(ns.ticket_to) if ns.ticket_to else ticket_path(report.target, fmt)
         try:
-            save_ticket(render(report, fmt, walk, result), path)
+            save_ticket(render(report, fmt, walk, result, changes), path)
         except OSError as exc:
             raise CheckError(f"cannot write the ticket report {path}: {exc.strerror}") from None
         sys.stderr.write(f"mxlens: ticket report saved to {path}\n")
@@ -453,6 +492,9 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
         else:
             sys.stdout.write(to_text(expl))
         check_options(expl, options)  # raises the one-line CheckError (exit 3)
+    from datetime import datetime, timezone
+
+    started = datetime.now(timezone.utc)
     if ns.lab:
         from mxlens_lab.scenarios import find_scenario
         from mxlens_lab.world import Lab
@@ -467,6 +509,10 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
             doc, code = await run_check(expl, options)
     else:
         doc, code = await run_check(expl, options)
+    if not ns.no_history:
+        from tui.commands.recording import record_check_document
+
+        record_check_document(doc["check"], options, started, source="explain")
     if ns.json:
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     else:
@@ -502,16 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = args[0] if args and args[0] in COMMANDS else ""
     rest = args[1:] if command else args
+    parser = _parser_for(command)
     try:
-        if command == "listen":
-            from tui.commands.listen import run_listen
-
-            return run_listen(rest)
-        if command == "cert":
-            from tui.commands.cert import run_cert
-
-            return run_cert(rest)
-        parser = _parser_for(command)
         ns = parser.parse_args(rest)
         given = _given_fields(parser, rest)
 
@@ -523,6 +561,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(
                 _check(ns.domain, options, as_json=ns.json, use_lab=ns.lab, extras=ns)
             )
+        if command in _COMMAND_MODULES:
+            import importlib
+
+            handler = importlib.import_module(_COMMAND_MODULES[command])
+            return int(handler.run(ns, options_from_args))
         if command == "lab":
             return _run_lab(ns.scenario)
         if command == "explain":
@@ -534,8 +577,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mxlens_lab.world import refuse_lab_owned
 
             refuse_lab_owned(options)
-            return run_app(ns.domain, options, lab=True, walk=ns.walk) or 0
-        return run_app(ns.domain, options, lab=False, walk=ns.walk) or 0
+            return (
+                run_app(ns.domain, options, lab=True, walk=ns.walk, history=not ns.no_history) or 0
+            )
+        return run_app(ns.domain, options, lab=False, walk=ns.walk, history=not ns.no_history) or 0
     except CheckError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:

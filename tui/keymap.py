@@ -86,6 +86,14 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Copy the walk-through and findings as Markdown (OSC 52) and save them to a file.",
     ),
     ActionSpec(
+        "history",
+        "h",
+        "history",
+        "History",
+        "History: this domain's last two recorded checks side by side, and what changed.",
+        show=False,
+    ),
+    ActionSpec(
         "explain",
         "x",
         "explain",

@@ -2,7 +2,7 @@
 
 Everything that came from the network (banners, EHLO lines, certificate fields, URLs, HTTP
 bodies, error strings that quote them) becomes a `rich.text.Text` through `safe_text()`:
-control characters are made visible first (`probes.safetext.visible`), and a `Text` is never
+control characters are made visible first (`probes.model.safetext.visible`), and a `Text` is never
 parsed as markup, so "[bold]" stays literal and ESC cannot reach the terminal. Textual parses
 plain strings given to Tree labels, DataTable cells and OptionList prompts as markup, which is
 why widgets must only ever be handed the `Text` this module returns.

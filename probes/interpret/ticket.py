@@ -15,12 +15,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from probes.history.diff import short_time
 from probes.interpret.walk import Walk, build_walk, walk_text
 from probes.model.findings import exit_code, sort_findings
 from probes.model.safetext import visible
 from probes.report import VERDICT_TEXT, Report
 
 if TYPE_CHECKING:
+    from probes.history.diff import RunDiff
     from probes.interpret.connectors import ConnectorResult
 
 Format = Literal["md", "text"]
@@ -51,10 +53,24 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def changes_lines(changes: RunDiff | None) -> list[str]:
+    """ "since 2026-11-28 14:02 UTC: leaf issuer changed from ... to ..." per change, visible-safe;
+    [] when there is no earlier run to compare with."""
+    if changes is None:
+        return []
+    since = short_time(changes.a.started)
+    if not changes.changes:
+        return [f"no change since {since} (run {changes.a.id})"]
+    return [f"since {since}: {c.text()} ({visible(c.where)})" for c in changes.changes]
+
+
 def ticket_markdown(
-    report: Report, walk: Walk | None = None, connector: ConnectorResult | None = None
+    report: Report,
+    walk: Walk | None = None,
+    connector: ConnectorResult | None = None,
+    changes: RunDiff | None = None,
 ) -> str:
-    """The ticket report in Markdown."""
+    """The ticket report in Markdown; `changes`: what changed since the last recorded check."""
     walk = walk or (connector.walk if connector else build_walk(report))
     findings = list(connector.findings) if connector else report.findings
     out = [f"# Mail to {md(report.target)}: {VERDICT_TEXT[exit_code(findings)]}", ""]
@@ -75,6 +91,11 @@ def ticket_markdown(
         out.append("")
     out.append(md(walk.verdict))
     out.append("")
+    if changes is not None:
+        out.append("## Changes since the last check")
+        out.append("")
+        out.extend(f"- {md(line)}" for line in changes_lines(changes))
+        out.append("")
     out.append("## Walk-through")
     out.append("")
     out.append("| # | Step | Result | Findings | Evidence |")
@@ -130,7 +151,10 @@ def ticket_markdown(
 
 
 def ticket_text(
-    report: Report, walk: Walk | None = None, connector: ConnectorResult | None = None
+    report: Report,
+    walk: Walk | None = None,
+    connector: ConnectorResult | None = None,
+    changes: RunDiff | None = None,
 ) -> str:
     """The ticket report as plain text (terminal-safe)."""
     walk = walk or (connector.walk if connector else build_walk(report))
@@ -139,6 +163,9 @@ def ticket_text(
         parts.append(
             f"Connector {connector.profile.name} ({connector.profile.title}): {visible(connector.verdict)}"
         )
+    if changes is not None:
+        parts.append("Changes since the last check:")
+        parts.extend(f"  {line}" for line in changes_lines(changes))
     parts.append("")
     parts.append(walk_text(walk))
     parts.append(report.to_text())
@@ -186,12 +213,16 @@ def ticket_path(target: str, fmt: Format, directory: Path | None = None) -> Path
 
 
 def render(
-    report: Report, fmt: Format, walk: Walk | None = None, connector: ConnectorResult | None = None
+    report: Report,
+    fmt: Format,
+    walk: Walk | None = None,
+    connector: ConnectorResult | None = None,
+    changes: RunDiff | None = None,
 ) -> str:
     return (
-        ticket_markdown(report, walk, connector)
+        ticket_markdown(report, walk, connector, changes)
         if fmt == "md"
-        else ticket_text(report, walk, connector)
+        else ticket_text(report, walk, connector, changes)
     )
 
 

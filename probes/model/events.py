@@ -6,7 +6,7 @@ plain data: no sockets, no callbacks, nothing a front end has to know about the 
 
 Strings that came from the network (banners, EHLO lines, certificate fields, URLs, HTTP bodies)
 are kept exactly as received (decoded with replacement characters where they were not valid
-UTF-8). Front ends must pass them through `probes.safetext.visible()` before showing them.
+UTF-8). Front ends must pass them through `probes.model.safetext.visible()` before showing them.
 """
 
 from __future__ import annotations

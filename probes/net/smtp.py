@@ -461,7 +461,7 @@ class SmtpConnection:
         proto = _LineProtocol(self.transcript.t_ms)
         reason = ""
         try:
-            # Numeric host only: every name lookup goes through probes.dns.Resolver.
+            # Numeric host only: every name lookup goes through probes.net.dns.Resolver.
             transport, _ = await asyncio.wait_for(
                 loop.create_connection(
                     lambda: proto, self.address, self.port, flags=socket.AI_NUMERICHOST

@@ -11,6 +11,8 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from probes.model.errors import CheckError
 from probes.model.findings import sort_findings
@@ -24,12 +26,16 @@ from probes.ownside.certfile import (
     read_cert_file,
 )
 from probes.ownside.report import package_version
-from tui.cli import _Parser, _positive_float
+from tui.cli import _positive_float
 from tui.commands.ownside_args import add_trust_options, receiver_from
 
 
-def build_parser() -> _Parser:
-    p = _Parser(
+def parser(
+    parser_class: type[argparse.ArgumentParser], add_probe_options: Callable[..., None]
+) -> argparse.ArgumentParser:
+    """The parser of `mxlens cert` (tui/cli.py's registry); probe options are not ours."""
+    del add_probe_options
+    p = parser_class(
         prog="mxlens cert",
         description="Check a certificate file before it is installed or named in a connector: "
         "key match, chain completeness, trust, dates, names, key and signature strength, EKU "
@@ -122,10 +128,11 @@ def report_text(report: CertReport) -> str:
     return "\n".join(out) + "\n"
 
 
-def run_cert(args: list[str]) -> int:
+def run(ns: argparse.Namespace, options_from_args: Callable[..., Any]) -> int:
+    """`mxlens cert FILE`; its options are its own, not the probe options of check."""
     from probes.net.dns import parse_resolver
 
-    ns = build_parser().parse_args(args)
+    del options_from_args
     if ns.ca_file is not None and not os.path.isfile(ns.ca_file):
         raise CheckError(f"cannot read --ca-file {ns.ca_file}: no such file")
     options = Options(

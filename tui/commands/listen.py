@@ -14,6 +14,8 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from probes.model.errors import CheckError
 from probes.model.findings import sort_findings
@@ -21,12 +23,16 @@ from probes.model.options import Options
 from probes.model.safetext import visible
 from probes.ownside.listener import ListenOptions, ListenReady, ListenSession, ListenSessionDone
 from probes.ownside.report import package_version
-from tui.cli import _Parser, _port, _positive_float
+from tui.cli import _port, _positive_float
 from tui.commands.ownside_args import add_trust_options, receiver_from
 
 
-def build_parser() -> _Parser:
-    p = _Parser(
+def parser(
+    parser_class: type[argparse.ArgumentParser], add_probe_options: Callable[..., None]
+) -> argparse.ArgumentParser:
+    """The parser of `mxlens listen` (tui/cli.py's registry); probe options are not ours."""
+    del add_probe_options
+    p = parser_class(
         prog="mxlens listen",
         description="Receive test mail from your own sending server over STARTTLS, ask for its "
         "client certificate and judge it as an inbound connector would. Messages are discarded.",
@@ -159,8 +165,9 @@ async def _serve(opts: ListenOptions, as_json: bool, codes: list[int]) -> int:
     return codes[-1] if codes else 0
 
 
-def run_listen(args: list[str]) -> int:
-    ns = build_parser().parse_args(args)
+def run(ns: argparse.Namespace, options_from_args: Callable[..., Any]) -> int:
+    """`mxlens listen`; its options are its own, not the probe options of check."""
+    del options_from_args
     opts = options_from(ns)
     codes: list[int] = []
     try:

@@ -15,6 +15,7 @@ from textual.widget import Widget
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
+from probes.history.diff import RunDiff, short_time
 from probes.model.events import (
     CertInfo,
     ChainLink,
@@ -28,6 +29,7 @@ from probes.model.events import (
 from probes.model.findings import SEVERITY_ORDER
 from probes.report import trust_summary
 
+from .. import change_marks
 from ..safe import join, mark, safe_text
 from . import AddrKey, Pane, key_of
 
@@ -98,6 +100,12 @@ class ChainPane(Pane):
         self.current = 0
         self.finished = False
         self._cert_nodes: list[TreeNode[int]] = []
+        self._changes: RunDiff | None = None  # since the last recorded check
+        self._redraw()
+
+    def mark_changes(self, diff: RunDiff | None) -> None:
+        """Mark the leaf when it changed since the last recorded check of this domain."""
+        self._changes = diff
         self._redraw()
 
     def path(self, key: AddrKey | None) -> list[ChainLink]:
@@ -208,6 +216,14 @@ class ChainPane(Pane):
                     Text(f"[{link.source}]", "dim" if link.source == "sent" else "yellow"),
                     safe_text(link.cert.common_name or link.cert.subject, "bold" if i == 0 else ""),
                 )
+                if i == 0 and self.selected is not None:
+                    changed = change_marks.tag(
+                        c
+                        for c in change_marks.of_address(self._changes, *self.selected)
+                        if c.kind.startswith("cert.")
+                    )
+                    if changed is not None:
+                        label = join(label, changed)
                 parent = parent.add(label, i, expand=True)
                 self._cert_nodes.append(parent)
             tree.root.expand()
@@ -250,6 +266,11 @@ class ChainPane(Pane):
             out.append("\n")
         else:
             out.append(Text("no failed checks on this certificate\n\n", "dim"))
+        if self.current == 0 and self.selected is not None and self._changes is not None:
+            since = short_time(self._changes.a.started)
+            for change in change_marks.of_address(self._changes, *self.selected):
+                if change.kind.startswith("cert."):
+                    row("Changed", Text(f"since {since}: {change.text()}", change_marks.STYLE))
         row("Subject", safe_text(c.subject))
         row("SAN", safe_text(", ".join(c.san)) if c.san else Text("(none: CN only)", "yellow"))
         if self.current == 0 and self.selected in self.validated:

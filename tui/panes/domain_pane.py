@@ -16,6 +16,7 @@ from textual.widget import Widget
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from probes.history.diff import Change, RunDiff
 from probes.model.events import (
     AddressesResolved,
     DaneChecked,
@@ -34,6 +35,7 @@ from probes.model.events import (
 from probes.model.findings import SEVERITY_ORDER
 from probes.model.names import mx_matches
 
+from .. import change_marks
 from ..safe import join, mark, safe_text
 from . import AddrKey, Pane
 
@@ -93,11 +95,19 @@ class DomainPane(Pane):
         self.cancelled = False
         self._host_nodes: dict[str, TreeNode[tuple[str, object]]] = {}
         self._addr_nodes: dict[AddrKey, TreeNode[tuple[str, object]]] = {}
+        self._changes: RunDiff | None = None  # since the last recorded check
         tree = self.domain_tree
         tree.clear()
         tree.root.set_label(Text("(no domain yet: press / to enter one)"))
         tree.root.expand()
         self._policy_node = tree.root.add(Text("Policies"), ("policy", ""), expand=True)
+        self._render_policies()
+
+    def mark_changes(self, diff: RunDiff | None) -> None:
+        """Show what changed since the last recorded check of this domain."""
+        self._changes = diff
+        self._relabel_all()
+        self._render_root()
         self._render_policies()
 
     def start(self, target: str) -> None:
@@ -258,6 +268,9 @@ class DomainPane(Pane):
                 parts.append(safe_text(f"could not check: {self.finished.error}", "bold red"))
             else:
                 parts.append(Text(f"done in {self.finished.elapsed_ms / 1000:.1f} s", "dim"))
+        note = change_marks.summary(self._changes)
+        if note is not None:
+            parts.append(note)
         self.domain_tree.root.set_label(join(*parts))
 
     def _host_node(self, host: str) -> TreeNode[tuple[str, object]]:
@@ -291,6 +304,9 @@ class DomainPane(Pane):
         if cname:
             # an MX target must not be an alias (RFC 2181 10.3): dns.mx_is_cname grades it
             parts.append(join(Text("CNAME", "yellow"), Text("->", "dim"), safe_text(cname)))
+        changed = change_marks.tag(change_marks.of_host(self._changes, host))
+        if changed is not None:
+            parts.append(changed)
         return join(*parts)
 
     def _addr_label(self, key: AddrKey) -> Text:
@@ -308,6 +324,9 @@ class DomainPane(Pane):
                 else Text("(does not resolve back)", "yellow")
             )
             parts.extend([Text("PTR", "dim"), names, confirm])
+        changed = change_marks.tag(change_marks.of_address(self._changes, *key))
+        if changed is not None:
+            parts.append(changed)
         return join(*parts)
 
     def _relabel(self, key: AddrKey) -> None:
@@ -342,7 +361,10 @@ class DomainPane(Pane):
     def _render_policies(self) -> None:
         node = self._policy_node
         node.remove_children()
-        node.add_leaf(self._mtasts_label(), ("policy", "mta-sts"))
+        node.add_leaf(
+            _with_tag(self._mtasts_label(), change_marks.of_kind(self._changes, "mta_sts.")),
+            ("policy", "mta-sts"),
+        )
         if self.mtasts is not None and self.mtasts.mode and self.hosts:
             for h in self.hosts:
                 covered = any(mx_matches(p, h.host) for p in self.mtasts.mx_patterns)
@@ -356,7 +378,10 @@ class DomainPane(Pane):
                     ),
                     ("policy", "mta-sts"),
                 )
-        node.add_leaf(self._tlsrpt_label(), ("policy", "tls-rpt"))
+        node.add_leaf(
+            _with_tag(self._tlsrpt_label(), change_marks.of_kind(self._changes, "tls_rpt.")),
+            ("policy", "tls-rpt"),
+        )
         node.add_leaf(self._dnssec_label(), ("policy", "dnssec"))
         for h in self.hosts:
             node.add_leaf(self._dane_label(h.host), ("policy", "dane"))
@@ -438,3 +463,8 @@ class DomainPane(Pane):
         elif d.authenticated and d.usable:
             parts.append(Text("no match", _DETAIL_STYLE.get(sev, "")))
         return join(mark(sev), *parts)
+
+
+def _with_tag(label: Text, changes: list[Change]) -> Text:
+    changed = change_marks.tag(changes)
+    return label if changed is None else join(label, changed)

@@ -10,9 +10,11 @@ from textual.widget import Widget
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from probes.history.diff import RunDiff
 from probes.model.events import DiagnosisFinished, Event, Finding, FindingRaised
 from probes.model.findings import SEVERITY_ORDER
 
+from .. import change_marks
 from ..safe import join, mark, safe_text
 from . import Pane
 
@@ -54,6 +56,7 @@ class FindingsBar(Pane):
         # findings sorted in above it move its row).
         self._chosen: Finding | None = None
         self._placed: int | None = None  # the row this widget last highlighted itself
+        self._changes: RunDiff | None = None  # since the last recorded check
         self.olist.clear_options()
         self._detail(None)
 
@@ -90,6 +93,34 @@ class FindingsBar(Pane):
         lst.highlighted = self._placed
         self._detail(self._highlighted())
 
+    def mark_changes(self, diff: RunDiff | None) -> None:
+        """Mark findings that are new or re-graded since the last recorded check, and list
+        the ones that are gone below the others (rows that cannot be chosen)."""
+        self._changes = diff
+        if not self.findings and (diff is None or not change_marks.of_kind(diff, "finding.")):
+            return  # the "No findings" row stays as it is
+        lst = self.olist
+        keep = lst.highlighted
+        lst.clear_options()
+        lst.add_options(Option(self._prompt(f)) for f in self.findings)
+        if not self.findings:
+            lst.add_option(Option(Text("No findings now.", "dim"), disabled=True))
+        for c in change_marks.of_kind(diff, "finding.removed"):
+            lst.add_option(
+                Option(
+                    join(
+                        Text("GONE", change_marks.STYLE),
+                        Text(c.finding or "", "dim"),
+                        safe_text(c.where, "dim"),
+                        Text(f"(was {c.before})", "dim"),
+                    ),
+                    disabled=True,
+                )
+            )
+        if self.findings:
+            lst.highlighted = keep if keep is not None and keep < len(self.findings) else 0
+            self._placed = lst.highlighted
+
     def select(self, finding: Finding) -> None:
         if finding in self.findings:
             self._chosen = finding
@@ -102,12 +133,15 @@ class FindingsBar(Pane):
         return self.findings[index]
 
     def _prompt(self, f: Finding) -> Text:
-        return join(
-            mark(f.severity),
-            Text(f.id, "bold"),
-            safe_text(str(f.where), "dim"),
-            safe_text(f.summary),
-        )
+        parts: list[Text | str] = [mark(f.severity)]
+        for c in change_marks.of_kind(self._changes, "finding."):
+            if c.finding == f.id and c.where == str(f.where):
+                if c.kind == "finding.added":
+                    parts.append(Text("NEW", change_marks.STYLE))
+                elif c.kind == "finding.regraded":
+                    parts.append(Text(f"was {c.before}", change_marks.STYLE))
+        parts += [Text(f.id, "bold"), safe_text(str(f.where), "dim"), safe_text(f.summary)]
+        return join(*parts)
 
     def _detail(self, f: Finding | None) -> None:
         detail = self.query_one("#findings-detail", Static)

@@ -1,6 +1,6 @@
 """The connector form ("o"): pick a sender/connector profile, optionally a TlsDomain, and see
 at once whether it would deliver. Nothing is probed again: the finished report is re-graded
-(probes.connectors.judge), so moving through the profiles is instant.
+(probes.interpret.connectors.judge), so moving through the profiles is instant.
 
 Up/down choose the profile, Tab goes to the TlsDomain box, Enter closes the form and keeps
 the verdict (the ticket report "m" then includes it), Escape or ctrl+g closes without keeping it.

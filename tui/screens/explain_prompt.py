@@ -2,7 +2,7 @@
 start the check of what it names: the recipient domain, through the host the bounce names
 (as `mxlens explain --run` does).
 
-Decoding is pure and fast (probes.explain), so it runs on every change of the text. The
+Decoding is pure and fast (probes.interpret.explain), so it runs on every change of the text. The
 pasted text is hostile like network text: the decoding shown is built by `explain.to_text`,
 which passes every extracted string through `safetext.visible()`, and is rendered as a
 `rich.text.Text`, never as markup.
@@ -52,7 +52,7 @@ def decoded(text: str, width: int = 76, console: Console | None = None) -> Text:
 
 class ExplainPrompt(ModalScreen[Explanation | None]):
     """Returns the Explanation to check (it names a domain or host), or None when the user
-    closed the prompt. The app turns it into a check with `probes.explain.check_options`."""
+    closed the prompt. The app turns it into a check with `probes.interpret.explain.check_options`."""
 
     # Full screen up to 120x40, so at 80x24 the app's key bar (whose keys would type into
     # the text box here) is covered and the decoding gets every spare row. The key line at
