@@ -15,13 +15,3 @@ def cert_json(cert: CertInfo, source: str) -> dict[str, Any]:
 
 def finding_json(finding: Finding) -> dict[str, Any]:
     return _finding_json(finding)
-
-
-def package_version() -> str:
-    """The installed mxlens version, as `mxlens --version` prints it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("mxlens")
-    except PackageNotFoundError:
-        return "0+unknown"

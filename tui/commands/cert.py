@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from probes.history.store import mxlens_version
 from probes.model.errors import CheckError
 from probes.model.findings import sort_findings
 from probes.model.options import Options
@@ -25,7 +26,6 @@ from probes.ownside.certfile import (
     check_cert_file,
     read_cert_file,
 )
-from probes.ownside.report import package_version
 from tui.cli import _positive_float
 from tui.commands.ownside_args import add_trust_options, receiver_from
 
@@ -150,7 +150,7 @@ def run(ns: argparse.Namespace, options_from_args: Callable[..., Any]) -> int:
     )
     if ns.json:
         sys.stdout.write(
-            json.dumps(report.to_json(package_version()), indent=2, ensure_ascii=False) + "\n"
+            json.dumps(report.to_json(mxlens_version()), indent=2, ensure_ascii=False) + "\n"
         )
     else:
         sys.stdout.write(report_text(report))

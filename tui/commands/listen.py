@@ -17,12 +17,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from probes.history.store import mxlens_version
 from probes.model.errors import CheckError
 from probes.model.findings import sort_findings
 from probes.model.options import Options
 from probes.model.safetext import visible
 from probes.ownside.listener import ListenOptions, ListenReady, ListenSession, ListenSessionDone
-from probes.ownside.report import package_version
 from tui.cli import _port, _positive_float
 from tui.commands.ownside_args import add_trust_options, receiver_from
 
@@ -138,7 +138,7 @@ def session_text(session: ListenSession) -> str:
 async def _serve(opts: ListenOptions, as_json: bool, codes: list[int]) -> int:
     from probes.ownside.listener import listen
 
-    version = package_version()
+    version = mxlens_version()
     async for event in listen(opts):
         if isinstance(event, ListenReady):
             sys.stderr.write(
