@@ -92,6 +92,7 @@ NOT_STAGED: dict[str, str] = {
             "listen.no_tls",
             "listen.no_client_cert",
             "listen.sender_name_mismatch",
+            "listen.not_accepted_domain",
             "listen.handshake_failed",
             "cert.not_client_auth",
             "cert.key_mismatch",

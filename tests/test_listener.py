@@ -46,12 +46,14 @@ async def one_session(
     tls: bool = True,
     connector: str | None = None,
     expect: str | None = None,
+    accepted: tuple[str, ...] = (),
 ) -> tuple[ListenSession, str]:
     opts = ListenOptions(
         port=0,
         hostname="mx.test.invalid",
         once=True,
         receiver=RECEIVERS[connector] if connector else None,
+        accepted_domains=accepted,
         options=Options(ca_file=str(contoso.roots), expect_name=expect, timeout=10),
     )
     reply: asyncio.Future[str] | None = None
@@ -227,6 +229,8 @@ def test_cli_once_json_names_the_certificate(contoso: Pki, tmp_path: Path) -> No
         (["--address", "nowhere"], "bad --address"),
         (["--connector", "exo-inbound-certificate"], "needs --expect-name"),
         (["--connector", "nope"], "unknown connector"),
+        (["--connector", "exo-inbound-onpremises"], "needs --accepted-domain"),
+        (["--accepted-domain", "bad domain"], "bad --accepted-domain"),
         (["--cert", "/nonexistent.pem"], "--cert and --key go together"),
     ],
 )
@@ -400,3 +404,26 @@ async def test_our_own_certificate_with_cert_and_key(contoso: Pki, tmp_path: Pat
             reply = asyncio.ensure_future(asyncio.to_thread(talk, event.port))
     assert presented is not None and presented.common_name == "mx.test.invalid"
     assert await reply == "250"  # the verifying client accepted our chain
+
+
+async def test_onpremises_connector_wants_an_accepted_domain(contoso: Pki) -> None:
+    """The 2023-11 rule: the certificate's or the MAIL FROM domain must be accepted."""
+    leaf = issue("relay.fabrikam.test", contoso.inter, eku=BOTH)
+    files = contoso.client_files(leaf)
+    onprem = "exo-inbound-onpremises"
+    # MAIL FROM postmaster@contoso.test: accepted, whatever the certificate says.
+    session, _ = await one_session(
+        contoso, files=files, connector=onprem, accepted=("contoso.test",)
+    )
+    assert ids(session) == {}
+    # The certificate's domain: relay.fabrikam.test is below fabrikam.test.
+    session, _ = await one_session(
+        contoso, files=files, connector=onprem, accepted=("fabrikam.test",)
+    )
+    assert ids(session) == {}
+    session, _ = await one_session(
+        contoso, files=files, connector=onprem, accepted=("northwind.test",)
+    )
+    assert ids(session) == {"listen.not_accepted_domain": "error"}
+    summary = session.findings[0].summary
+    assert "relay.fabrikam.test" in summary and "postmaster@contoso.test" in summary

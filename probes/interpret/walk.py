@@ -110,6 +110,7 @@ STEP_OF: dict[str, str] = {
     "listen.handshake_failed": "handshake",
     "listen.no_client_cert": "chain_trusted",
     "listen.sender_name_mismatch": "name_match",
+    "listen.not_accepted_domain": "name_match",
     "cert.name_mismatch": "name_match",
     "cert.expected_name_mismatch": "name_match",
     "cert.no_san": "name_match",

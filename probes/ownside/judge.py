@@ -38,6 +38,7 @@ class ReceiverProfile:
     refuses: frozenset[str]
     source: str
     needs_name: bool = False
+    needs_accepted: bool = False  # judged against the tenant's accepted domains
 
 
 RECEIVERS: dict[str, ReceiverProfile] = {
@@ -63,6 +64,22 @@ RECEIVERS: dict[str, ReceiverProfile] = {
             ),
             f"TLS, and a client certificate from a trusted public CA, sent with its intermediates, in date, carrying TlsSenderCertificateName (wildcards allowed). {_EXO}",
             needs_name=True,
+        ),
+        ReceiverProfile(
+            "exo-inbound-onpremises",
+            "Exchange Online inbound connector from your own servers (OnPremises, hybrid)",
+            frozenset(
+                {
+                    "listen.no_tls",
+                    "listen.handshake_failed",
+                    "listen.no_client_cert",
+                    "listen.sender_name_mismatch",
+                    "listen.not_accepted_domain",
+                    *_CHAIN,
+                }
+            ),
+            f"A certificate from a trusted third-party CA; since 2023-11-01 relay only when the certificate's domain (CN or SAN) or the MAIL FROM domain is an accepted domain. {_EXO}",
+            needs_accepted=True,
         ),
         ReceiverProfile(
             "postfix-ask-ccert",

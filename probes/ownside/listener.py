@@ -74,6 +74,8 @@ class ListenOptions:
     key_file: str | None = None
     once: bool = False
     receiver: ReceiverProfile | None = None
+    # The tenant's accepted domains (--accepted-domain), for the OnPremises connector rule.
+    accepted_domains: tuple[str, ...] = ()
     # Options carries the trust store (--ca-file / --trust), --expect-name and --timeout.
     options: Options = field(default_factory=Options)
 
@@ -418,6 +420,25 @@ class _Session:
             self.emit(ChainReceived(self.where, self.rec.chain))
         return True
 
+    def _outside_accepted(self, accepted: tuple[str, ...]) -> str | None:
+        """Why the 2023-11 OnPremises rule refuses this sender, or None when it passes: the
+        certificate's domain (a SAN, else the CN) or the MAIL FROM domain must be accepted."""
+        leaf = self.rec.chain[0] if self.rec.chain else None
+        names = [n for n in leaf.san if not n.startswith("IP:")] if leaf else []
+        if leaf is not None and not names and leaf.common_name:
+            names = [leaf.common_name]
+        sender = (self.rec.mail_from or "").split(" ", 1)[0].strip("<>")
+        domains = [n.removeprefix("*.") for n in names]
+        if "@" in sender:
+            domains.append(sender.rpartition("@")[2])
+        if any(in_domains(d, accepted) for d in domains):
+            return None
+        shown = ", ".join(names[:4]) or "no certificate"
+        return (
+            f"neither the certificate ({shown}) nor MAIL FROM {sender or '(none)'} is in an "
+            f"accepted domain ({', '.join(accepted)})"
+        )
+
     def _offer_from(self, inbound: bytes) -> None:
         messages, _ = handshake_messages(inbound)
         for msg in messages:
@@ -498,10 +519,28 @@ class _Session:
                         evidence=("cert:0",),
                     )
                 )
+        if opts.accepted_domains and (self.rec.messages or self.rec.mail_from):
+            problem = self._outside_accepted(opts.accepted_domains)
+            if problem is not None:
+                found.append(raise_finding("listen.not_accepted_domain", w, problem))
         self.rec.findings = grade_for(found, opts.receiver)
         self.rec.verdict = verdict(self.rec.findings, opts.receiver)
         for finding in self.rec.findings:
             self.emit(FindingRaised(finding))
+
+
+def in_domains(name: str, domains: tuple[str, ...]) -> bool:
+    """Is name one of domains or below one of them (mail.contoso.com in contoso.com)?"""
+    from probes.model.names import normalize
+
+    want = normalize(name)
+    if want is None:
+        return False
+    for domain in domains:
+        d = normalize(domain)
+        if d is not None and (want == d or want.endswith("." + d)):
+            return True
+    return False
 
 
 def _ssl_error_text(exc: BaseException) -> str:

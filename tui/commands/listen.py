@@ -52,6 +52,14 @@ def parser(
     p.add_argument("--key", metavar="PEM", help="the key of --cert")
     add_trust_options(p)
     p.add_argument(
+        "--accepted-domain",
+        action="append",
+        default=[],
+        metavar="DOMAIN",
+        help="an accepted domain of your tenant (repeatable): the certificate's or the MAIL FROM "
+        "domain must be one, as Exchange Online's OnPremises connector demands since 2023-11",
+    )
+    p.add_argument(
         "--once", action="store_true", help="exit after the first session, with its exit code"
     )
     p.add_argument(
@@ -86,6 +94,19 @@ def options_from(ns: argparse.Namespace) -> ListenOptions:
         timeout=_positive_float(ns.timeout, "--timeout"),
         resolver=parse_resolver(ns.resolver) if ns.resolver else None,
     )
+    from probes.net.dns import to_ascii
+
+    accepted: list[str] = []
+    for domain in ns.accepted_domain:
+        try:
+            accepted.append(to_ascii(domain.strip()).rstrip(".").lower())
+        except CheckError as exc:
+            raise CheckError(f"bad --accepted-domain {domain!r}: {exc}") from None
+    receiver = receiver_from(ns)
+    if receiver is not None and receiver.needs_accepted and not accepted:
+        raise CheckError(
+            f"--connector {receiver.name} needs --accepted-domain DOMAIN (your tenant's accepted domains)"
+        )
     return ListenOptions(
         address=address,
         port=port,
@@ -93,7 +114,8 @@ def options_from(ns: argparse.Namespace) -> ListenOptions:
         cert_file=ns.cert,
         key_file=ns.key,
         once=ns.once,
-        receiver=receiver_from(ns),
+        receiver=receiver,
+        accepted_domains=tuple(accepted),
         options=options,
     )
 
