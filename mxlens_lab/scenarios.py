@@ -55,7 +55,8 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
     pool.inconsistent           pool-inconsistent
     (no finding)                healthy, idn (bücher.lab.test), dane-ok, hostile
 
-Ids that cannot be staged locally (NOT_STAGED below, with the reason):
+Ids that cannot be staged locally, or are staged by the hostile peers of tests/hostile/
+rather than by a scenario (NOT_STAGED below, with the reason):
 - smtp.not_tested_from_here: needs an IPv6 address this host has no route to, and the lab
   and its tests use loopback only. Its classification is unit-tested (tests/test_smtp.py).
 - listen.*, cert.not_client_auth, cert.key_mismatch, cert.no_key: findings of `mxlens listen`
@@ -99,6 +100,11 @@ NOT_STAGED: dict[str, str] = {
             "cert.no_key",
         )
     },
+    # Staged by purpose-built hostile peers instead (tests/hostile/), not by a lab scenario:
+    "cert.unparseable": "a BER-encoded leaf: tests/hostile/test_chain_budget.py",
+    "ca.endpoint_not_fetched": "the lab allows private endpoints: tests/hostile/test_endpoint_fences.py",
+    "dns.mx_not_probed": "1,000 MX records, 100 addresses: tests/hostile/test_route_caps.py",
+    "check.deadline_reached": "a silent server past --deadline: tests/hostile/test_route_caps.py",
 }
 
 # Scenario texts use {domain} (ASCII form) and {mx} (the first MX host) placeholders.

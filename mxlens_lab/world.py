@@ -133,6 +133,8 @@ class Lab:
             ca_file=self.ca_file,
             https_port=self.https_port,
             timeout=DEFAULT_TIMEOUT,
+            # the lab's CA endpoints live on loopback and high ports, as an internal PKI's do
+            private_endpoints=True,
         )
         extra: dict[str, Any] = {}
         if scenario is not None:
@@ -228,6 +230,7 @@ class Lab:
             f"--ca-file {_shell_quote(self.ca_file)}",
             f"--https-port {self.https_port}",
             f"--timeout {DEFAULT_TIMEOUT:g}",
+            "--allow-private-endpoints",
         ]
         if "expect_name" in s.options:
             parts.append(f"--expect-name {_shell_quote(s.options['expect_name'])}")

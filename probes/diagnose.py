@@ -5,6 +5,12 @@ work concurrently (every MX host, every address, policy lookups, CA endpoint fet
 keeping at most one SMTP connection at a time per server address, so a whole diagnosis takes
 about as long as its longest chain of round trips.
 
+A hostile domain cannot make it exhaust the host: at most MAX_MX_HOSTS MX hosts and
+MAX_ADDRESSES_PER_HOST addresses each are probed (Postfix's smtp_mx_session_limit and
+smtp_mx_address_limit are the model; the rest are listed in dns.mx_not_probed), at most
+MAX_SESSIONS SMTP connections are open at once, the findings catalog is loaded before any
+socket is opened, and one overall deadline (options.deadline_for) bounds the whole run.
+
 Findings are graded for the sender policy before they are yielded. Grading depends on what the
 domain publishes (MTA-STS enforce, usable DANE), so findings that arrive before those lookups
 finish are held back until they have, then flow as they come.
@@ -13,6 +19,7 @@ finish are held back until they have, then flow as they come.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -46,15 +53,39 @@ from probes.model.events import (
     TlsVersionsProbed,
     Where,
 )
-from probes.model.findings import GradeContext, grade, raise_finding, worst
+from probes.model.findings import GradeContext, catalog, grade, raise_finding, worst
 from probes.model.names import canonical, is_ip_literal
-from probes.model.options import Options
+from probes.model.options import Options, deadline_for
 from probes.net.dns import Answer, Resolver, local_fqdn, to_ascii
 from probes.net.http import Fetcher
 from probes.net.tls import weak_cipher_reason
 from probes.net.trust import Roots, load_roots
 
 _END = object()
+MAX_MX_HOSTS = 10
+MAX_ADDRESSES_PER_HOST = 5
+MAX_SESSIONS = 16  # SMTP connections open at once over the whole diagnosis
+
+
+class _AddressSlot:
+    """The right to connect to one server address: its own lock (one connection at a time
+    per address) and one of the diagnosis's MAX_SESSIONS connection slots."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._lock = asyncio.Lock()
+        self._slots = slots
+
+    async def __aenter__(self) -> None:
+        await self._lock.acquire()
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._slots.release()
+        self._lock.release()
 
 
 @dataclass
@@ -115,7 +146,10 @@ class _Run:
         self.resolver = Resolver(options.resolver, timeout=options.timeout, on_query=self.put)
         self.fetcher = Fetcher(self.resolver, options, roots)
         self.ehlo = options.ehlo or local_fqdn()
-        self.locks: dict[tuple[str, int], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.session_slots = asyncio.Semaphore(MAX_SESSIONS)
+        self.locks: dict[tuple[str, int], _AddressSlot] = defaultdict(
+            lambda: _AddressSlot(self.session_slots)
+        )
         self.endpoint_cache: dict[str, object] = {}
         self.findings: list[Finding] = []
         self.pending: list[Finding] = []
@@ -299,6 +333,19 @@ class _Run:
                     )
                 )
             checked.append(mx)
+        if len(checked) > MAX_MX_HOSTS:
+            rest = checked[MAX_MX_HOSTS:]
+            checked = checked[:MAX_MX_HOSTS]
+            names = ", ".join(mx.host for mx in rest[:3])
+            more = f" and {len(rest) - 3} more" if len(rest) > 3 else ""
+            self.finding(
+                raise_finding(
+                    "dns.mx_not_probed",
+                    where,
+                    f"{self.domain} lists {len(checked) + len(rest)} MX hosts; the first "
+                    f"{MAX_MX_HOSTS} by preference were probed, not {names}{more}",
+                )
+            )
         self.put(
             MxResolved(self.target, self.domain, tuple(checked), authenticated=answer.authenticated)
         )
@@ -374,6 +421,18 @@ class _Run:
                     )
                 )
             return
+        if len(addrs) > MAX_ADDRESSES_PER_HOST:
+            rest = addrs[MAX_ADDRESSES_PER_HOST:]
+            addrs = addrs[:MAX_ADDRESSES_PER_HOST]
+            more = f" and {len(rest) - 3} more" if len(rest) > 3 else ""
+            self.finding(
+                raise_finding(
+                    "dns.mx_not_probed",
+                    where,
+                    f"{mx.host} has {len(addrs) + len(rest)} addresses; the first "
+                    f"{MAX_ADDRESSES_PER_HOST} were probed, not {', '.join(rest[:3])}{more}",
+                )
+            )
         port = self.port_for(mx.host)
         await asyncio.gather(*(self.address(mx.host, addr, port) for addr in addrs))
 
@@ -439,7 +498,7 @@ class _Run:
         extra = self.extra_probes(where, lock, facts) if self.options.extra_probes else _nothing()
         await asyncio.gather(self.chain(where, chain, facts), extra)
 
-    async def attempts(self, where: Where, lock: asyncio.Lock, first: _SessionFacts) -> None:
+    async def attempts(self, where: Where, lock: _AddressSlot, first: _SessionFacts) -> None:
         """--attempts N: N-1 more main sessions, one after another. A load balancer whose
         nodes differ (another leaf certificate, no STARTTLS on one node) shows as attempts
         that disagree; pool.inconsistent names the odd ones. Only the first attempt is judged
@@ -495,7 +554,7 @@ class _Run:
                     )
                 )
 
-    async def extra_probes(self, where: Where, lock: asyncio.Lock, facts: _SessionFacts) -> None:
+    async def extra_probes(self, where: Where, lock: _AddressSlot, facts: _SessionFacts) -> None:
         async with lock:
             sweep = await self.pump(tls_version_sweep(where, self.options, ehlo_name=self.ehlo))
         if any(isinstance(e, FindingRaised) and e.finding.id == "smtp.rate_limited" for e in sweep):
@@ -595,6 +654,35 @@ async def _nothing() -> None:
     return None
 
 
+async def _stop_at_deadline(
+    run: _Run, task: asyncio.Task[None], limit: float
+) -> AsyncIterator[Event]:
+    """Stop what is still running, then end the diagnosis with what it has: the events
+    already queued, the held-back findings graded, check.deadline_reached, and the end."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    run.release_findings()
+    run._emit(
+        raise_finding(
+            "check.deadline_reached",
+            Where(run.domain),
+            f"the diagnosis stopped at its {limit:g} s deadline; probes still running then "
+            "were not finished",
+        )
+    )
+    while not run.queue.empty():
+        item = run.queue.get_nowait()
+        if item is _END or isinstance(item, BaseException):
+            continue
+        yield item  # type: ignore[misc]
+    yield DiagnosisFinished(
+        target=run.target,
+        elapsed_ms=round((time.monotonic() - run.started) * 1000, 1),
+        worst=worst(run.findings),
+    )
+
+
 async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:
     """Diagnose mail delivery over TLS to `target`; yield events as they happen.
 
@@ -605,11 +693,23 @@ async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:
     if not options.timeout > 0:
         raise CheckError("--timeout must be a positive number of seconds")
     roots = load_roots(options)
+    # Every file the run needs is read before its first socket: with the descriptors used up
+    # by a hostile domain, a lazily opened catalog would end the run in "internal error".
+    catalog()
     run = _Run(target, domain_ascii, options, roots)
     task = asyncio.create_task(run.run())
+    limit = deadline_for(options)
+    deadline = time.monotonic() + limit
     try:
         while True:
-            item = await run.queue.get()
+            try:
+                item = await asyncio.wait_for(
+                    run.queue.get(), timeout=max(0.0, deadline - time.monotonic())
+                )
+            except asyncio.TimeoutError:
+                async for event in _stop_at_deadline(run, task, limit):
+                    yield event
+                break
             if item is _END:
                 break
             if isinstance(item, BaseException):

@@ -437,3 +437,14 @@ def _plain(obj: Any) -> Any:
         return value
 
     return clean(data)
+
+
+def json_text(doc: Any) -> str:
+    """A JSON document as mxlens prints it: indented, UTF-8 kept readable, but every control,
+    format or bidi character of network text written as \\uXXXX (a terminal acts on raw C1
+    controls when a user `cat`s the file). Ends with a newline."""
+    import json
+
+    from probes.model.safetext import json_escape_hidden
+
+    return json_escape_hidden(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n"

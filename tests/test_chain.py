@@ -17,7 +17,7 @@ from tests.support.http import Route, closed_port, http_server
 from tests.support.pki import DAY, NOW, Issued, issue, rsa_key
 
 WHERE = Where("mx.example.test", "127.0.0.1", 25)
-OPTS = Options(timeout=3)
+OPTS = Options(timeout=3, private_endpoints=True)  # the test servers are on loopback
 
 
 def roots_of(*certs: Issued) -> Roots:

@@ -18,7 +18,7 @@ from tests.support.http import Route, Server, closed_port, fetcher
 from tests.support.pki import DAY, NOW, Issued, issue
 
 WHERE = Where("mx.example.test", "127.0.0.1", 25)
-OPTS = Options(timeout=3)
+OPTS = Options(timeout=3, private_endpoints=True)  # the test servers are on loopback
 HOUR = timedelta(hours=1)
 
 

@@ -15,7 +15,7 @@ from probes.interpret.explain import SCHEMA, confirmed_cause, explain, knowledge
 from probes.interpret.walk import STEPS
 from probes.model.errors import CheckError
 from probes.model.findings import catalog
-from tests.support.ui import LARGE, make_app, wait_done
+from tests.support.ui import LARGE, make_app, wait_decoded, wait_done
 from tui.cli import main
 
 CORPUS_FILE = Path(__file__).parent / "data" / "bounce_corpus.json"
@@ -349,7 +349,7 @@ async def test_paste_prompt_decodes_and_offers_the_check(tmp_path: Path) -> None
             "to=<bob@partner.example>, dsn=4.7.4, status=deferred (TLS is required, but was not offered "
             "by host mx.partner.example[192.0.2.7]) \x1b[2J"
         )
-        await pilot.pause()
+        await wait_decoded(pilot)
         shown = str(prompt.query_one("#explain-result", Static).render())
         assert "tls.starttls_not_offered" in shown
         assert "mx.partner.example [192.0.2.7]" in shown

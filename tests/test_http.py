@@ -163,7 +163,7 @@ async def test_https_uses_sni_host_header_and_our_roots(
     dns_server.zone[("wrong.example.test", "A")] = ["127.0.0.1"]
     resolver = Resolver(("127.0.0.1", dns_server.port), timeout=2)
     with _serve(Policy, ctx) as port:
-        options = Options(timeout=3, https_port=port)
+        options = Options(timeout=3, https_port=port, private_endpoints=True)
         f = fetcher(resolver, options, Roots([root.cert], "test"))
         try:
             good = await f.get("https://mta-sts.example.test/.well-known/mta-sts.txt")

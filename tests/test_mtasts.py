@@ -20,6 +20,7 @@ import pytest
 from mxlens_lab.pki import CA as LabCA
 from mxlens_lab.pki import Issued as LabIssued
 from probes.checks.mtasts import (
+    MAX_ERRORS_SHOWN,
     Policy,
     RecordError,
     StsRecord,
@@ -234,7 +235,7 @@ async def _world(dns_server: DnsResponder, leaf: LabIssued = GOOD_LEAF) -> Async
     dns_server.zone[(f"mta-sts.{DOMAIN}", "A")] = ["127.0.0.1"]
     https.routes[POLICY_PATH] = Reply(body=ENFORCE)
     resolver = Resolver(("127.0.0.1", dns_server.port), timeout=2)
-    options = Options(https_port=https.port, timeout=5)
+    options = Options(https_port=https.port, timeout=5, private_endpoints=True)
     fetcher = Fetcher(resolver, options, Roots([CA.cert], "test CA"))
     try:
         yield World(dns_server, https, resolver, fetcher)
@@ -420,3 +421,22 @@ async def test_wrong_name_certificate_is_webpki_invalid(
     async for w in _world(dns_server, leaf):
         events = await w.run(["mx1.example.test"])
         assert findings(events) == [("mtasts.webpki_invalid", DOMAIN)]
+
+
+async def test_ten_thousand_bad_lines_become_a_short_finding(world: World) -> None:
+    """A hostile MTA-STS host serves thousands of bad lines: the finding names the first few
+    and counts the rest, instead of one 259 KB summary flooding the Findings pane."""
+    body = b"version: STSv1\r\n" + b"x\r\n" * 10_000
+    world.https.routes[POLICY_PATH] = Reply(body=body[: 64 * 1024])
+    events = await world.run(["mx1.example.test"])
+    invalid = [
+        e.finding
+        for e in events
+        if isinstance(e, FindingRaised) and e.finding.id == "mtasts.policy_invalid"
+    ]
+    assert len(invalid) == 1
+    summary = invalid[0].summary
+    assert len(summary) < 1000, len(summary)
+    assert summary.count("no ':' in") == MAX_ERRORS_SHOWN
+    assert "and " in summary and " more" in summary
+    assert len(checked(events).error or "") < 1000

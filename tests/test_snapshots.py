@@ -23,7 +23,7 @@ from textual.pilot import Pilot
 from probes.model.events import DiagnosisFinished, Event
 from probes.model.options import Options
 from tests.support.fake_stream import fake_diagnose
-from tests.support.ui import LARGE, SMALL, finished, make_app
+from tests.support.ui import LARGE, SMALL, finished, make_app, wait_decoded
 from tui.panes import chain_pane
 
 pytestmark = pytest.mark.ui
@@ -132,7 +132,7 @@ async def paste_bounce(pilot: Pilot) -> None:
     box = pilot.app.focused
     assert isinstance(box, TextArea)
     box.insert(POSTFIX_LINE)  # an edit, like a paste: the decoder runs on the change
-    await pilot.pause()
+    await wait_decoded(pilot)
 
 
 def test_explain_prompt_small(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

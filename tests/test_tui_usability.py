@@ -26,7 +26,16 @@ from probes.model.events import (
 )
 from probes.model.options import Options
 from tests.support.fake_stream import fake_diagnose
-from tests.support.ui import LARGE, SMALL, WIDE, finish, make_app, messages, screen_text
+from tests.support.ui import (
+    LARGE,
+    SMALL,
+    WIDE,
+    finish,
+    make_app,
+    messages,
+    screen_text,
+    wait_decoded,
+)
 from tui.screens.connector_form import ConnectorForm
 from tui.screens.explain_prompt import ExplainPrompt
 from tui.screens.walk_screen import KEYS_HINT as WALK_KEYS
@@ -211,7 +220,7 @@ async def test_bounce_naming_only_a_host_does_not_say_via_itself(tmp_path: Path)
             "Remote server at mx1.partner.test (192.0.2.7) returned "
             "'450 4.7.320 Certificate validation failed'"
         )
-        await pilot.pause()
+        await wait_decoded(pilot)
         await pilot.press("ctrl+r")
         await finish(pilot, app)
         assert app.target == "mx1.partner.test"

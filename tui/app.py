@@ -13,7 +13,9 @@ too), without a mouse and without Esc.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from functools import partial
@@ -248,6 +250,7 @@ class MxLensApp(App[int]):
         return self.query_one(FindingsBar)
 
     async def on_mount(self) -> None:
+        self._end_on_signals()
         try:
             self.theme = self._theme_name
         except Exception:  # an unknown MXLENS_THEME: keep Textual's default
@@ -270,6 +273,20 @@ class MxLensApp(App[int]):
 
     async def on_unmount(self) -> None:
         await self._stop_lab()
+
+    def _end_on_signals(self) -> None:
+        """SIGTERM (kill, a service manager), SIGHUP (the SSH session dropped) and an outside
+        SIGINT end the UI as `q` does, so Textual restores the terminal: alternate screen
+        and mouse tracking off, the tty out of raw mode. Python's default for SIGTERM and
+        SIGHUP kills the process with the screen as it was."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._end_on_signal, sig)
+
+    def _end_on_signal(self, sig: signal.Signals) -> None:
+        self._cancel_worker()
+        self.exit(return_code=128 + int(sig))  # the shell's convention: 143 for SIGTERM
 
     # ------------------------------------------------------------------ the lab
 

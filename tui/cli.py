@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -83,6 +82,19 @@ def _add_probe_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--no-endpoints", action="store_true", help="skip the CA endpoint (OCSP/CRL/AIA) checks"
+    )
+    p.add_argument(
+        "--deadline",
+        metavar="S",
+        help="overall deadline of the whole diagnosis in seconds (default 15 x --timeout, at "
+        "least 60); what has not finished by then is reported as not tested",
+    )
+    p.add_argument(
+        "--allow-private-endpoints",
+        action="store_true",
+        help="also fetch CA endpoint and MTA-STS URLs on private, loopback or link-local "
+        "addresses and on ports other than 80/443 (internal PKIs; off by default because "
+        "certificates choose these URLs)",
     )
     p.add_argument(
         "--no-extra-probes",
@@ -289,6 +301,8 @@ _DEST_FIELDS = {
     "no_extra_probes": "extra_probes",
     "attempts": "attempts",
     "https_port": "https_port",
+    "deadline": "deadline",
+    "allow_private_endpoints": "private_endpoints",
 }
 
 
@@ -349,6 +363,8 @@ def _options_from_args(ns: argparse.Namespace) -> Options:
         extra_probes=not ns.no_extra_probes,
         attempts=_attempts(ns.attempts),
         https_port=_port(ns.https_port, "--https-port"),
+        private_endpoints=ns.allow_private_endpoints,
+        deadline=_positive_float(ns.deadline, "--deadline") if ns.deadline else None,
     )
 
 
@@ -405,7 +421,7 @@ async def _check(
     ):
         return _check_extras(report, extras, as_json=as_json, changes=changes)
     if as_json:
-        sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+        _write_json(report.to_json())
     else:
         sys.stdout.write(report.to_text())
     return report.exit_code()
@@ -431,7 +447,7 @@ def _check_extras(
             doc.update(walk.to_json())
         if result is not None:
             doc["connector"] = result.to_json()
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        _write_json(doc)
     else:
         from probes.model.safetext import visible
 
@@ -458,16 +474,25 @@ def _check_extras(
     return int(report.exit_code())
 
 
+def _write_json(doc: Any) -> None:
+    from probes.report import json_text
+
+    sys.stdout.write(json_text(doc))
+
+
 def _read_text(arg: str) -> str:
     from probes.interpret.explain import MAX_TEXT
 
     if arg != "-":
         return arg
+    # Enough bytes for MAX_TEXT characters of any UTF-8 and one more, so that explain() can
+    # say the text was cut; the rest of stdin is never read.
+    limit = 4 * MAX_TEXT + 4
     try:
-        data = sys.stdin.buffer.read(MAX_TEXT + 1)
+        data = sys.stdin.buffer.read(limit)
     except (OSError, ValueError, AttributeError) as exc:
         raise CheckError(f"cannot read the text from stdin: {exc}") from None
-    return data[:MAX_TEXT].decode("utf-8", errors="replace")
+    return data.decode("utf-8", errors="replace")
 
 
 async def _explain(ns: argparse.Namespace, options: Options) -> int:
@@ -477,18 +502,13 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
     expl = explain(_read_text(ns.text))
     if not ns.run:
         if ns.json:
-            sys.stdout.write(json.dumps(expl.to_json(), indent=2, ensure_ascii=False) + "\n")
+            _write_json(expl.to_json())
         else:
             sys.stdout.write(to_text(expl))
         return 0 if expl.recognised else 1
     if expl.target() is None:
         if ns.json:
-            sys.stdout.write(
-                json.dumps(
-                    {**expl.to_json(), "check": None, "cause": None}, indent=2, ensure_ascii=False
-                )
-                + "\n"
-            )
+            _write_json({**expl.to_json(), "check": None, "cause": None})
         else:
             sys.stdout.write(to_text(expl))
         check_options(expl, options)  # raises the one-line CheckError (exit 3)
@@ -514,7 +534,7 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
 
         record_check_document(doc["check"], options, started, source="explain")
     if ns.json:
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        _write_json(doc)
     else:
         from probes.model.safetext import visible
 
@@ -545,6 +565,12 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if not os.environ.get("MXLENS_DEBUG"):
+        # A Python warning on stderr (cryptography on an over-long name, a deprecation) is
+        # noise to the user and scribbles over the UI; MXLENS_DEBUG=1 shows them.
+        import warnings
+
+        warnings.simplefilter("ignore")
     args = list(sys.argv[1:] if argv is None else argv)
     command = args[0] if args and args[0] in COMMANDS else ""
     rest = args[1:] if command else args

@@ -1,12 +1,22 @@
-"""Chain building and validation: issuer search (sent, caIssuers, store), signatures, dates, trust."""
+"""Chain building and validation: issuer search (sent, caIssuers, store), signatures, dates, trust.
+
+A hostile server chooses what it sends, so path building has a budget: at most MAX_SENT sent
+certificates are considered, candidates with the same (subject, key, issuer) count once, a
+path never holds the same (subject, key) twice (RFC 4158 loop detection), issuer lookups and
+dead ends are memoised, and at most MAX_SIGNATURE_CHECKS signatures are checked (Go's
+crypto/x509 caps chain building the same way). The CPU work runs in a thread with the
+per-step timeout as its deadline, so the event loop (and the UI) never waits for it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
@@ -93,56 +103,98 @@ def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return verify_signature(key, cert.signature, cert.tbs_certificate_bytes, algo)
 
 
+# Real chains are 2-4 certificates; anything past this many is not looked at.
+MAX_SENT = 10
+# Signature checks allowed for one chain's path building (Go's crypto/x509 allows 100).
+MAX_SIGNATURE_CHECKS = 100
+
+
+def _identity(cert: x509.Certificate) -> tuple[bytes, bytes]:
+    """(subject, public key): two certificates with both equal are the same CA to a path."""
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    except Exception:  # noqa: BLE001 - an unsupported key: its DER stands in for it
+        key = _der(cert)
+    return cert.subject.public_bytes(), key
+
+
 class _Pool:
-    """Candidate certificates, each with where it came from."""
+    """Candidate certificates, each with where it came from, and the path-building budget."""
 
     def __init__(self, roots: list[x509.Certificate]) -> None:
         self.roots = roots
         self.root_ders = {_der(c) for c in roots}
         self.extra: list[tuple[x509.Certificate, CertSource]] = []
-        self._ders: set[bytes] = set()
+        self._seen: set[tuple[bytes, bytes, bytes]] = set()
+        self._issuers: dict[bytes, list[tuple[x509.Certificate, CertSource]]] = {}
+        self._lock = threading.Lock()
+        self.signature_checks = 0
+        self.exhausted = False  # the budget ran out: no path found is then not a verdict
+        self.stopped = False  # the caller's deadline passed: give up at the next step
 
     def add(self, cert: x509.Certificate, source: CertSource) -> None:
-        der = _der(cert)
-        if der in self._ders:
+        subject, key = _identity(cert)
+        seen = (subject, key, cert.issuer.public_bytes())
+        if seen in self._seen:
             return
-        self._ders.add(der)
-        self.extra.append((cert, source))
+        with self._lock:
+            self._seen.add(seen)
+            self.extra.append((cert, source))
+            self._issuers.clear()  # a new candidate can be anyone's issuer
+
+    def _issued_by(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+        if self.stopped or self.signature_checks >= MAX_SIGNATURE_CHECKS:
+            self.exhausted = True
+            return False
+        self.signature_checks += 1
+        return issued_by(cert, issuer)
 
     def issuers_of(self, cert: x509.Certificate) -> list[tuple[x509.Certificate, CertSource]]:
-        # Store roots first so a path ends at a trust anchor as early as it can (a sent
-        # cross-signed copy of a root would otherwise lead to an older, distrusted root).
-        found: list[tuple[x509.Certificate, CertSource]] = []
-        name = cert.issuer.public_bytes()
-        for root in self.roots:
-            if root.subject.public_bytes() == name and issued_by(cert, root):
-                found.append((root, "store"))
-        for cand, source in self.extra:
-            if cand.subject.public_bytes() == name and issued_by(cert, cand):
-                found.append((cand, source))
-        return found
+        der = _der(cert)
+        with self._lock:
+            cached = self._issuers.get(der)
+            if cached is not None:
+                return cached
+            # Store roots first so a path ends at a trust anchor as early as it can (a sent
+            # cross-signed copy of a root would otherwise lead to an older, distrusted root).
+            found: list[tuple[x509.Certificate, CertSource]] = []
+            name = cert.issuer.public_bytes()
+            for root in self.roots:
+                if root.subject.public_bytes() == name and self._issued_by(cert, root):
+                    found.append((root, "store"))
+            for cand, source in self.extra:
+                if cand.subject.public_bytes() == name and self._issued_by(cert, cand):
+                    found.append((cand, source))
+            self._issuers[der] = found
+            return found
 
     def build(self, leaf: x509.Certificate) -> list[tuple[x509.Certificate, CertSource]] | None:
         """A path leaf -> store root by names and signatures only, or None."""
         if _der(leaf) in self.root_ders:
             return [(leaf, "store")]
+        dead: set[bytes] = set()  # certificates from which no path was found
 
         def walk(
             path: list[tuple[x509.Certificate, CertSource]],
         ) -> list[tuple[x509.Certificate, CertSource]] | None:
-            if len(path) > MAX_DEPTH:
+            if len(path) > MAX_DEPTH or self.stopped:
                 return None
             current = path[-1][0]
-            used = {_der(c) for c, _ in path}
+            used = {_identity(c) for c, _ in path}
             for cand, source in self.issuers_of(current):
                 cder = _der(cand)
-                if cder in used:
-                    continue
                 if cder in self.root_ders:
                     return [*path, (cand, "store")]
+                if cder in dead or _identity(cand) in used:
+                    continue
                 found = walk([*path, (cand, source)])
                 if found is not None:
                     return found
+                dead.add(cder)
             return None
 
         return walk([(leaf, "sent")])
@@ -229,6 +281,36 @@ def _window(certs: list[x509.Certificate]) -> datetime | None:
     return start + (end - start) / 2
 
 
+T = TypeVar("T")
+
+
+def _unreadable_part(cert: x509.Certificate) -> str | None:
+    """Why a loaded certificate cannot be fully parsed (its extensions, names, key), or None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for ext in cert.extensions:
+                _ = ext.value
+            cert.subject.rfc4514_string()
+            cert.issuer.rfc4514_string()
+            cert.public_key()
+    except Exception as exc:  # noqa: BLE001 - any parse error is the answer
+        return " ".join(str(exc).split())[:200] or type(exc).__name__
+    return None
+
+
+async def _off_loop(pool: _Pool, work: Callable[[], T], late: T, deadline: float) -> T:
+    """Run CPU-bound chain work in a thread, so the event loop keeps answering; past the
+    deadline the pool is told to stop (the thread ends at its next step) and `late` is the
+    result."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(work), deadline)
+    except asyncio.TimeoutError:
+        pool.stopped = True
+        pool.exhausted = True
+        return late
+
+
 async def _fetch_issuers(
     cert: x509.Certificate, fetcher: Fetcher, notes: list[str]
 ) -> list[x509.Certificate]:
@@ -296,17 +378,45 @@ async def validate_chain(
             tuple(names),
             None,
         )
+        # OpenSSL-based senders may accept what cryptography cannot read; that is no reason
+        # to call it "OK": nothing about this certificate was checked.
+        yield FindingRaised(
+            raise_finding(
+                "cert.unparseable",
+                where,
+                f"the server certificate ({sent[0].sha256[:16]}...) cannot be parsed: "
+                f"{sent[0].subject.removeprefix('(unparsable certificate: ').rstrip(')')}",
+                evidence=("cert:0",),
+            )
+        )
         return
     leaf = loaded[0]
     leaf_info = sent[0]
+    unreadable = _unreadable_part(leaf)
     pool = _Pool(list(roots.certs))
-    for cert in loaded[1:]:
+    for cert in loaded[1 : 1 + MAX_SENT]:
         pool.add(cert, "sent")
 
     findings: list[tuple[str, str, int]] = []  # (id, summary, index in the path)
     notes: list[str] = []
+    if unreadable is not None:
+        # cryptography loads lazily: a leaf can load and still fail on its extensions, and
+        # then no name, usage or constraint of it was really checked.
+        findings.append(
+            (
+                "cert.unparseable",
+                f"the server certificate ({_label(leaf_info)}) cannot be parsed: {unreadable}",
+                0,
+            )
+        )
+    if len(loaded) > 1 + MAX_SENT:
+        notes.append(f"only the first {MAX_SENT} of {len(loaded) - 1} sent CA certificates read")
+    deadline = options.timeout
 
-    path = pool.build(leaf)
+    async def build() -> list[tuple[x509.Certificate, CertSource]] | None:
+        return await _off_loop(pool, lambda: pool.build(leaf), None, deadline)
+
+    path = await build()
     incomplete = False
     if path is None:
         # Fetch the missing issuer(s) the way browsers do: follow caIssuers upwards.
@@ -318,7 +428,7 @@ async def validate_chain(
             before = len(pool.extra)
             for cert in fetched:
                 pool.add(cert, "aia")
-            path = pool.build(leaf)
+            path = await build()
             if path is not None or len(pool.extra) == before:
                 break
         incomplete = path is not None
@@ -409,6 +519,12 @@ async def validate_chain(
             top = pool.dead_end(leaf)
             top_info = cert_info(top)
             error = f"no path to a trusted root: issuer {top_info.issuer} not found"
+            if pool.exhausted:
+                notes.append(
+                    f"path building stopped after {pool.signature_checks} signature checks"
+                    if not pool.stopped
+                    else f"path building stopped at its {deadline:g} s deadline"
+                )
             if notes:
                 error += "; " + "; ".join(notes)
             findings.append(
@@ -423,14 +539,23 @@ async def validate_chain(
         trusted = True  # a certificate pinned in --ca-file is its own anchor
     else:
         intermediates = [c for c, s in path[1:] if s != "store"]
-        chain, error = _verifier_path(leaf, intermediates, list(roots.certs), moment)
+        store = list(roots.certs)
+        late: tuple[list[x509.Certificate] | None, str | None] = (
+            None,
+            f"validation stopped at its {deadline:g} s deadline",
+        )
+        chain, error = await _off_loop(
+            pool, lambda: _verifier_path(leaf, intermediates, store, moment), late, deadline
+        )
         trusted = chain is not None
         if chain is None and not weak:
             # Retry inside the validity window: if the path holds there, dates were the
             # only problem and they are already reported.
             when = _window([c for c, _ in path])
             if when is not None:
-                later, _ = _verifier_path(leaf, intermediates, list(roots.certs), when)
+                later, _ = await _off_loop(
+                    pool, lambda: _verifier_path(leaf, intermediates, store, when), late, deadline
+                )
                 if later is None:
                     findings.append(
                         (
@@ -511,7 +636,7 @@ async def validate_chain(
         names_checked.append(options.expect_name)
     yield ChainValidated(
         where=where,
-        trusted=trusted and not date_problem,
+        trusted=trusted and not date_problem and unreadable is None,
         path=links,
         error=error,
         trust_store=roots.description,

@@ -40,6 +40,11 @@ from probes.net.http import Fetcher, HttpResult
 OCSP_MAX_BYTES = 200_000
 CRL_MAX_BYTES = 30_000_000  # large public CRLs run to tens of MB
 AIA_MAX_BYTES = 1_000_000
+# A certificate names one or two URLs of each kind; a hostile one names thousands. Past these
+# caps URLs are listed in one ca.endpoint_not_fetched finding, never fetched.
+MAX_URLS_PER_KIND = 4  # per certificate and kind (OCSP, CRL, caIssuers)
+MAX_URLS_PER_DIAGNOSIS = 40  # distinct fetches over all chains of one diagnosis
+_BUDGET_KEY = " fetches"  # where the diagnosis's fetch count lives in the shared cache
 CLOCK_SKEW = timedelta(minutes=5)
 # CA/Browser Forum Baseline Requirements: short-lived subscriber certificates (validity of
 # 10 days or less) need not carry OCSP or CRL pointers, so their absence is no fault.
@@ -61,6 +66,7 @@ class _Outcome:
     findings: list[Finding] = field(default_factory=list)
     reachable: bool = False  # network-level success (an answer came back)
     usable: bool = False  # the answer was valid and could be relied on
+    refused: bool = False  # not fetched on purpose: says nothing about reachability
 
 
 def _label(cert: x509.Certificate) -> str:
@@ -344,6 +350,17 @@ class _Check:
             size=len(result.body) if result and result.body else None,
         )
 
+    def _may_fetch(self, kind: EndpointKind, url: str, cert: x509.Certificate) -> bool:
+        """Count a new distinct fetch against the diagnosis's budget (a cached one is free)."""
+        key = f"ocsp {url} {_sha256(cert)}" if kind == "ocsp" else f"{kind} {url}"
+        if key in self.cache:
+            return True
+        spent: int = self.cache.get(_BUDGET_KEY, 0)
+        if spent >= MAX_URLS_PER_DIAGNOSIS:
+            return False
+        self.cache[_BUDGET_KEY] = spent + 1
+        return True
+
     def _finding(self, fid: str, summary: str, url: str, index: int) -> Finding:
         return raise_finding(
             fid, self.where, summary, evidence=(f"endpoint:{url}", f"cert:{index}")
@@ -363,6 +380,20 @@ class _Check:
             fid = _UNREACHABLE[kind]
             return _Outcome(
                 ev, [self._finding(fid, f"{url} of {label}: not an http URL", url, index)]
+            )
+        if not self._may_fetch(kind, url, cert):
+            ev = self._event(
+                kind,
+                url,
+                cert,
+                None,
+                ok=False,
+                error=f"not fetched (at most {MAX_URLS_PER_DIAGNOSIS} fetches per diagnosis)",
+                detail=None,
+            )
+            summary = f"{url} (of {label}) was not fetched: this diagnosis's fetches are spent"
+            return _Outcome(
+                ev, [self._finding("ca.endpoint_not_fetched", summary, url, index)], refused=True
             )
         if kind == "ocsp":
             request: bytes | None = None
@@ -401,9 +432,15 @@ class _Check:
             )
         else:
             result = await _cached(
-                self.cache, f"aia {url}", self.fetcher.get(url, max_bytes=AIA_MAX_BYTES)
+                self.cache, f"ca_issuers {url}", self.fetcher.get(url, max_bytes=AIA_MAX_BYTES)
             )
 
+        if result.refused:
+            ev = self._event(kind, url, cert, result, ok=False, error=result.error, detail=None)
+            summary = f"{url} (of {label}): {result.error}"
+            return _Outcome(
+                ev, [self._finding("ca.endpoint_not_fetched", summary, url, index)], refused=True
+            )
         if not result.ok:
             ev = self._event(kind, url, cert, result, ok=False, error=result.error, detail=None)
             what = {"ocsp": "OCSP responder", "crl": "CRL", "ca_issuers": "caIssuers URL"}[kind]
@@ -495,12 +532,28 @@ async def check_endpoints(
                         evidence=(f"cert:{index}",),
                     )
                 )
-        for url in dict.fromkeys(info.ocsp_urls):
-            jobs.append((index, "ocsp", url))
-        for url in dict.fromkeys(info.crl_urls):
-            jobs.append((index, "crl", url))
-        for url in dict.fromkeys(info.ca_issuers_urls):
-            jobs.append((index, "ca_issuers", url))
+        kinds: tuple[tuple[EndpointKind, tuple[str, ...]], ...] = (
+            ("ocsp", info.ocsp_urls),
+            ("crl", info.crl_urls),
+            ("ca_issuers", info.ca_issuers_urls),
+        )
+        for kind, urls in kinds:
+            unique = list(dict.fromkeys(urls))
+            jobs += [(index, kind, url) for url in unique[:MAX_URLS_PER_KIND]]
+            if len(unique) > MAX_URLS_PER_KIND:
+                rest = unique[MAX_URLS_PER_KIND:]
+                shown = ", ".join(rest[:3]) + (
+                    f" and {len(rest) - 3} more" if len(rest) > 3 else ""
+                )
+                early.append(
+                    raise_finding(
+                        "ca.endpoint_not_fetched",
+                        where,
+                        f"{_label(cert)} names {len(unique)} {kind} URLs; only the first "
+                        f"{MAX_URLS_PER_KIND} were fetched, not {shown}",
+                        evidence=(f"cert:{index}",),
+                    )
+                )
         per_cert[index] = []
 
     for finding in early:
@@ -527,13 +580,14 @@ async def check_endpoints(
                 task.cancel()
 
     for index, outcomes in per_cert.items():
-        if outcomes and not any(o.reachable for o in outcomes):
-            urls = ", ".join(o.event.url for o in outcomes)
+        tried = [o for o in outcomes if not o.refused]
+        if tried and not any(o.reachable for o in tried):
+            listed = ", ".join(o.event.url for o in tried)
             yield FindingRaised(
                 raise_finding(
                     "ca.revocation_unavailable",
                     where,
-                    f"no revocation source of {_label(certs[index])} can be reached ({urls})",
+                    f"no revocation source of {_label(certs[index])} can be reached ({listed})",
                     evidence=(f"cert:{index}",),
                 )
             )

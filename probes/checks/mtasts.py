@@ -88,6 +88,17 @@ def _valid_mx_pattern(value: str) -> bool:
     return len(labels) >= 2 and all(_LABEL.fullmatch(label) for label in labels)
 
 
+# A policy of 10,000 bad lines must not become a 259 KB finding: the first few say enough.
+MAX_ERRORS_SHOWN = 5
+
+
+def capped(errors: list[str], limit: int = MAX_ERRORS_SHOWN) -> list[str]:
+    """The first `limit` errors, and "and N more" for the rest."""
+    if len(errors) <= limit:
+        return errors
+    return [*errors[:limit], f"and {len(errors) - limit} more"]
+
+
 def parse_policy(text: str) -> Policy | list[str]:
     """Parse an RFC 8461 3.2 policy file. Returns the Policy, or every error found (one line
     each, with the line number), so a user can fix them all at once."""
@@ -243,6 +254,7 @@ async def check_mtasts(
     text = decode(result.body)
     policy = parse_policy(text)
     if isinstance(policy, list):
+        policy = capped(policy)
         yield MtaStsChecked(
             domain_ascii,
             parsed.text,

@@ -53,6 +53,11 @@ def _stop_findings(conn: SmtpConnection, where: Where) -> Iterator[FindingRaised
                 "smtp.not_tested_from_here",
                 f"{conn.address} is IPv6 and this host has no IPv6 route: not tested",
             )
+        elif conn.connect_error == "no-resources-here":
+            yield make(
+                "smtp.not_tested_from_here",
+                f"{conn.address} was not tested: this host ran out of sockets or memory",
+            )
         elif conn.connect_error == "refused":
             yield make("smtp.connect_refused", f"TCP connection to port {conn.port} refused")
         else:

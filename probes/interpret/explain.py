@@ -1,8 +1,11 @@
 """The bounce decoder: read an NDR or MTA log text and say what it means for the route.
 
 All knowledge (patterns, codes, candidate findings, sources) lives in probes/data/bounces.json;
-this module only applies it. `explain(text)` is pure and fast, so the UI can call it on every
-paste; `run_check()` then diagnoses the host or domain the text named and tells which
+this module only applies it. `explain(text)` is pure and runs in time linear in its input:
+only the first MAX_TEXT characters are read (the result says when the text was longer), and
+every pattern in bounces.json uses bounded quantifiers only (tests/test_explain.py enforces it),
+because a bounce quotes the remote server's own reply and a hostile server can plant text
+that makes a backtracking pattern quadratic. `run_check()` then diagnoses the host or domain the text named and tells which
 candidate the check confirmed.
 
 Pasted text is hostile like any network text: it is kept as given in the result, and front
@@ -24,8 +27,9 @@ from probes.model.names import canonical
 from probes.model.options import MxOverride, Options
 
 SCHEMA = "mxlens/explain/1"
-# A bounce is short; a whole mailbox pasted by mistake is not. Cap what we scan.
-MAX_TEXT = 64 * 1024
+# A bounce is short and says what failed near its top; a whole mailbox pasted by mistake is
+# not a bounce. Only this much is read, and the result says when the text was longer.
+MAX_TEXT = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class Explanation:
     title: str | None = None
     meaning: str | None = None
     matched: str | None = None  # the part of the text the rule matched
+    truncated: bool = False  # the text was longer than MAX_TEXT: only its start was read
 
     def target(self) -> tuple[str, str | None] | None:
         """What `--run` should check: (domain, mx host or None), or None when the text names
@@ -101,6 +106,7 @@ class Explanation:
             "title": self.title,
             "meaning": self.meaning,
             "matched": self.matched,
+            "truncated": self.truncated,
         }
 
 
@@ -207,6 +213,7 @@ def explain(text: str) -> Explanation:
         host=host,
         address=address,
         domain=_recipient_domain(k, flat),
+        truncated=len(text) > MAX_TEXT,
     )
     for rule in k.rules:
         m = rule.pattern.search(flat)
@@ -297,6 +304,8 @@ def to_text(explanation: Explanation, *, catalog_titles: dict[str, str] | None =
         for fid in e.candidates:
             out.append(f"    {fid:28} {visible(titles.get(fid, ''))}")
         out.append(f"  source:   {visible(e.source or '')}")
+    if e.truncated:
+        out.append(f"  (only the first {MAX_TEXT // 1024} KB of the text were read)")
     target = e.target()
     if target is None:
         out.append("No domain or host found in the text: nothing to check.")

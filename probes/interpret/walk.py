@@ -68,6 +68,7 @@ STEP_OF: dict[str, str] = {
     "dns.null_mx": "resolve_mx",
     "dns.mx_is_cname": "resolve_mx",
     "dns.mx_is_ip": "resolve_mx",
+    "dns.mx_not_probed": "resolve_mx",
     "dns.lookup_failed": "resolve_mx",  # resolve_address when it was an MX host's lookup
     "dns.mx_unresolvable": "resolve_address",
     "dns.ptr_missing": "resolve_address",
@@ -75,6 +76,7 @@ STEP_OF: dict[str, str] = {
     "smtp.connect_refused": "connect",
     "smtp.connect_timeout": "connect",
     "smtp.not_tested_from_here": "connect",
+    "check.deadline_reached": "connect",  # the probes still running are stopped mid-session
     "smtp.greeting_rejected": "greeting",
     "smtp.rate_limited": "greeting",
     "smtp.timeout": "greeting",  # the step where the session stopped
@@ -94,6 +96,7 @@ STEP_OF: dict[str, str] = {
     "tls.weak_suite_accepted": "handshake",
     "cert.untrusted": "chain_trusted",
     "cert.self_signed": "chain_trusted",
+    "cert.unparseable": "chain_trusted",
     "cert.incomplete_chain": "chain_trusted",
     "cert.expired": "chain_trusted",
     "cert.not_yet_valid": "chain_trusted",
@@ -119,6 +122,7 @@ STEP_OF: dict[str, str] = {
     "ca.crl_unreachable": "revocation",
     "ca.issuer_unreachable": "revocation",
     "ca.ocsp_invalid": "revocation",
+    "ca.endpoint_not_fetched": "revocation",
     "ca.crl_invalid": "revocation",
     "ca.no_revocation_info": "revocation",
     "ca.revocation_unavailable": "revocation",

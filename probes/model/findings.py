@@ -112,6 +112,7 @@ _ENCRYPT = {
 _PKIX_PATH = {
     "cert.untrusted",
     "cert.self_signed",
+    "cert.unparseable",
     "cert.incomplete_chain",
     "cert.expired",
     "cert.not_yet_valid",

@@ -46,6 +46,19 @@ class Options:
     # Seconds to wait after a 421 / "too many connections" before the one retry of the main
     # session; None = min(5, timeout). Tests set it small.
     rate_limit_backoff: float | None = None
+    # Fetch CA endpoints and MTA-STS policies from private, loopback and link-local
+    # addresses and from ports other than 80/443 (enterprise PKIs with internal CRL hosts;
+    # the lab). Off by default: URLs come from certificates a stranger chose.
+    private_endpoints: bool = False
+    # Seconds the whole diagnosis may take; None = deadline_for(timeout).
+    deadline: float | None = None
     # The option fields the user set explicitly (on the command line). The lab fills in the
     # rest (resolver, ports, CA file, its own timeout) without overriding what was asked for.
     given: frozenset[str] = field(default=frozenset(), compare=False)
+
+
+def deadline_for(options: Options) -> float:
+    """The overall deadline of a diagnosis: --deadline, else 15 x --timeout (at least 60 s)."""
+    if options.deadline is not None:
+        return options.deadline
+    return max(60.0, 15 * options.timeout)

@@ -8,6 +8,7 @@ and are retried over TCP when the answer is truncated.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import time
@@ -111,6 +112,9 @@ def parse_resolver(text: str) -> tuple[str, int]:
     return host, port if port is not None else 53
 
 
+MAX_QUERIES = 32  # DNS queries in flight at once per Resolver
+
+
 class Resolver:
     """An async stub resolver with a fixed list of servers.
 
@@ -139,6 +143,8 @@ class Resolver:
         self.timeout = timeout
         self.on_query = on_query
         self._cache: dict[tuple[str, str], Answer] = {}
+        # Each query holds a socket: a domain with 1,000 MX must not open 1,000 at once.
+        self._slots = asyncio.Semaphore(MAX_QUERIES)
 
     def describe(self) -> str:
         return ", ".join(f"{ip}:{port}" for ip, port in self.servers)
@@ -150,7 +156,8 @@ class Resolver:
         if cached is not None:
             return cached
         started = time.monotonic()
-        answer = await self._ask(key[0], key[1])
+        async with self._slots:
+            answer = await self._ask(key[0], key[1])
         self._cache[key] = answer
         if self.on_query is not None:
             self.on_query(
@@ -175,8 +182,16 @@ class Resolver:
         last_status = "TIMEOUT"
         for ip, port in self.servers:
             try:
+                # A datagram from another source, with another id or question, or that does
+                # not parse is not the answer: keep waiting for it (one spoofed packet must
+                # not end the lookup).
                 response = await dns.asyncquery.udp(
-                    msg, ip, port=port, timeout=self.timeout, ignore_unexpected=True
+                    msg,
+                    ip,
+                    port=port,
+                    timeout=self.timeout,
+                    ignore_unexpected=True,
+                    ignore_errors=True,
                 )
                 if response.flags & dns.flags.TC:
                     response = await dns.asyncquery.tcp(msg, ip, port=port, timeout=self.timeout)

@@ -5,12 +5,20 @@ request goes to the address itself, with the Host header and, for https, the TLS
 certificate check on the original name. When the environment names a proxy for the URL, the
 proxy resolves and connects instead, and the result says so. Redirects are reported, never
 followed: RFC 8461 forbids them for MTA-STS, and for CA endpoints a redirect is worth seeing.
+
+The URLs come from certificates and DNS a stranger controls, so a fetch is fenced in: only
+http on port 80 and https on 443 (the lab's own https port aside), no address that is not
+globally routable (loopback, private, link-local, multicast, unspecified...), unless
+`Options.private_endpoints` allows both; userinfo in a URL is never sent; one deadline
+covers the whole fetch (DNS and at most MAX_ADDRESSES addresses); at most MAX_CONCURRENT
+fetches run at once, and the bodies one diagnosis keeps are capped at BODY_BUDGET bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import ssl
 import time
 import urllib.request
@@ -40,6 +48,29 @@ class HttpResult:
     addresses: tuple[str, ...] = ()
     redirected_to: str | None = None
     via_proxy: str | None = None  # the proxy URL when one from the environment was used
+    # Not fetched on purpose (a private address, a port other than 80/443, a budget spent):
+    # the reason is in error, and it says nothing about reachability.
+    refused: bool = False
+
+
+# Addresses of one host tried per fetch: a host with 100 silent addresses costs this many.
+MAX_ADDRESSES = 3
+# Fetches of one diagnosis running at once (each holds a socket and a body in memory).
+MAX_CONCURRENT = 8
+# Bytes of bodies one diagnosis may hold (a fetch that would pass it is cut, its body dropped).
+BODY_BUDGET = 64 * 1024 * 1024
+
+
+def not_global(address: str) -> bool:
+    """True for an address a fetch must not go to by default: loopback, private, link-local,
+    multicast, unspecified, reserved, documentation ranges, and IPv4-mapped forms of them."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
 
 
 class _ConnectFailed(Exception):
@@ -117,6 +148,8 @@ class Fetcher:
         self._limits = httpx.Limits(max_keepalive_connections=0)
         self._direct: httpx.AsyncClient | None = None
         self._proxied: dict[str, httpx.AsyncClient] = {}
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+        self.body_bytes = 0  # bytes of bodies held (kept or being read) by this diagnosis
 
     def _client(self, proxy: str | None) -> httpx.AsyncClient:
         if proxy is None:
@@ -158,11 +191,45 @@ class Fetcher:
         body: bytes | None = None,
         content_type: str | None = None,
     ) -> HttpResult:
-        """Fetch url (GET, or POST with body). ok means HTTP 2xx with a body within max_bytes."""
-        started = time.monotonic()
+        """Fetch url (GET, or POST with body). ok means HTTP 2xx with a body within max_bytes.
+
+        The whole fetch, DNS included, ends within 2 x the per-step timeout."""
+        deadline = 2 * self.options.timeout
+        async with self._slots:
+            # The clock starts with the slot: waiting for one is not the server's slowness.
+            started = time.monotonic()
+            try:
+                return await asyncio.wait_for(
+                    self._fetch(url, max_bytes, method, body, content_type, started),
+                    timeout=deadline,
+                )
+            except asyncio.TimeoutError:
+                return HttpResult(
+                    url=url,
+                    ok=False,
+                    status=None,
+                    ms=round((time.monotonic() - started) * 1000, 1),
+                    body=b"",
+                    content_type=None,
+                    error="timeout",
+                )
+
+    async def _fetch(
+        self,
+        url: str,
+        max_bytes: int,
+        method: str,
+        body: bytes | None,
+        content_type: str | None,
+        started: float,
+    ) -> HttpResult:
 
         def fail(
-            error: str, addresses: tuple[str, ...] = (), proxy: str | None = None
+            error: str,
+            addresses: tuple[str, ...] = (),
+            proxy: str | None = None,
+            *,
+            refused: bool = False,
         ) -> HttpResult:
             return HttpResult(
                 url=url,
@@ -174,6 +241,7 @@ class Fetcher:
                 error=error,
                 addresses=addresses,
                 via_proxy=proxy,
+                refused=refused,
             )
 
         try:
@@ -182,6 +250,19 @@ class Fetcher:
             return fail(f"bad URL: {_one_line(str(exc))}")
         if parsed.scheme not in ("http", "https") or not parsed.host:
             return fail(f"unsupported URL (only http:// and https://): {_one_line(url, 80)}")
+        # user:password@ in a certificate's URL would go out as Basic auth: never send it.
+        parsed = parsed.copy_with(userinfo=b"")
+        allowed_port = 80 if parsed.scheme == "http" else self.options.https_port
+        if (
+            parsed.port is not None
+            and parsed.port != allowed_port
+            and not self.options.private_endpoints
+        ):
+            return fail(
+                f"not fetched from here (port {parsed.port}: only {parsed.scheme} on port "
+                f"{allowed_port} is fetched without --allow-private-endpoints)",
+                refused=True,
+            )
         if parsed.scheme == "https" and parsed.port is None:
             # The lab, which runs without root, serves https elsewhere than 443.
             parsed = parsed.copy_with(port=self.options.https_port)
@@ -192,6 +273,16 @@ class Fetcher:
 
         proxy = proxy_for(parsed)
         if proxy is not None:
+            # The proxy resolves names itself; what can be judged here is an address or
+            # "localhost" in the URL, which the proxy would otherwise fetch for us.
+            literal = parsed.host.strip("[]")
+            inside = not_global(literal) if is_ip_literal(literal) else literal == "localhost"
+            if inside and not self.options.private_endpoints:
+                return fail(
+                    f"not fetched from here (private address {literal}; "
+                    "--allow-private-endpoints fetches it)",
+                    refused=True,
+                )
             try:
                 return await asyncio.wait_for(
                     self._request(
@@ -221,6 +312,17 @@ class Fetcher:
             prefix = f"DNS: {host} "
             status = text[len(prefix) :] if text.startswith(prefix) else text
             return fail(f"DNS: {status}" if not status.startswith("DNS") else status)
+        if not self.options.private_endpoints:
+            # After DNS, so a public name pointing at an internal address is caught too.
+            public = tuple(a for a in addresses if not not_global(a))
+            if not public:
+                return fail(
+                    "not fetched from here (private address "
+                    f"{', '.join(addresses[:3])}; --allow-private-endpoints fetches it)",
+                    addresses,
+                    refused=True,
+                )
+            addresses = public
 
         default_port = 443 if parsed.scheme == "https" else 80
         port = parsed.port or default_port
@@ -228,7 +330,7 @@ class Fetcher:
         headers["Host"] = host_header
         sni = None if is_ip_literal(host) else host
         last_error = "no address"
-        for address in addresses:
+        for address in addresses[:MAX_ADDRESSES]:
             target = parsed.copy_with(host=address, port=port)
             try:
                 return await asyncio.wait_for(
@@ -299,17 +401,31 @@ class Fetcher:
                 declared = int(response.headers.get("content-length", "-1"))
             except ValueError:
                 declared = -1
+            over_budget = False
             if declared > max_bytes:
                 too_big = True
             else:
-                async for chunk in response.aiter_raw():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        chunks.append(chunk[: max_bytes - (size - len(chunk))])
-                        too_big = True
-                        break
-                    chunks.append(chunk)
+                try:
+                    async for chunk in response.aiter_raw():
+                        size += len(chunk)
+                        self.body_bytes += len(chunk)
+                        if size > max_bytes:
+                            too_big = True
+                            break
+                        if self.body_bytes > BODY_BUDGET:
+                            over_budget = True
+                            break
+                        chunks.append(chunk)
+                except BaseException:
+                    self.body_bytes -= size
+                    raise
+            ok_status = 200 <= status < 300
+            if too_big or over_budget or not ok_status:
+                # What is not used is not kept: an endless or refused body frees its bytes.
+                chunks = []
+                self.body_bytes -= size
             data = b"".join(chunks)
+            del chunks
             error: str | None = None
             redirected: str | None = None
             if 300 <= status < 400:
@@ -323,9 +439,16 @@ class Fetcher:
                 error = f"HTTP {status}"
             elif too_big:
                 error = f"too big (> {max_bytes} bytes)"
+            elif over_budget:
+                error = (
+                    f"not fetched in full (this diagnosis's {BODY_BUDGET // 2**20} MB budget "
+                    "for downloads is spent)"
+                )
             result = self._result(url, status, started, data, ctype, error, addresses, proxy)
             if redirected is not None:
                 result = HttpResult(**{**result.__dict__, "redirected_to": redirected})
+            if over_budget:
+                result = HttpResult(**{**result.__dict__, "refused": True})
             return result
         except httpx.TimeoutException:
             return self._result(url, None, started, b"", None, "timeout", addresses, proxy)

@@ -771,6 +771,7 @@ async def prepare_tls(
 # This host cannot send to that address family at all: nothing left the machine, so the
 # server was not tested (typical: a jump host without IPv6 and an MX with AAAA records).
 _NO_ROUTE_HERE = {errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT}
+_NO_RESOURCES_HERE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 def classify_connect_error(exc: OSError, address: str, port: int) -> tuple[str, str]:
@@ -780,6 +781,11 @@ def classify_connect_error(exc: OSError, address: str, port: int) -> tuple[str, 
     if exc.errno in _NO_ROUTE_HERE and ":" in address:
         return "no-route-here", (
             f"this host has no IPv6 route to {address} ({exc.strerror or exc}): not tested from here"
+        )
+    if exc.errno in _NO_RESOURCES_HERE:
+        # Out of descriptors or buffers here: nothing was learnt about the server.
+        return "no-resources-here", (
+            f"this host is out of resources ({exc.strerror or exc}): {address} not tested"
         )
     return "unreachable", f"cannot connect to {address} port {port}: {exc.strerror or exc}"
 

@@ -97,7 +97,7 @@ def fetcher(
     fails, so tests use 127.0.0.1 URLs) and it trusts no root."""
     return Fetcher(
         resolver or Resolver(("127.0.0.1", closed_port()), timeout=1),
-        options or Options(timeout=3),
+        options or Options(timeout=3, private_endpoints=True),  # the test servers are on loopback
         roots or Roots([], "none"),
     )
 

@@ -169,3 +169,16 @@ __all__: list[str] = [
     "terminal_bytes",
     "wait_done",
 ]
+
+
+async def wait_decoded(pilot: Pilot[Any], polls: int = 200, poll: float = 0.02) -> None:
+    """Wait until the bounce decoder on screen shows the decoding of its box's text (it
+    decodes in a thread after a quiet spell), then until idle."""
+    from tui.screens.explain_prompt import ExplainPrompt
+
+    for _ in range(polls):
+        screen = pilot.app.screen
+        if not isinstance(screen, ExplainPrompt) or not screen.pending:
+            break
+        await pilot.pause(poll)
+    await pilot.pause()

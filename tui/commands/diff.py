@@ -15,6 +15,7 @@ from typing import Any
 from probes.history.diff import diff_runs
 from probes.history.store import HistoryStore, Run
 from probes.model.errors import CheckError
+from probes.model.safetext import json_escape_hidden
 
 from .history import domain_arg, open_store
 
@@ -77,7 +78,9 @@ def run(ns: argparse.Namespace, options_from_args: Callable[..., Any]) -> int:
         a, b = pick_runs(store, domain, ns.run_a, ns.run_b)
     result = diff_runs(a, b)
     if ns.json:
-        sys.stdout.write(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(
+            json_escape_hidden(json.dumps(result.to_json(), indent=2, ensure_ascii=False)) + "\n"
+        )
     else:
         sys.stdout.write(result.to_text())
     return result.exit_code()

@@ -11,7 +11,7 @@ from typing import Any
 from probes.history.diff import short_time
 from probes.history.store import HistoryStore, mxlens_version
 from probes.model.errors import CheckError
-from probes.model.safetext import visible
+from probes.model.safetext import json_escape_hidden, visible
 
 HISTORY_SCHEMA = "mxlens/history/1"
 
@@ -63,7 +63,7 @@ def run(ns: argparse.Namespace, options_from_args: Callable[..., Any]) -> int:
             "domain": domain,
             "runs": [r.to_json() for r in runs],
         }
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_escape_hidden(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
         return 0
     if not runs:
         what = f"for {domain}" if domain else "yet"

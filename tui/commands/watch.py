@@ -21,7 +21,7 @@ from typing import Any
 from probes.history.store import mxlens_version
 from probes.model.errors import CheckError
 from probes.model.options import Options
-from probes.model.safetext import visible
+from probes.model.safetext import json_escape_hidden, visible
 
 from .recording import add_history_option, record_check
 
@@ -142,7 +142,7 @@ async def watch(
                 "changes": [c.to_json() for c in changes],
                 "stopped": done,
             }
-            sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_escape_hidden(json.dumps(line, ensure_ascii=False)) + "\n")
         else:
             recorded = f"  [run {run_id}]" if run_id is not None else ""
             sys.stdout.write(
@@ -177,7 +177,7 @@ def _say_failed(number: int, started: datetime, error: str, as_json: bool, domai
             "changes": [],
             "stopped": False,
         }
-        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_escape_hidden(json.dumps(line, ensure_ascii=False)) + "\n")
     else:
         sys.stdout.write(
             f"{started.strftime('%H:%M:%S')} check {number}: could not check: {visible(error)}; "

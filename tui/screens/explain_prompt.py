@@ -2,8 +2,10 @@
 start the check of what it names: the recipient domain, through the host the bounce names
 (as `mxlens explain --run` does).
 
-Decoding is pure and fast (probes.interpret.explain), so it runs on every change of the text. The
-pasted text is hostile like network text: the decoding shown is built by `explain.to_text`,
+Decoding (probes.interpret.explain) is pure and linear in the first MAX_TEXT characters, but
+a paste of a whole mailbox still costs milliseconds per change: it runs in a thread once the
+text has been quiet for DEBOUNCE seconds, so typing and pasting never wait for it. The pasted
+text is hostile like network text: the decoding shown is built by `explain.to_text`,
 which passes every extracted string through `safetext.visible()`, and is rendered as a
 `rich.text.Text`, never as markup.
 """
@@ -11,6 +13,7 @@ which passes every extracted string through `safetext.visible()`, and is rendere
 from __future__ import annotations
 
 import re
+from functools import partial
 
 from rich.console import Console
 from rich.text import Text
@@ -18,7 +21,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widgets import Static, TextArea
+from textual.worker import Worker, WorkerState
 
 from probes.interpret.explain import Explanation, explain, to_text
 from probes.model.errors import CheckError
@@ -29,6 +34,8 @@ from .walk_screen import hanging
 HINT = "Paste a bounce (NDR) or a mail log line: it is decoded below as you type."
 KEYS_NONE = "Nothing to check yet  PgUp/PgDn scroll  Esc/^g close"
 KEYS_TARGET = "ctrl+r check {target}  PgUp/PgDn scroll  Esc/^g close"
+# Quiet time after the last edit before the text is decoded: a paste arrives as many edits.
+DEBOUNCE = 0.15
 
 
 # "  meaning:  ", "Next: ": a label whose value wraps under itself, not under the label
@@ -81,6 +88,10 @@ class ExplainPrompt(ModalScreen[Explanation | None]):
         super().__init__(id="explain-prompt")
         self._initial = text
         self.explanation: Explanation | None = None
+        self._wanted: str | None = None  # the text to decode (the box's latest)
+        self._shown: str | None = None  # the text the decoding on screen belongs to
+        self._timer: Timer | None = None
+        self._check_when_decoded = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="explain-box") as box:
@@ -96,24 +107,62 @@ class ExplainPrompt(ModalScreen[Explanation | None]):
     def on_mount(self) -> None:
         self.query_one(TextArea).focus()
         if self._initial:
-            self._decode(self._initial)
+            self._schedule(self._initial)
 
     def on_resize(self) -> None:
         # the hanging indents are wrapped to the width: redo them once the layout is known
-        self.call_after_refresh(lambda: self._decode(self.query_one(TextArea).text))
+        self.call_after_refresh(self._show)
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         event.stop()
-        self._decode(event.text_area.text)
+        self._schedule(event.text_area.text)
 
-    def _decode(self, text: str) -> None:
+    @property
+    def pending(self) -> bool:
+        """True while the decoding shown is not that of the box's text."""
+        return self.query_one(TextArea).text != (self._shown or "")
+
+    def _schedule(self, text: str) -> None:
+        self._wanted = text
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(DEBOUNCE, self._start_decode)
+
+    def _start_decode(self) -> None:
+        self._timer = None
+        if self._wanted is None:
+            return
+        self.run_worker(
+            partial(_decode, self._wanted),
+            thread=True,
+            exclusive=True,
+            group="explain-decode",
+            exit_on_error=False,
+        )
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group != "explain-decode" or event.state != WorkerState.SUCCESS:
+            return
+        result = worker.result
+        assert isinstance(result, tuple)
+        text, explanation = result
+        if text != self._wanted:
+            return  # the box changed meanwhile; the newer decoding is on its way
+        self.explanation = explanation
+        self._shown = text
+        self._show()
+        if self._check_when_decoded:
+            self._check_when_decoded = False
+            self.action_run_check()
+
+    def _show(self) -> None:
+        if not self.is_mounted:
+            return
         result = self.query_one("#explain-result", Static)
         keys = self.query_one("#explain-keys", Static)
-        try:
-            self.explanation = explain(text)
-        except CheckError:  # empty text
-            self.explanation = None
-            result.update(Text("Nothing pasted yet."))
+        if self.explanation is None:
+            result.update(Text("Nothing pasted yet."))  # or only blanks
             keys.update(Text(KEYS_NONE))
             return
         scroll = self.query_one("#explain-scroll", VerticalScroll)
@@ -135,6 +184,10 @@ class ExplainPrompt(ModalScreen[Explanation | None]):
         return f"{domain} via {mx}" if mx and mx != domain else domain
 
     def action_run_check(self) -> None:
+        if self.pending:
+            # ctrl+r right after a paste: check what the box holds, not the previous text
+            self._check_when_decoded = True
+            return
         if self.explanation is None or self.explanation.target() is None:
             self.notify("No domain or host found in the text: nothing to check.", markup=False)
             return
@@ -145,3 +198,11 @@ class ExplainPrompt(ModalScreen[Explanation | None]):
 
     def action_give_up(self) -> None:
         self.dismiss(None)
+
+
+def _decode(text: str) -> tuple[str, Explanation | None]:
+    """Runs in a worker thread: the text with its decoding (None for empty text)."""
+    try:
+        return text, explain(text)
+    except CheckError:
+        return text, None

@@ -31,7 +31,9 @@ class TargetPrompt(ModalScreen[str | None]):
             yield Input(value=self._current, placeholder="example.org", id="target-input")
 
     def on_mount(self) -> None:
-        self.query_one(Input).focus()
+        # No box when the app is ending (a SIGTERM right at start-up) as this mounts.
+        for box in self.query(Input):
+            box.focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
