@@ -145,7 +145,14 @@ def test_leaf_without_intermediate_but_caissuers_is_incomplete(
         srv.routes["/ca.der"] = Route(body=contoso.inter.der)
         leaf = contoso.leaf(ca_issuers=(srv.url("/ca.der"),))
         path = contoso.write("leaf.pem", leaf.pem + _key_pem(leaf.key))
-        code, doc, _ = run(capsys, path, "--ca-file", str(contoso.roots), "--no-endpoints")
+        code, doc, _ = run(
+            capsys,
+            path,
+            "--ca-file",
+            str(contoso.roots),
+            "--no-endpoints",
+            "--allow-private-endpoints",  # the test's CA serves on 127.0.0.1
+        )
     assert code == 2
     assert ids(doc) == {"cert.incomplete_chain"}
     assert "the file did not send" in doc["findings"][0]["summary"]
@@ -227,7 +234,15 @@ def test_endpoints_are_checked_from_here(contoso: Pki, capsys: pytest.CaptureFix
     dead = f"http://127.0.0.1:{closed_port()}/ca.crl"
     leaf = contoso.leaf(crl=(dead,))
     path = contoso.write("chain.pem", leaf.pem + contoso.inter.pem + _key_pem(leaf.key))
-    code, doc, _ = run(capsys, path, "--ca-file", str(contoso.roots), "--timeout", "3")
+    code, doc, _ = run(
+        capsys,
+        path,
+        "--ca-file",
+        str(contoso.roots),
+        "--timeout",
+        "3",
+        "--allow-private-endpoints",
+    )
     assert [(e["kind"], e["url"], e["ok"]) for e in doc["endpoints"]] == [("crl", dead, False)]
     assert {"ca.crl_unreachable", "ca.revocation_unavailable"} <= ids(doc)
 
@@ -337,3 +352,15 @@ def test_p7b_chain_without_key(
     assert doc["format"] == "pkcs7"
     assert doc["certificates"][0]["subject"] == "CN=mail.contoso.test"  # the leaf first
     assert ids(doc) == {"cert.no_key"} and doc["validation"]["trusted"] is True
+
+
+def test_private_endpoints_are_not_fetched_unless_allowed(
+    contoso: Pki, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A certificate chooses its URLs: one on loopback is left alone by default, as in check."""
+    dead = f"http://127.0.0.1:{closed_port()}/ca.crl"
+    leaf = contoso.leaf(crl=(dead,))
+    path = contoso.write("chain.pem", leaf.pem + contoso.inter.pem + _key_pem(leaf.key))
+    _, doc, _ = run(capsys, path, "--ca-file", str(contoso.roots), "--timeout", "3")
+    assert "ca.endpoint_not_fetched" in ids(doc)
+    assert "ca.crl_unreachable" not in ids(doc)

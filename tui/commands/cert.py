@@ -141,6 +141,7 @@ def run(ns: argparse.Namespace, options_from_args: Callable[..., Any]) -> int:
         expect_name=ns.expect_name,
         timeout=_positive_float(ns.timeout, "--timeout"),
         resolver=parse_resolver(ns.resolver) if ns.resolver else None,
+        private_endpoints=ns.allow_private_endpoints,
         endpoints=not ns.no_endpoints,
     )
     receiver = receiver_from(ns)

@@ -93,6 +93,7 @@ def options_from(ns: argparse.Namespace) -> ListenOptions:
         expect_name=ns.expect_name,
         timeout=_positive_float(ns.timeout, "--timeout"),
         resolver=parse_resolver(ns.resolver) if ns.resolver else None,
+        private_endpoints=ns.allow_private_endpoints,
     )
     from probes.net.dns import to_ascii
 

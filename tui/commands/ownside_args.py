@@ -30,6 +30,12 @@ def add_trust_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resolver", metavar="IP[:PORT]", help="DNS server for the CA endpoint host names"
     )
+    p.add_argument(
+        "--allow-private-endpoints",
+        action="store_true",
+        help="also fetch caIssuers/OCSP/CRL URLs on private, loopback or link-local addresses "
+        "and other ports (an internal PKI)",
+    )
     p.add_argument("--json", action="store_true", help="JSON on stdout")
 
 

@@ -47,6 +47,7 @@ def listen_options_for(options: Options, *, port: int = 2525) -> ListenOptions:
             expect_name=options.expect_name,
             timeout=max(options.timeout, 30.0),
             resolver=options.resolver,
+            private_endpoints=options.private_endpoints,
         ),
     )
 
