@@ -384,7 +384,7 @@ async def validate_chain(
             raise_finding(
                 "cert.unparseable",
                 where,
-                f"the server certificate ({sent[0].sha256[:16]}...) cannot be parsed: "
+                f"{leaf_role} ({sent[0].sha256[:16]}...) cannot be parsed: "
                 f"{sent[0].subject.removeprefix('(unparsable certificate: ').rstrip(')')}",
                 evidence=("cert:0",),
             )
@@ -405,7 +405,7 @@ async def validate_chain(
         findings.append(
             (
                 "cert.unparseable",
-                f"the server certificate ({_label(leaf_info)}) cannot be parsed: {unreadable}",
+                f"{leaf_role} ({_label(leaf_info)}) cannot be parsed: {unreadable}",
                 0,
             )
         )
