@@ -28,15 +28,19 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
     smtp.rate_limited (info)    rate-limited-once     tls.non_fs_accepted      tls-non-fs
     tls.weak_suite_accepted     tls-weak-suite        pool.inconsistent        lb-alternating (--attempts 2)
     tls.starttls_not_offered    no-starttls           tls.starttls_refused     starttls-refused
-    tls.handshake_failed        handshake-failed      tls.legacy_only          legacy-only
+    tls.handshake_failed        handshake-failed, handshake-after-certificate
+    tls.legacy_only             legacy-only
     tls.legacy_accepted         legacy-accepted       tls.no_tls13             no-tls13 (+ no-forward-secrecy, weak-cipher)
     tls.no_forward_secrecy      no-forward-secrecy    tls.weak_cipher          weak-cipher
     tls.starttls_still_offered  starttls-still-offered
     tls.plaintext_injection     plaintext-injection
-    cert.untrusted              untrusted             cert.self_signed         self-signed
-    cert.incomplete_chain       incomplete-chain      cert.expired             expired (+ pool-inconsistent)
+    cert.untrusted              untrusted (+ untrusted-sts-testing)
+    cert.self_signed            self-signed
+    cert.incomplete_chain       incomplete-chain (+ incomplete-chain-sendmail)
+    cert.expired                expired (+ pool-inconsistent, dane-ee-expired)
     cert.not_yet_valid          not-yet-valid         cert.expires_soon        expires-soon
-    cert.name_mismatch          name-mismatch         cert.expected_name_mismatch  expected-name-mismatch
+    cert.name_mismatch          name-mismatch (+ dane-ee-name-mismatch)
+    cert.expected_name_mismatch expected-name-mismatch
     cert.no_san                 no-san                cert.weak_key            weak-key
     cert.weak_signature         weak-signature        cert.not_server_auth     not-server-auth
     cert.revoked                revoked
@@ -52,7 +56,7 @@ Finding id -> scenario that stages it (scenario name = first label of its domain
     dane.tlsa_mismatch          dane-mismatch         dane.lookup_failed       dane-lookup-failed
     dane.unusable               dane-unusable         dane.insecure            dane-insecure
     dane.dnssec_unsigned        dnssec-unsigned
-    pool.inconsistent           pool-inconsistent
+    pool.inconsistent           pool-inconsistent, mx-pool (one preference)
     (no finding)                healthy, idn (bücher.lab.test), dane-ok, hostile
 
 Ids that cannot be staged locally, or are staged by the hostile peers of tests/hostile/
@@ -63,6 +67,10 @@ rather than by a scenario (NOT_STAGED below, with the reason):
   and `mxlens cert` (our own sending side), which a check of a domain never raises. They are
   staged by tests/test_listener.py, tests/test_certfile.py and, with real Postfix,
   Exim and swaks senders, tests/integration/test_listen.py.
+- dane.required: raised only by the connector simulation (exo-smtpdane-mandatory), never by
+  `mxlens check` itself; tests/test_connectors.py stages it on the healthy scenario.
+- ca.provider_root_missing: needs an Exchange Online MX name; the lab serves lab.test only.
+  Unit-tested with the real DigiCert Global Root G2 fingerprint (tests/test_providers.py).
 
 Ids staged with caveats:
 - tls.weak_cipher: this machine's OpenSSL 3 has no RC4 and no 3DES (not even at
@@ -83,6 +91,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probes.interpret.walk import STEPS as STEPS
+from probes.model.options import Policy
 
 _OWN_SIDE = "raised by mxlens listen / mxlens cert about our own sending side, never by check: tests/test_listener.py and tests/test_certfile.py and tests/integration/test_listen.py stage it"
 NOT_STAGED: dict[str, str] = {
@@ -100,6 +109,8 @@ NOT_STAGED: dict[str, str] = {
             "cert.no_key",
         )
     },
+    "dane.required": "raised by the connector simulation only (exo-smtpdane-mandatory on a domain without DANE); tests/test_connectors.py stages it on healthy",
+    "ca.provider_root_missing": "needs an Exchange Online MX name (mail.protection.outlook.com, mx.microsoft); the lab serves lab.test only",
     # Staged by purpose-built hostile peers instead (tests/hostile/), not by a lab scenario:
     "cert.unparseable": "a BER-encoded leaf: tests/hostile/test_chain_budget.py",
     "ca.endpoint_not_fetched": "the lab allows private endpoints: tests/hostile/test_endpoint_fences.py",
@@ -183,6 +194,9 @@ class Scenario:
     breaks: str | None
     options: dict[str, Any] = field(default_factory=dict)  # probes.model.options.Options fields
     stage: Stage = Stage()
+    # policy -> {finding id: severity}: the exact grades `check --policy P` must give, for the
+    # scenarios whose point is how senders judge them (tests/test_lab_policies.py).
+    grades: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def _mx(**kw: Any) -> tuple[MxSpec, ...]:
@@ -205,6 +219,7 @@ def _s(
     *,
     domain: str | None = None,
     options: dict[str, Any] | None = None,
+    grades: dict[str, dict[str, str]] | None = None,
     **stage: Any,
 ) -> Scenario:
     return Scenario(
@@ -215,7 +230,24 @@ def _s(
         breaks=breaks,
         options=dict(options or {}),
         stage=Stage(**stage),
+        grades=dict(grades or {}),
     )
+
+
+POLICIES: tuple[Policy, ...] = (
+    "strict",
+    "opportunistic",
+    "encrypt",
+    "verify",
+    "domain",
+    "mta-sts",
+    "dane",
+)
+
+
+def _every(fid: str, sev: str, **other: str) -> dict[str, dict[str, str]]:
+    """One finding's grade under every policy: `sev`, except where `other` says."""
+    return {p: {fid: other.get(p.replace("-", "_"), sev)} for p in POLICIES}
 
 
 _TLS1, _TLS11, _TLS12 = (
@@ -413,6 +445,25 @@ _LIST: list[Scenario] = [
         mx=_server(handshake_fail="close"),
     ),
     _s(
+        "handshake-after-certificate",
+        "STARTTLS gets 220; every handshake, whatever the version, stops right after the server's Certificate with a fatal internal_error alert (a server that cannot use its own key, like Debian 12's OpenSMTPD with an RSA key under OpenSSL 3). The lab sends that alert in clear text, so under TLS 1.3 (encrypted by then) the client reports a bad record type instead of internal_error. The chain sent before the alert is kept and validated; the finding says the server had chosen a version, so this is no version mismatch.",
+        ("tls.handshake_failed",),
+        "handshake",
+        mx=_server(handshake_fail="after-certificate"),
+        grades={
+            p: {"tls.handshake_failed": sev}
+            for p, sev in (
+                ("strict", "error"),
+                ("opportunistic", "error"),  # MTA-STS enforce: TLS is required
+                ("encrypt", "error"),
+                ("verify", "error"),
+                ("domain", "error"),
+                ("mta-sts", "error"),
+                ("dane", "error"),
+            )
+        },
+    ),
+    _s(
         "legacy-only",
         "TLS 1.0 and 1.1 only. tls.legacy_only alone: no tls.no_tls13 (TLS 1.2 is not accepted either) and no tls.legacy_accepted (nothing 1.2+).",
         ("tls.legacy_only",),
@@ -492,6 +543,7 @@ _LIST: list[Scenario] = [
         ("cert.untrusted",),
         "chain_trusted",
         mx=_cert(issuer="untrusted"),
+        grades=_every("cert.untrusted", "error"),  # MTA-STS enforce: an error for everyone
     ),
     _s(
         "self-signed",
@@ -506,6 +558,18 @@ _LIST: list[Scenario] = [
         ("cert.incomplete_chain",),
         "chain_trusted",
         mx=_cert(send_intermediate=False),
+    ),
+    _s(
+        "incomplete-chain-sendmail",
+        "incomplete-chain behind a Sendmail greeting: the fix names Sendmail's CACertFile, the only place its intermediate goes on the wire from.",
+        ("cert.incomplete_chain",),
+        "chain_trusted",
+        mx=(
+            MxSpec(
+                server={"banner": b"220 mx1 ESMTP Sendmail 8.17.1.9/8.17.1.9; ready"},
+                cert=CertSpec(send_intermediate=False),
+            ),
+        ),
     ),
     _s(
         "expired",
@@ -718,6 +782,45 @@ _LIST: list[Scenario] = [
         "dane",
         signed=False,
     ),
+    # ---- how senders weigh the domain's own policies --------------------------------------
+    _s(
+        "dane-ee-expired",
+        "A signed zone with MTA-STS enforce and a validated TLSA 3 1 1 that matches the leaf, which expired two days ago. DANE senders accept it (DANE-EE: no date check); every MTA-STS sender refuses it, so it is an error under every policy but dane (RFC 8461 section 2: DANE decides where a sender does both).",
+        ("cert.expired",),
+        "chain_trusted",
+        tlsa="match",
+        mx=_cert(not_before_days=-92, not_after_days=-2),
+        grades=_every("cert.expired", "error", dane="info"),
+    ),
+    _s(
+        "dane-ee-name-mismatch",
+        "A signed zone with MTA-STS enforce and a validated TLSA 3 1 1 that matches the leaf, which is for mail.other.lab.test, not the MX name. DANE-EE checks no name; MTA-STS senders do: an error under every policy but dane.",
+        ("cert.name_mismatch",),
+        "name_match",
+        tlsa="match",
+        mx=_cert(names=("mail.other.lab.test",)),
+        grades=_every("cert.name_mismatch", "error", dane="info"),
+    ),
+    _s(
+        "untrusted-sts-testing",
+        "The untrusted scenario with the MTA-STS policy in testing mode instead of enforce: nothing published makes the chain matter to senders that check no certificate, so it is an error only for validating policies (its text says who still delivers), where under enforce (scenario untrusted) it is one for everyone (its text names the MTA-STS policy).",
+        ("cert.untrusted", "mtasts.testing"),
+        "chain_trusted",
+        mx=_cert(issuer="untrusted"),
+        mtasts_policy="version: STSv1\nmode: testing\n{mx_lines}max_age: 86400\n",
+        grades={
+            p: {"cert.untrusted": sev, "mtasts.testing": "info"}
+            for p, sev in (
+                ("strict", "error"),
+                ("opportunistic", "warning"),
+                ("encrypt", "warning"),
+                ("verify", "error"),
+                ("domain", "error"),
+                ("mta-sts", "warning"),
+                ("dane", "warning"),
+            )
+        },
+    ),
     # ---- the pool ------------------------------------------------------------------------
     _s(
         "pool-inconsistent",
@@ -730,6 +833,28 @@ _LIST: list[Scenario] = [
             ),
             MxSpec(label="mx2", preference=20),
         ),
+    ),
+    _s(
+        "mx-pool",
+        "Two MX at one preference (10): mx1 sends its leaf without the intermediate, mx2 is healthy. Senders pick either; one that picks mx1 fails there and tries mx2 next, so mail arrives late or only through mx2. The walk follows mx1, fails at chain_trusted, and says it delivers via mx2.",
+        ("cert.incomplete_chain", "pool.inconsistent"),
+        "chain_trusted",
+        mx=(
+            MxSpec(label="mx1", preference=10, cert=CertSpec(send_intermediate=False)),
+            MxSpec(label="mx2", preference=10),
+        ),
+        grades={
+            p: {"cert.incomplete_chain": sev, "pool.inconsistent": "warning"}
+            for p, sev in (
+                ("strict", "error"),
+                ("opportunistic", "error"),  # MTA-STS enforce
+                ("encrypt", "error"),
+                ("verify", "error"),
+                ("domain", "error"),
+                ("mta-sts", "error"),
+                ("dane", "error"),
+            )
+        },
     ),
     _s(
         "lb-alternating",

@@ -29,7 +29,7 @@ MAX_LINE = 4096
 IDLE_TIMEOUT = 60.0
 SESSION_LIMIT = 180.0
 
-HANDSHAKE_FAIL_MODES = ("close", "garbage", "client-cert")
+HANDSHAKE_FAIL_MODES = ("close", "garbage", "client-cert", "after-certificate")
 ENDLESS_MODES = ("drip", "lines")
 
 
@@ -64,7 +64,11 @@ class Behaviour:
     offer_starttls_after_tls: bool = False  # the EHLO inside TLS still lists STARTTLS
     injection_vulnerable: bool = False  # answer plaintext pipelined after STARTTLS inside TLS
     # "close": close the socket right after the 220 to STARTTLS; "garbage": answer the
-    # ClientHello with text; "client-cert": demand a client certificate (TLS 1.2 alert).
+    # ClientHello with text; "client-cert": demand a client certificate (TLS 1.2 alert);
+    # "after-certificate": every version's handshake stops right after the server's
+    # Certificate with a fatal internal_error alert (like a server that cannot use its key:
+    # Debian 12's OpenSMTPD with an RSA key under OpenSSL 3). The alert goes in clear text;
+    # under TLS 1.3 a real server would encrypt it, so the client sees a bad record instead.
     handshake_fail: str | None = None
     # A listener whose accept queue is full, so SYNs are dropped: connect timeout.
     blackhole: bool = False
@@ -329,6 +333,10 @@ class _Session(asyncio.Protocol):
         if b.handshake_fail == "garbage":
             self._write(b"this is not a TLS ServerHello\r\n")
             raise _Closed()
+        if b.handshake_fail == "after-certificate":
+            self.buf.clear()
+            await self._fail_after_certificate()
+            raise _Closed()
         pending = bytes(self.buf)
         self.buf.clear()  # RFC 3207: plaintext sent before the handshake is discarded
         loop = asyncio.get_running_loop()
@@ -355,6 +363,34 @@ class _Session(asyncio.Protocol):
             self.buf[:0] = pending
         return True
 
+    async def _fail_after_certificate(self) -> None:
+        """Run the server's side of the handshake in memory and put on the wire only what
+        precedes its key being used: ServerHello and Certificate (TLS 1.2: repacked as one
+        record; TLS 1.3: the records up to the encrypted Certificate), then a fatal
+        internal_error alert. The client sees the chain, then the failure."""
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self.server.context.wrap_bio(incoming, outgoing, server_side=True)
+        deadline = time.monotonic() + IDLE_TIMEOUT
+        flight = b""
+        while not flight:
+            while not self.buf:
+                if self.closed or time.monotonic() > deadline:
+                    raise _Closed()
+                self.wakeup.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.wakeup.wait(), 1.0)
+            incoming.write(bytes(self.buf))
+            self.buf.clear()
+            try:
+                tls.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError as exc:
+                self.server.log.handshake_errors.append(f"{type(exc).__name__}: {exc}")
+            flight = outgoing.read()
+        self._write(_up_to_certificate(flight) + _ALERT_INTERNAL_ERROR)
+        self.server.log.handshake_errors.append("after-certificate: internal_error sent")
+
     async def _endless(self, code: str) -> None:
         """Send a reply that never completes, until the client leaves or the limit."""
         b = self.b
@@ -373,6 +409,45 @@ class _Session(asyncio.Protocol):
                 self._write(f"{code}-{b.hostname} continuation line {n}\r\n".encode())
                 await self._flow()
                 await asyncio.sleep(b.lines_interval)
+
+
+_ALERT_INTERNAL_ERROR = b"\x15\x03\x03\x00\x02\x02\x50"  # fatal (2) internal_error (80)
+
+
+def _records(data: bytes) -> list[tuple[int, bytes]]:
+    out: list[tuple[int, bytes]] = []
+    pos = 0
+    while pos + 5 <= len(data):
+        size = int.from_bytes(data[pos + 3 : pos + 5], "big")
+        out.append((data[pos], data[pos : pos + 5 + size]))
+        pos += 5 + size
+    return out
+
+
+def _up_to_certificate(flight: bytes) -> bytes:
+    """The part of a server's first flight up to and including its Certificate."""
+    records = _records(flight)
+    if any(kind == 23 for kind, _ in records):
+        # TLS 1.3: ServerHello, ChangeCipherSpec, then one encrypted record per message
+        # (EncryptedExtensions, Certificate, CertificateVerify, Finished) from OpenSSL.
+        out, encrypted = b"", 0
+        for kind, raw in records:
+            out += raw
+            encrypted += kind == 23
+            if encrypted == 2:
+                break
+        return out
+    # TLS 1.2: plaintext handshake messages, possibly several per record.
+    body = b"".join(raw[5:] for kind, raw in records if kind == 22)
+    kept, pos = b"", 0
+    while pos + 4 <= len(body):
+        size = int.from_bytes(body[pos + 1 : pos + 4], "big")
+        message = body[pos : pos + 4 + size]
+        kept += message
+        pos += 4 + size
+        if message[0] == 11:  # Certificate
+            break
+    return b"\x16\x03\x03" + len(kept).to_bytes(2, "big") + kept
 
 
 def server_context(b: Behaviour) -> ssl.SSLContext:

@@ -26,6 +26,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+
 from probes.checks.chain import validate_chain
 from probes.checks.dane import TlsaLookup, is_usable, judge_dane, lookup_tlsa
 from probes.checks.endpoints import check_endpoints
@@ -33,6 +35,7 @@ from probes.checks.mtasts import check_mtasts
 from probes.checks.session import smtp_session
 from probes.checks.side_probes import starttls_injection_test, tls12_cipher_probe, tls_version_sweep
 from probes.checks.tlsrpt import check_tlsrpt
+from probes.interpret.providers import missing_root_findings
 from probes.model.errors import CheckError
 from probes.model.events import (
     AddressesResolved,
@@ -51,11 +54,13 @@ from probes.model.events import (
     SessionFinished,
     TlsNegotiated,
     TlsVersionsProbed,
+    TranscriptLine,
     Where,
 )
 from probes.model.findings import GradeContext, catalog, grade, raise_finding, worst
 from probes.model.names import canonical, is_ip_literal
 from probes.model.options import Options, deadline_for
+from probes.model.server_software import identify, tailored_fix
 from probes.net.dns import Answer, Resolver, local_fqdn, to_ascii
 from probes.net.http import Fetcher
 from probes.net.tls import weak_cipher_reason
@@ -158,6 +163,8 @@ class _Run:
         self.dane_active: set[str] = set()  # MX hosts with validated, usable TLSA records
         self.dane_ee: set[Where] = set()  # sessions whose leaf matched a DANE-EE record
         self.facts: dict[Where, _SessionFacts] = {}
+        # The software each address's greeting names (None: it names none we know).
+        self.software: dict[Where, str | None] = {}
         self.tlsa: dict[str, asyncio.Task[TlsaLookup]] = {}
         self.started = time.monotonic()
 
@@ -181,6 +188,9 @@ class _Run:
             dane_ee_matched=finding.where in self.dane_ee,
         )
         graded = grade(finding, ctx)
+        fix = tailored_fix(graded.id, self.software.get(finding.where))
+        if fix is not None:
+            graded = replace(graded, fix=fix)
         self.findings.append(graded)
         self.put(FindingRaised(graded))
 
@@ -198,6 +208,12 @@ class _Run:
             if isinstance(event, FindingRaised):
                 self.finding(event.finding)
             else:
+                if (
+                    isinstance(event, TranscriptLine)
+                    and event.dir == "S"
+                    and event.where not in self.software
+                ):
+                    self.software[event.where] = identify(event.text)  # the greeting
                 self.put(event)
         return seen
 
@@ -208,6 +224,7 @@ class _Run:
         try:
             hosts = await self.mail_route()
             if hosts:
+                self.provider_roots([h.host for h in hosts])
                 policy_task = asyncio.create_task(self.policies([h.host for h in hosts]))
                 background.append(policy_task)
                 for mx in hosts:
@@ -248,6 +265,12 @@ class _Run:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             self.put(_END)
+
+    def provider_roots(self, mx_hosts: list[str]) -> None:
+        """A provider's MX checked with a trust store that lacks the root its chains need."""
+        sha1s = {c.fingerprint(hashes.SHA1()).hex().upper() for c in self.roots.certs}
+        for finding in missing_root_findings(mx_hosts, sha1s, self.roots.description):
+            self.finding(finding)
 
     def port_for(self, host: str) -> int:
         for override in self.options.mx:

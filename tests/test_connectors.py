@@ -20,10 +20,18 @@ CASES = [
     ("exo-default", "revocation-unavailable", None, True, None),
     ("exo-default", "mtasts-mx-not-covered", None, False, "mta_sts"),
     ("exo-default", "dane-mismatch", None, False, "dane"),
+    # Outbound connector SmtpDaneMode / MtaStsMode (since 2026-02).
+    ("exo-smtpdane-mandatory", "dane-ok", None, True, None),
+    ("exo-smtpdane-mandatory", "healthy", None, False, "dane"),  # no TLSA: queued
+    ("exo-smtpdane-none", "dane-mismatch", None, True, None),
+    ("exo-smtpdane-none", "mtasts-mx-not-covered", None, False, "mta_sts"),
+    ("exo-mtasts-none", "mtasts-mx-not-covered", None, True, None),
+    ("exo-mtasts-none", "dane-mismatch", None, False, "dane"),
     ("exo-encryption-only", "weak-signature", None, True, None),
     ("exo-encryption-only", "no-starttls", None, False, "starttls_offered"),
     ("exo-certificate-validation", "name-mismatch", None, False, "name_match"),  # MTA-STS enforce
     ("exo-certificate-validation", "no-tls13", None, True, None),
+    ("exo-certificate-validation", "mx-pool", None, True, None),  # late or only via mx2
     ("exo-certificate-validation", "expired", None, False, "chain_trusted"),
     ("exo-certificate-validation", "revocation-unavailable", None, False, "revocation"),
     ("exo-domain-validation", "healthy", "*.healthy.lab.test", True, None),
@@ -90,10 +98,16 @@ def test_profile_verdict(
     if delivers:
         assert result.verdict.startswith(
             ("This connector would deliver.", "This connector would accept")
+        ) or (
+            result.walk.fallback is not None
+            and result.verdict.startswith(
+                f"This connector would deliver, late or only via {result.walk.fallback}"
+            )
         )
         assert (
             result.walk.first_failure is None
             or result.walk.first_failure not in PROFILES[profile].steps
+            or result.walk.fallback is not None
         )
     else:
         assert result.walk.first_failure == step, result.verdict

@@ -247,6 +247,20 @@ async def test_crl_revoked(srv: Server) -> None:
     assert "CRL" in findings[0].finding.summary
 
 
+async def test_revoked_by_both_sources_is_one_finding_naming_both(srv: Server) -> None:
+    ca = Ca(srv)
+    ca.ocsp_body = ocsp_answer(ca.leaf, ca.inter, status=ocsp.OCSPCertStatus.REVOKED)
+    srv.routes["/inter.crl"] = Route(body=crl_of(ca.inter, revoked=(ca.leaf.cert.serial_number,)))
+    checked, ids, findings = await run(ca.path)
+    assert ids == ["cert.revoked"]
+    summary = findings[0].finding.summary
+    assert "OCSP responder" in summary and "CRL" in summary
+    assert srv.url("/ocsp") in summary and srv.url("/inter.crl") in summary
+    # One entry, one day: no "1 entries", no "1 days".
+    crl = by_kind(checked, "crl", ca.leaf).detail or ""
+    assert "CRL of 1 entry," in crl, crl
+
+
 async def test_crl_expired(srv: Server) -> None:
     ca = Ca(srv)
     srv.routes["/inter.crl"] = Route(body=crl_of(ca.inter, next_update=NOW - DAY))

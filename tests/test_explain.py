@@ -132,6 +132,51 @@ def test_the_outer_exchange_code_wins_over_the_inner_one() -> None:
     assert got.candidates[0] == "tls.starttls_not_offered"
 
 
+# Every Exchange Online text of provider-facts.md ("Exchange Online texts", 2026-12).
+EXO_FACT_CODES = {
+    "4.4.317", "4.4.318", "4.7.320", "4.4.8", "5.4.8", "4.7.5", "5.7.5", "4.4.0",
+    *(f"{c}.7.{n}" for c in "45" for n in range(321, 326)),
+}  # fmt: skip
+EXO_4_4_317_DETAILS = {"UntrustedRoot", "SubjectMismatch", "CertificateExpired", "451 5.7.3"}
+
+
+def test_every_exchange_online_text_of_the_provider_facts_is_in_the_corpus() -> None:
+    facts = [e for e in CORPUS if e.get("provider_fact")]
+    assert {e["expect"]["status_code"] for e in facts} >= EXO_FACT_CODES
+    details = " ".join(e["text"] for e in facts if e["expect"]["status_code"] == "4.4.317")
+    assert all(f"[Message={d}" in details for d in EXO_4_4_317_DETAILS)
+    for entry in facts:
+        want = entry["expect"]
+        assert {"status_code", "host", "domain", "stage", "cause"} <= set(want), entry["text"]
+        got = explain(entry["text"])
+        assert got.candidates and got.candidates[0] == want["cause"], entry["text"]
+
+
+def test_the_message_detail_decides_the_cause_whatever_the_code() -> None:
+    for code in ("450 4.4.317 Cannot connect to remote server", "451 4.7.320", "451 4.4.318"):
+        got = explain(f"{code} [Message=SubjectMismatch] [LastAttemptedServerName=mx.p.example]")
+        assert got.stage == "name_match" and got.candidates[0] == "cert.name_mismatch", code
+        assert got.detail == "SubjectMismatch"
+        untrusted = explain(f"{code} [Message=UntrustedRoot]")
+        assert untrusted.stage == "chain_trusted"
+        assert untrusted.candidates[0] == "cert.incomplete_chain"  # EXO fetches no intermediate
+    # An unknown detail leaves the rule's own reading.
+    got = explain(
+        "450 4.4.317 Cannot connect to remote server [Message=451 4.4.0 Security status IllegalMessage]"
+    )
+    assert got.rule == "exo.4.4.317" and got.stage == "greeting"
+
+
+def test_the_inner_reply_of_primary_target_decides() -> None:
+    got = explain(
+        '451 4.4.0 Primary target IP address responded with: "421 4.7.0 Too many connections,'
+        ' try again later." Attempted failover to alternate host, but that did not succeed.'
+    )
+    assert (got.reply_code, got.status_code) == ("451", "4.4.0")
+    assert got.inner_reply is not None and got.inner_reply.startswith("421 4.7.0")
+    assert got.candidates == ("smtp.rate_limited",)
+
+
 def test_ip_addresses_are_not_taken_for_status_codes() -> None:
     got = explain("connect to mx.partner.example[4.4.4.4]:25: Connection refused")
     assert got.status_code is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -213,7 +214,8 @@ def sev(fid: str, policy: str, **ctx: bool) -> str:
         # verify (EXO CertificateValidation): chain and revocation, not the MX name
         ("cert.untrusted", "verify", "error"),
         ("ca.revocation_unavailable", "verify", "error"),
-        ("cert.name_mismatch", "verify", "info"),
+        ("cert.name_mismatch", "verify", "error"),  # Postfix verify checks the MX name
+        ("cert.name_mismatch", "domain", "warning"),
         ("cert.expected_name_mismatch", "verify", "warning"),
         # domain (EXO DomainValidation + TlsDomain, Postfix secure)
         ("cert.expected_name_mismatch", "domain", "error"),
@@ -271,3 +273,49 @@ def test_exit_code_and_order() -> None:
 def test_unknown_id_is_a_programming_error() -> None:
     with pytest.raises(KeyError):
         raise_finding("cert.no_such_thing", W, "x")
+
+
+def test_mta_sts_enforce_outweighs_dane_ee_except_for_a_dane_sender() -> None:
+    # A DNSSEC-validated DANE-EE match makes names and dates moot for DANE, but a sender
+    # that validates the domain's MTA-STS enforce policy and not DANE still refuses them:
+    # strict must not be laxer than opportunistic.
+    ctx = {"dane_active": True, "dane_ee_matched": True, "mtasts_enforce": True}
+    for fid in ("cert.expired", "cert.name_mismatch"):
+        for policy in ("strict", "opportunistic", "encrypt", "verify", "mta-sts"):
+            assert sev(fid, policy, **ctx) == "error", (fid, policy)
+        assert sev(fid, "dane", **ctx) == "info", fid  # RFC 8461 section 2: DANE decides
+    # Without MTA-STS enforce the match still makes them moot under strict.
+    assert sev("cert.expired", "strict", dane_active=True, dane_ee_matched=True) == "info"
+
+
+def test_an_error_made_by_a_published_policy_says_why_and_for_whom() -> None:
+    f = grade(
+        raise_finding("cert.untrusted", W, "seen"),
+        GradeContext(policy="opportunistic", mtasts_enforce=True),
+    )
+    assert f.severity == "error"
+    assert "MTA-STS policy in enforce mode" in f.detail and "Exchange Online" in f.detail
+    assert "still deliver" not in f.detail and "deliver unless" not in f.detail
+    # DANE-EE matched and MTA-STS enforce: the text says who accepts and who refuses.
+    f = grade(
+        raise_finding("cert.expired", W, "seen"),
+        GradeContext(policy="strict", mtasts_enforce=True, dane_active=True, dane_ee_matched=True),
+    )
+    assert "validates MTA-STS and not DANE" in f.detail
+    # DANE makes STARTTLS mandatory: the reason is the TLSA record.
+    f = grade(
+        raise_finding("tls.starttls_not_offered", W, "seen"),
+        GradeContext(policy="opportunistic", dane_active=True),
+    )
+    assert f.severity == "error" and "TLSA" in f.detail
+    # Re-grading for a laxer sender gives the catalog's own text back.
+    g = grade(replace(f, severity=f.raised_as or f.severity), GradeContext(policy="opportunistic"))
+    assert g.severity == "warning" and "TLSA" not in g.detail
+
+
+def test_a_policy_claims_nothing_one_of_its_senders_does_not_do() -> None:
+    # verify stands for EXO CertificateValidation and Postfix verify; Postfix checks the MX
+    # name, so no text under verify may say the mismatch is harmless.
+    f = grade(raise_finding("cert.name_mismatch", W, "seen"), GradeContext(policy="verify"))
+    assert f.severity == "error"
+    assert "Postfix verify" in f.detail and "still deliver" not in f.detail

@@ -90,6 +90,9 @@ def test_summary_names_providers_and_must_reach_hosts() -> None:
             "host": "contoso-com.mail.protection.outlook.com",
             "provider": "exchange-online",
             "name": "Microsoft Exchange Online (Microsoft 365)",
+            "form": "mail.protection.outlook.com",
+            "dnssec": False,
+            "form_note": summary["mx"][0]["form_note"],
         },
         {"host": "backup.example.org", "provider": None, "name": None},
     ]
@@ -138,3 +141,63 @@ async def test_report_lists_the_ca_endpoint_hosts_of_the_chain_seen() -> None:
             "these CA endpoints must be reachable from your mail server: pki.lab.test"
             in report.to_text()
         )
+
+
+def test_2026_facts_mx_forms_and_removed_hosts() -> None:
+    exo = provider_for("contoso-com.j-v1.mx.microsoft")
+    assert exo is not None and exo.id == "exchange-online"
+    new = exo.mx_form("contoso-com.j-v1.mx.microsoft")
+    old = exo.mx_form("contoso-com.mail.protection.outlook.com")
+    assert new is not None and new["dnssec"] is True
+    assert old is not None and old["dnssec"] is False
+    # Removed on 2024-10-08: listed as stale, never as required.
+    required = set(exo.known_revocation_hosts())
+    assert not {"crl.microsoft.com", "mscrl.microsoft.com", "ocsp.msocsp.com"} & required
+    gone = {h for g in exo.removed_revocation_hosts for h in g["hosts"]}
+    assert gone == {"crl.microsoft.com", "mscrl.microsoft.com", "ocsp.msocsp.com"}
+    assert all(g["removed"] == "2024-10-08" and g["source"] for g in exo.removed_revocation_hosts)
+    assert {"oneocsp.microsoft.com", "cacerts.digicert.com"} <= required
+    summary = summarise(
+        ["contoso-com.j-v1.mx.microsoft", "contoso-com.mail.protection.outlook.com"], []
+    )
+    assert [r["dnssec"] for r in summary["mx"]] == [True, False]
+    text = "\n".join(summary_text(summary))
+    assert "no longer used since 2024-10-08" in text and "MX form mx.microsoft" in text
+
+
+def test_a_trust_store_without_digicert_g2_is_a_finding_for_an_exo_route() -> None:
+    import certifi
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    from probes.interpret.providers import missing_root_findings
+
+    with open(certifi.where(), "rb") as fh:
+        bundle = x509.load_pem_x509_certificates(fh.read())
+    certifi_sha1 = {c.fingerprint(hashes.SHA1()).hex().upper() for c in bundle}
+    assert "DF3C24F9BFD666761B268073FE06D1CC8D4F82A4" in certifi_sha1
+    mx = ["contoso-com.mail.protection.outlook.com", "contoso-com.j-v1.mx.microsoft"]
+    assert missing_root_findings(mx, certifi_sha1, "certifi") == []
+    without = certifi_sha1 - {"DF3C24F9BFD666761B268073FE06D1CC8D4F82A4"}
+    (f,) = missing_root_findings(mx, without, "/etc/old-roots.pem")  # once per provider
+    assert f.id == "ca.provider_root_missing" and f.severity == "warning"
+    assert "DigiCert Global Root G2" in f.summary and "/etc/old-roots.pem" in f.summary
+    assert missing_root_findings(["mx1.example.org"], set(), "none") == []
+
+
+@pytest.mark.lab
+async def test_an_exo_route_checked_with_the_lab_roots_says_g2_is_missing() -> None:
+    # The lab's --ca-file holds only the lab root: checking an Exchange Online MX name with it
+    # is checking from a host whose trust store lacks DigiCert Global Root G2. The lab DNS
+    # refuses the name (nothing leaves the machine), so only the trust-store fact is judged.
+    from mxlens_lab.world import Lab
+    from probes.model.options import MxOverride
+    from tests.support.collect import collect
+
+    exo_mx = "contoso-com.mail.protection.outlook.com"
+    async with Lab(scenarios=["healthy"]) as lab:
+        options = replace(lab.options("healthy"), mx=(MxOverride(exo_mx),), extra_probes=False)
+        report = await collect("contoso.com", options)
+    found = [f for f in report.findings if f.id == "ca.provider_root_missing"]
+    assert len(found) == 1 and found[0].where.host == exo_mx, report.findings
+    assert "DigiCert Global Root G2" in found[0].summary and lab.ca_file in found[0].summary

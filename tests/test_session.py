@@ -9,20 +9,25 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
-from probes.checks.session import smtp_session
+from mxlens_lab.smtp_server import Behaviour, SmtpServer
+from probes.checks.session import handshake_failure, smtp_session
 from probes.model.events import (
     ChainReceived,
     Event,
+    FindingRaised,
     SessionStarted,
     TlsNegotiated,
     Where,
 )
 from probes.model.options import Options
+from probes.net.smtp import SmtpConnection
 from tests.support.collect import gather
 from tests.support.smtp import (
     EHLO_OK,
@@ -329,3 +334,73 @@ async def test_implicit_tls(serve: Callable[..., FakeSmtp], cert_files: tuple[Pa
     assert texts[0] == "-> ClientHello"  # TLS from the first byte
     assert "STARTTLS" not in texts
     assert findings(events) == {}
+
+
+# ---- a failed handshake keeps its evidence (issue 10 item 7), against the lab's server
+
+LAB_HOST = "127.0.0.1"
+
+
+@pytest.fixture
+async def lab_servers() -> AsyncIterator[list[SmtpServer]]:
+    started: list[SmtpServer] = []
+    yield started
+    for s in started:
+        await s.stop()
+
+
+async def _lab_session(servers: list[SmtpServer], **behaviour: object) -> list[Event]:
+    server = SmtpServer(LAB_HOST, 0, Behaviour(**behaviour))  # type: ignore[arg-type]
+    await server.start()
+    servers.append(server)
+    where = Where("mx.lab.test", LAB_HOST, server.port)
+    options = Options(port=server.port, timeout=3.0)
+    return [e async for e in smtp_session(where, options, purpose="main", ehlo_name="c.test")]
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("tls_max", [ssl.TLSVersion.TLSv1_2, None], ids=["tls12", "tls13"])
+async def test_a_handshake_that_fails_after_the_certificate_keeps_the_chain(
+    lab_servers: list[SmtpServer], tls_max: ssl.TLSVersion | None
+) -> None:
+    events = await _lab_session(lab_servers, handshake_fail="after-certificate", tls_max=tls_max)
+    chains = [e for e in events if isinstance(e, ChainReceived)]
+    assert len(chains) == 1 and len(chains[0].certs) == 1  # the throwaway self-signed leaf
+    assert "mx.lab.test" in chains[0].certs[0].subject
+    (finding,) = [e.finding for e in events if isinstance(e, FindingRaised)]
+    assert finding.id == "tls.handshake_failed"
+    version = "TLSv1.2" if tls_max else "TLSv1.3"
+    assert f"the server had chosen {version} and sent its certificate chain (1 certificate)" in (
+        finding.summary
+    )
+    assert "no version mismatch" in finding.summary
+    if tls_max:
+        assert "internal_error" in finding.summary  # the alert the server sent
+
+
+def test_no_version_in_common_is_told_from_a_failure_after_the_hello() -> None:
+    def conn(**kw: object) -> SmtpConnection:
+        base: dict[str, object] = {
+            "tls_error": "server sent alert protocol_version; TLSV1_ALERT_PROTOCOL_VERSION",
+            "failed_version": None,
+            "failed_chain": [],
+            "failed_before_hello": True,
+        }
+        base.update(kw)
+        return cast(SmtpConnection, SimpleNamespace(**base))
+
+    assert "no TLS version in common" in handshake_failure(conn())
+    after = handshake_failure(
+        conn(
+            tls_error="server sent alert internal_error; TLSV1_ALERT_INTERNAL_ERROR",
+            failed_version="TLSv1.2",
+            failed_chain=[b"\x30\x03\x02\x01\x01", b"\x30\x03\x02\x01\x02"],
+            failed_before_hello=False,
+        )
+    )
+    assert "no version mismatch" in after and "(2 certificates)" in after
+    assert "version in common" not in after
+    # A reset before any answer is neither: the reason stays as it was.
+    assert handshake_failure(conn(tls_error="connection reset during the handshake")) == (
+        "connection reset during the handshake"
+    )

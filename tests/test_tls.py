@@ -8,8 +8,10 @@ import ssl
 from probes.net.tls import (
     build_client_context,
     has_forward_secrecy,
+    parse_certificate_message,
     parse_server_hello,
     parse_server_key_exchange,
+    server_hello_version,
     sni_for,
     weak_cipher_reason,
 )
@@ -82,3 +84,39 @@ def test_sni_and_context() -> None:
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1
     pinned = build_client_context(version="TLSv1.2")
     assert pinned.minimum_version == pinned.maximum_version == ssl.TLSVersion.TLSv1_2
+
+
+# A failed handshake keeps its evidence (issue 10 item 7): the chain and the chosen version.
+DER_A = b"\x30\x03\x02\x01\x01"
+DER_B = b"\x30\x03\x02\x01\x02"
+
+
+def _u24(n: int) -> bytes:
+    return n.to_bytes(3, "big")
+
+
+def test_certificate_message_layouts() -> None:
+    # TLS 1.2: a list of (length, DER).
+    entries = b"".join(_u24(len(d)) + d for d in (DER_A, DER_B))
+    body12 = _u24(len(entries)) + entries
+    msg12 = b"\x0b" + _u24(len(body12)) + body12
+    assert parse_certificate_message(msg12) == [DER_A, DER_B]
+    # TLS 1.3: an empty request context, then (length, DER, extensions) per entry.
+    entries13 = b"".join(_u24(len(d)) + d + b"\x00\x00" for d in (DER_A, DER_B))
+    body13 = b"\x00" + _u24(len(entries13)) + entries13
+    msg13 = b"\x0b" + _u24(len(body13)) + body13
+    assert parse_certificate_message(msg13) == [DER_A, DER_B]
+    # Garbage and truncation give nothing rather than a wrong chain.
+    assert parse_certificate_message(msg12[:-2]) == []
+    assert parse_certificate_message(b"\x0b\x00\x00\x01\xff") == []
+
+
+def test_server_hello_version_reads_supported_versions() -> None:
+    random = bytes(32)
+    ext = (43).to_bytes(2, "big") + (2).to_bytes(2, "big") + (0x0304).to_bytes(2, "big")
+    body = (
+        b"\x03\x03" + random + b"\x00" + b"\x13\x01" + b"\x00" + len(ext).to_bytes(2, "big") + ext
+    )
+    assert server_hello_version(b"\x02" + _u24(len(body)) + body) == "TLSv1.3"
+    plain = b"\x03\x03" + random + b"\x00" + b"\xc0\x2b" + b"\x00"
+    assert server_hello_version(b"\x02" + _u24(len(plain)) + plain) == "TLSv1.2"

@@ -116,3 +116,25 @@ def test_check_walk_json_and_text_from_the_command_line(capsys: pytest.CaptureFi
     assert code == 0
     assert "PASS greeting" in out and "first failure: none" in out
     assert "\x1b" not in out and "\x9b" not in out  # the hostile banner is shown inert
+
+
+@pytest.mark.lab
+async def test_mx_pool_at_one_preference_says_what_a_sender_does() -> None:
+    reports = await _diagnose_all(["mx-pool", "pool-inconsistent", "incomplete-chain"])
+    walk = build_walk(reports["mx-pool"])
+    assert walk.route is not None and walk.route.host.startswith("mx1.")
+    assert walk.first_failure == "chain_trusted"
+    assert walk.fallback is not None and walk.fallback.host.startswith("mx2.")
+    assert walk.delivers
+    assert "gets through, late or only via mx2." in walk.verdict
+    assert "share preference 10" in walk.verdict and "tries mx2." in walk.verdict
+    doc = _walk_json(reports["mx-pool"])
+    assert doc["walk_delivers"] is True
+    fallback = doc["walk_fallback"]
+    assert isinstance(fallback, dict) and fallback["preference"] == 10
+    # A backup MX at a lower preference: tried next, so mail arrives late.
+    backup = build_walk(reports["pool-inconsistent"])
+    assert backup.fallback is not None and "(preference 20), late" in backup.verdict
+    # One MX only: nothing to fall back to; mail fails.
+    alone = build_walk(reports["incomplete-chain"])
+    assert alone.fallback is None and not alone.delivers and " fails at step " in alone.verdict

@@ -33,6 +33,7 @@ from probes.model.events import (
 from probes.model.findings import raise_finding
 from probes.model.names import cert_matches, expected_name_matches
 from probes.model.options import Options
+from probes.model.wording import count
 
 if TYPE_CHECKING:
     from probes.net.http import Fetcher
@@ -466,7 +467,7 @@ async def validate_chain(
             (
                 "cert.expires_soon",
                 f"{leaf_role} ({_label(leaf_info)}) expires on "
-                f"{leaf_info.not_after} (in {days} days)",
+                f"{leaf_info.not_after} (in {count(days, 'day')})",
                 0,
             )
         )

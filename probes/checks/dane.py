@@ -19,6 +19,7 @@ from probes.checks.chain import issued_by
 from probes.model.events import DaneChecked, Event, FindingRaised, TlsaRecord, Where
 from probes.model.findings import raise_finding
 from probes.model.names import canonical, dane_name_matches
+from probes.model.wording import count
 from probes.net.dns import Resolver
 
 USAGE_NAMES = {0: "PKIX-TA", 1: "PKIX-EE", 2: "DANE-TA", 3: "DANE-EE"}
@@ -284,7 +285,7 @@ def judge_dane(where: Where, lookup: TlsaLookup, chain_der: list[bytes] | None) 
             checked(),
             finding(
                 "dane.insecure",
-                f"{len(records)} TLSA record(s) at {name}, but the answer is not "
+                f"{count(len(records), 'TLSA record')} at {name}, but the answer is not "
                 "DNSSEC-validated (no AD bit): senders ignore them",
             ),
         ]
@@ -336,7 +337,7 @@ def judge_dane(where: Where, lookup: TlsaLookup, chain_der: list[bytes] | None) 
                 "(RFC 7672 3.2.2, 4.7.325 certificate-host-mismatch)",
             ),
         ]
-    summary = f"none of the {len(usable)} usable TLSA record(s) at {name} matches the chain"
+    summary = f"none of the {count(len(usable), 'usable TLSA record')} at {name} matches the chain"
     if ta_unchained is not None:
         summary += (
             f"; DANE-TA record {_short(ta_unchained)} matches a certificate that was sent, "

@@ -35,6 +35,7 @@ from probes.model.events import (
 )
 from probes.model.findings import raise_finding
 from probes.model.options import Options
+from probes.model.wording import count
 from probes.net.http import Fetcher, HttpResult
 
 OCSP_MAX_BYTES = 200_000
@@ -89,9 +90,13 @@ def _iso(moment: datetime) -> str:
 def _in_days(moment: datetime, now: datetime) -> str:
     delta = _utc(moment) - now
     if delta.total_seconds() < 0:
-        return f"{-delta.days} days ago" if -delta.days >= 1 else "less than a day ago"
+        # timedelta.days floors: 26 hours ago is days == -2; count whole days elapsed.
+        ago = int(-delta.total_seconds() // 86400)
+        return f"{count(ago, 'day')} ago" if ago >= 1 else "less than a day ago"
     hours = delta.total_seconds() / 3600
-    return f"in {delta.days} days" if delta.days >= 1 else f"in {hours:.0f} hours"
+    if delta.days >= 1:
+        return f"in {count(delta.days, 'day')}"
+    return f"in {count(round(hours), 'hour')}"
 
 
 def _responder_matches(resp: ocsp.OCSPResponse, cert: x509.Certificate) -> bool:
@@ -256,7 +261,7 @@ def judge_crl(
     else:
         status = "good"
         detail = "not listed"
-    detail += f"; CRL of {entries} entries"
+    detail += f"; CRL of {count(entries, 'entry', 'entries')}"
     if next_update is not None:
         detail += f", next update {_in_days(next_update, now)}"
     if issuer is None:
@@ -480,12 +485,9 @@ class _Check:
             summary = f"{what} {url} (for {label}) is unusable: {problem}"
             return _Outcome(ev, [self._finding(fid, summary, url, index)], True)
         ev = self._event(kind, url, cert, result, ok=True, error=None, detail=detail, status=status)
-        findings = []
-        if status == "revoked":
-            source = "OCSP responder" if kind == "ocsp" else "CRL"
-            summary = f"{label} is revoked: {source} {url} says {detail}"
-            findings.append(self._finding("cert.revoked", summary, url, index))
-        return _Outcome(ev, findings, True, True)
+        # A revoked status is not a finding yet: OCSP and the CRL often both say so, and
+        # check_endpoints raises one cert.revoked per certificate naming every source.
+        return _Outcome(ev, [], True, True)
 
 
 async def check_endpoints(
@@ -580,6 +582,20 @@ async def check_endpoints(
                 task.cancel()
 
     for index, outcomes in per_cert.items():
+        said_revoked = [o.event for o in outcomes if o.event.cert_status == "revoked"]
+        if said_revoked:
+            sources = "; ".join(
+                f"{'OCSP responder' if e.kind == 'ocsp' else 'CRL'} {e.url} says {e.detail}"
+                for e in said_revoked
+            )
+            yield FindingRaised(
+                raise_finding(
+                    "cert.revoked",
+                    where,
+                    f"{_label(certs[index])} is revoked: {sources}",
+                    evidence=tuple(f"endpoint:{e.url}" for e in said_revoked) + (f"cert:{index}",),
+                )
+            )
         tried = [o for o in outcomes if not o.refused]
         if tried and not any(o.reachable for o in tried):
             listed = ", ".join(o.event.url for o in tried)

@@ -69,7 +69,7 @@ def _stop_findings(conn: SmtpConnection, where: Where) -> Iterator[FindingRaised
             )
         return
     if step == "handshake":
-        yield make("tls.handshake_failed", f"TLS handshake failed: {conn.tls_error}")
+        yield make("tls.handshake_failed", f"TLS handshake failed: {handshake_failure(conn)}")
         return
     if step == "starttls" and conn.starttls is False:
         yield make("tls.starttls_not_offered", "EHLO reply does not list STARTTLS")
@@ -113,6 +113,40 @@ def _stop_findings(conn: SmtpConnection, where: Where) -> Iterator[FindingRaised
             yield make("smtp.rate_limited", f"STARTTLS answered with 421: {shown}")
         else:
             yield make("tls.starttls_refused", f"STARTTLS answered with {reply.code}: {shown}")
+
+
+# OpenSSL's words for "no protocol version both sides speak".
+_NO_COMMON_VERSION = (
+    "protocol_version",
+    "UNSUPPORTED_PROTOCOL",
+    "TLSV1_ALERT_PROTOCOL_VERSION",
+    "WRONG_SSL_VERSION",
+    "NO_PROTOCOLS_AVAILABLE",
+    "VERSION_TOO_LOW",
+    "VERSION_TOO_HIGH",
+)
+
+
+def handshake_failure(conn: SmtpConnection) -> str:
+    """What a failed handshake says, told apart: no version in common (the server refused
+    the ClientHello's versions) from a handshake that fails after the server chose a version
+    and sent its chain, which no version choice can fix."""
+    reason = conn.tls_error or "unknown error"
+    if conn.failed_version is not None:
+        sent = (
+            f" and sent its certificate chain ({len(conn.failed_chain)} "
+            f"certificate{'s' if len(conn.failed_chain) != 1 else ''})"
+            if conn.failed_chain
+            else ""
+        )
+        return (
+            f"{reason}; the server had chosen {conn.failed_version}{sent}, so this is no "
+            "version mismatch: the server fails its own part of the handshake (often a key "
+            "or certificate it cannot use)"
+        )
+    if conn.failed_before_hello and any(word in reason for word in _NO_COMMON_VERSION):
+        return f"{reason}; no TLS version in common (the server refused every version offered)"
+    return reason
 
 
 def throttle_findings(conn: SmtpConnection, where: Where, what: str) -> Iterator[FindingRaised]:
@@ -259,6 +293,9 @@ async def _dialogue(
         ctx = build_client_context(recorder=recorder)
         async for event in conn.handshake(ctx, recorder, sni_for(where.host)):
             yield event
+    if conn.tls is None and conn.failed_chain:
+        # The chain went out before the failure: keep it as evidence (and validate it).
+        yield ChainReceived(where, tuple(parse_certificate(der) for der in conn.failed_chain))
     if conn.tls is not None:
         tls = conn.tls
         yield TlsNegotiated(

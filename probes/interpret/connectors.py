@@ -18,7 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from probes.interpret.walk import STEPS, Walk, WalkStep, build_walk, leaf_cert
+from probes.interpret.walk import (
+    STEPS,
+    Walk,
+    WalkStep,
+    build_walk,
+    fallback_sentence,
+    leaf_cert,
+)
 from probes.model.errors import CheckError
 from probes.model.events import CertInfo, Finding, Where
 from probes.model.findings import GradeContext, grade, raise_finding
@@ -46,6 +53,7 @@ class Profile:
     mta_sts: bool = True  # honours the recipient's MTA-STS policy
     dane: bool = True  # honours the recipient's DANE (TLSA) records
     name_label: str = "TlsDomain"
+    dane_required: bool = False  # SmtpDaneMode Mandatory: no usable DANE is a failure
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -85,6 +93,27 @@ PROFILES: dict[str, Profile] = {
             name_check="tlsdomain",
             needs_name=True,
             revocation=True,
+        ),
+        Profile(
+            "exo-smtpdane-mandatory",
+            "Exchange Online outbound connector, SmtpDaneMode Mandatory",
+            "dane",
+            f"DANE required: mail is queued if validation fails or the destination does not support SMTP DANE; MTA-STS still honoured (MtaStsMode Opportunistic). Since late February 2026 (Exchange team blog; MC1220759). {_EXO}",
+            dane_required=True,
+        ),
+        Profile(
+            "exo-smtpdane-none",
+            "Exchange Online outbound connector, SmtpDaneMode None",
+            "opportunistic",
+            f"DANE not applied to this partner; MTA-STS still honoured. Since late February 2026 (Exchange team blog; MC1220759). {_EXO}",
+            dane=False,
+        ),
+        Profile(
+            "exo-mtasts-none",
+            "Exchange Online outbound connector, MtaStsMode None",
+            "opportunistic",
+            f"MTA-STS not applied to this partner; DANE still applied (SmtpDaneMode Opportunistic). Since late February 2026 (Exchange team blog; MC1220759). {_EXO}",
+            mta_sts=False,
         ),
         Profile(
             "exo-inbound-require-tls",
@@ -211,13 +240,9 @@ def _nexthop_ok(cert: CertInfo, domain: str) -> bool:
     return False
 
 
-def regrade(report: Report, profile: Profile, tls_domain: str | None = None) -> list[Finding]:
-    """The report's findings graded as `profile` would see them (no new probing)."""
-    name = tls_domain or report.options.expect_name
-    if profile.needs_name and not name:
-        raise CheckError(
-            f"connector {profile.name} needs a {profile.name_label} (--expect-name NAME)"
-        )
+def _published(report: Report) -> tuple[bool, set[str], set[tuple[str, str | None]]]:
+    """What the domain publishes, as grading needs it: MTA-STS enforce, the MX hosts with
+    usable validated TLSA records, the (host, address) pairs whose leaf matched DANE-EE."""
     mtasts_enforce = bool(
         report.mtasts and report.mtasts.mode == "enforce" and report.mtasts.error is None
     )
@@ -229,6 +254,34 @@ def regrade(report: Report, profile: Profile, tls_domain: str | None = None) -> 
                 dane_hosts.add(mx.host)
                 if s.dane.matched is not None and s.dane.matched.usage == 3:
                     dane_ee.add((mx.host, s.address))
+    return mtasts_enforce, dane_hosts, dane_ee
+
+
+def regrade_for_policy(report: Report, policy: Policy) -> list[Finding]:
+    """The report's findings graded as `check --policy policy` grades them, without probing
+    again (the same context the orchestrator gives grade())."""
+    mtasts_enforce, dane_hosts, dane_ee = _published(report)
+    out: list[Finding] = []
+    for f in report.findings:
+        base = replace(f, severity=f.raised_as) if f.raised_as else f
+        ctx = GradeContext(
+            policy=policy,
+            mtasts_enforce=mtasts_enforce,
+            dane_active=f.where.host in dane_hosts,
+            dane_ee_matched=(f.where.host, f.where.address) in dane_ee,
+        )
+        out.append(grade(base, ctx))
+    return out
+
+
+def regrade(report: Report, profile: Profile, tls_domain: str | None = None) -> list[Finding]:
+    """The report's findings graded as `profile` would see them (no new probing)."""
+    name = tls_domain or report.options.expect_name
+    if profile.needs_name and not name:
+        raise CheckError(
+            f"connector {profile.name} needs a {profile.name_label} (--expect-name NAME)"
+        )
+    mtasts_enforce, dane_hosts, dane_ee = _published(report)
     recompute_names = profile.name_check in ("tlsdomain", "nexthop")
     out: list[Finding] = []
     for f in report.findings:
@@ -250,11 +303,44 @@ def regrade(report: Report, profile: Profile, tls_domain: str | None = None) -> 
             or (not profile.revocation and f.id in ("cert.revoked", "ca.revocation_unavailable"))
         ):
             sev = "warning"
-        if profile.name_check == "mx" and f.id == "cert.name_mismatch" and not ee:
-            sev = "error"
+        if f.id == "cert.name_mismatch" and not ee:
+            if profile.name_check == "mx":
+                sev = "error"
+            elif sev == "error" and not (ctx.mtasts_enforce or ctx.dane_active):
+                # The verify policy counts Postfix verify's MX-name check; this sender
+                # (EXO CertificateValidation, DomainValidation, Postfix secure) has none:
+                # for it the mismatch is only worth knowing.
+                sev = "info"
         out.append(g if sev == g.severity else replace(g, severity=sev))
     if recompute_names:
         out.extend(_name_findings(report, profile, name))
+    if profile.dane_required:
+        out.extend(_dane_required_findings(report))
+    return out
+
+
+def _dane_required_findings(report: Report) -> list[Finding]:
+    """SmtpDaneMode Mandatory: every MX address without usable, validated TLSA records."""
+    out: list[Finding] = []
+    for mx in report.mx.values():
+        for s in mx.sessions.values():
+            d = s.dane
+            if d is not None and d.authenticated and d.usable > 0:
+                continue
+            if d is None or not d.records:
+                why = "no TLSA records"
+            elif not d.authenticated:
+                why = "TLSA records that are not DNSSEC-validated"
+            else:
+                why = "no usable TLSA record"
+            out.append(
+                raise_finding(
+                    "dane.required",
+                    Where(mx.host, s.address, s.port),
+                    f"the connector requires DANE and {mx.host} has {why}",
+                    severity="error",
+                )
+            )
     return out
 
 
@@ -322,6 +408,11 @@ def verdict(walk: Walk, profile: Profile, findings: tuple[Finding, ...] = ()) ->
         return (
             f"This connector would reject the partner's mail at step {step.name} because {reason}."
         )
+    if walk.fallback is not None:
+        return (
+            f"This connector would deliver, late or only via {walk.fallback}: {walk.route} fails "
+            f"at step {step.name} because {reason}. {fallback_sentence(walk)}"
+        )
     return f"This connector would fail at step {step.name} because {reason}."
 
 
@@ -332,9 +423,10 @@ def judge(report: Report, profile: Profile | str, tls_domain: str | None = None)
     findings = regrade(report, prof, name)
     walk = build_walk(report, findings, policy=f"{prof.policy} (connector {prof.name})")
     text = verdict(walk, prof, tuple(findings))
-    delivers = failing_step(walk, prof) is None and (
-        prof.direction != "inbound" or _certificate_seen(walk)
-    )
+    if prof.direction == "inbound":
+        delivers = failing_step(walk, prof) is None and _certificate_seen(walk)
+    else:
+        delivers = failing_step(walk, prof) is None or walk.fallback is not None
     return ConnectorResult(
         prof,
         name if prof.name_check == "tlsdomain" else None,

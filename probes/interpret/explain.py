@@ -49,6 +49,19 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Detail:
+    """An Exchange detail ([Message=...], {MSG=...}, "Reason: ...") that decides the cause,
+    whatever status code stands before it."""
+
+    id: str
+    pattern: re.Pattern[str]
+    stage: str
+    candidates: tuple[str, ...]
+    meaning: str
+    source: str
+
+
+@dataclass(frozen=True)
 class Knowledge:
     updated: str
     rules: tuple[Rule, ...]
@@ -56,6 +69,9 @@ class Knowledge:
     reply_code: tuple[re.Pattern[str], ...]
     remote: tuple[re.Pattern[str], ...]
     recipient: tuple[re.Pattern[str], ...]
+    detail: tuple[re.Pattern[str], ...] = ()
+    inner_reply: tuple[re.Pattern[str], ...] = ()
+    details: tuple[Detail, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,8 @@ class Explanation:
     meaning: str | None = None
     matched: str | None = None  # the part of the text the rule matched
     truncated: bool = False  # the text was longer than MAX_TEXT: only its start was read
+    detail: str | None = None  # an Exchange [Message=...] detail, as written
+    inner_reply: str | None = None  # the reply quoted in "... responded with: "421 ...""
 
     def target(self) -> tuple[str, str | None] | None:
         """What `--run` should check: (domain, mx host or None), or None when the text names
@@ -107,6 +125,8 @@ class Explanation:
             "meaning": self.meaning,
             "matched": self.matched,
             "truncated": self.truncated,
+            "detail": self.detail,
+            "inner_reply": self.inner_reply,
         }
 
 
@@ -142,6 +162,19 @@ def knowledge() -> Knowledge:
         reply_code=tuple(_compile(p) for p in ex["reply_code"]),
         remote=tuple(_compile(p) for p in ex["remote"]),
         recipient=tuple(_compile(p) for p in ex["recipient"]),
+        detail=tuple(_compile(p) for p in ex.get("detail", ())),
+        inner_reply=tuple(_compile(p) for p in ex.get("inner_reply", ())),
+        details=tuple(
+            Detail(
+                id=d["id"],
+                pattern=_compile(d["pattern"]),
+                stage=d["stage"],
+                candidates=tuple(d["candidates"]),
+                meaning=d["meaning"],
+                source=d["source"],
+            )
+            for d in data.get("details", ())
+        ),
     )
 
 
@@ -215,6 +248,38 @@ def explain(text: str) -> Explanation:
         domain=_recipient_domain(k, flat),
         truncated=len(text) > MAX_TEXT,
     )
+    decoded = _match_rule(k, flat, base)
+    if not decoded.recognised:
+        return decoded
+    inner_text = _first_group(k.inner_reply, flat, "inner")
+    if inner_text is not None:
+        # "Primary target IP address responded with: "421 ..."": the quoted reply says why.
+        inner = _match_rule(k, inner_text, Explanation(recognised=False))
+        decoded = replace(decoded, inner_reply=inner_text)
+        if inner.recognised:
+            decoded = replace(
+                decoded,
+                stage=inner.stage,
+                candidates=inner.candidates,
+                meaning=f"{decoded.meaning} The quoted reply: {inner.meaning}",
+            )
+    detail_text = _first_group(k.detail, flat, "detail")
+    if detail_text is not None:
+        decoded = replace(decoded, detail=detail_text.strip())
+        known = next((d for d in k.details if d.pattern.search(detail_text.strip())), None)
+        if known is not None:
+            decoded = replace(
+                decoded,
+                stage=known.stage,
+                candidates=known.candidates,
+                meaning=f"{decoded.title}, detail {detail_text.strip()}: {known.meaning}",
+                source=f"{decoded.source}; detail: {known.source}",
+            )
+    return decoded
+
+
+def _match_rule(k: Knowledge, flat: str, base: Explanation) -> Explanation:
+    """The first rule that matches flat, applied to base (base itself when none does)."""
     for rule in k.rules:
         m = rule.pattern.search(flat)
         if m is None:
@@ -232,6 +297,14 @@ def explain(text: str) -> Explanation:
             matched=m.group(0)[:300],
         )
     return base
+
+
+def _first_group(patterns: Iterable[re.Pattern[str]], text: str, group: str) -> str | None:
+    for pattern in patterns:
+        m = pattern.search(text)
+        if m:
+            return m.group(group)
+    return None
 
 
 def confirmed_cause(explanation: Explanation, finding_ids: Iterable[str]) -> str | None:

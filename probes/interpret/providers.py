@@ -16,6 +16,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
+from probes.model.events import Finding, Where
+from probes.model.findings import raise_finding
 from probes.model.names import canonical
 
 
@@ -32,6 +34,22 @@ class Provider:
     certificate_names: tuple[dict[str, Any], ...]
     roots: tuple[dict[str, Any], ...]
     revocation_hosts: tuple[dict[str, Any], ...]
+    # MX name forms with what differs between them (DNSSEC, and so DANE); the longest
+    # matching suffix wins.
+    mx_forms: tuple[dict[str, Any], ...] = ()
+    # Hosts the provider no longer uses: allow-lists built on them are stale.
+    removed_revocation_hosts: tuple[dict[str, Any], ...] = ()
+
+    def mx_form(self, mx_host: str) -> dict[str, Any] | None:
+        host = _norm(mx_host)
+        forms = [
+            f for f in self.mx_forms if host == f["suffix"] or host.endswith("." + f["suffix"])
+        ]
+        return max(forms, key=lambda f: len(f["suffix"])) if forms else None
+
+    def required_roots(self) -> list[dict[str, Any]]:
+        """The roots a partner's trust store must hold for this provider's chains."""
+        return [r for r in self.roots if r.get("required") and r.get("sha1")]
 
     def matches(self, mx_host: str) -> bool:
         host = _norm(mx_host)
@@ -51,6 +69,8 @@ class Provider:
             "certificate_names": list(self.certificate_names),
             "roots": list(self.roots),
             "revocation_hosts": list(self.revocation_hosts),
+            "mx_forms": list(self.mx_forms),
+            "removed_revocation_hosts": list(self.removed_revocation_hosts),
         }
 
 
@@ -73,6 +93,8 @@ def _data() -> tuple[str, tuple[Provider, ...]]:
             certificate_names=tuple(p.get("certificate_names", ())),
             roots=tuple(p.get("roots", ())),
             revocation_hosts=tuple(p.get("revocation_hosts", ())),
+            mx_forms=tuple({**f, "suffix": _norm(f["suffix"])} for f in p.get("mx_forms", ())),
+            removed_revocation_hosts=tuple(p.get("removed_revocation_hosts", ())),
         )
         for p in data["providers"]
     )
@@ -125,9 +147,15 @@ def summarise(mx_hosts: Iterable[str], endpoint_urls: Iterable[str]) -> dict[str
     matched: dict[str, Provider] = {}
     for host in mx_hosts:
         p = provider_for(host)
-        mx_rows.append(
-            {"host": host, "provider": p.id if p else None, "name": p.name if p else None}
-        )
+        form = p.mx_form(host) if p else None
+        row: dict[str, Any] = {
+            "host": host,
+            "provider": p.id if p else None,
+            "name": p.name if p else None,
+        }
+        if form is not None:
+            row.update(form=form["suffix"], dnssec=form["dnssec"], form_note=form["note"])
+        mx_rows.append(row)
         if p is not None:
             matched[p.id] = p
     hosts = url_hosts(endpoint_urls)
@@ -152,6 +180,8 @@ def summary_text(summary: dict[str, Any]) -> list[str]:
     out.append(f"Providers (knowledge dated {summary['updated']}):")
     for row in summary["mx"]:
         out.append(f"  {visible(row['host'])}: {row['name'] or 'no known provider'}")
+        if row.get("form_note"):
+            out.append(f"    MX form {row['form']}: {row['form_note']}")
     for p in summary["details"].values():
         if p["tls_min"]:
             out.append(f"  {p['name']} expects {p['tls_min']} or newer.")
@@ -167,8 +197,41 @@ def summary_text(summary: dict[str, Any]) -> list[str]:
         revocation = sorted({h for g in p["revocation_hosts"] for h in g.get("hosts", ())})
         if revocation:
             out.append(f"    its revocation hosts: {', '.join(revocation)}")
+        for gone in p.get("removed_revocation_hosts", ()):
+            out.append(
+                f"    no longer used since {gone['removed']}: {', '.join(gone['hosts'])} "
+                "(remove them from allow-lists)"
+            )
     if summary["must_reach"]:
         hosts = ", ".join(visible(h) for h in summary["ca_endpoint_hosts"])
         out.append(f"  {must_reach_text([hosts])}")
     out.append("")
+    return out
+
+
+def missing_root_findings(
+    mx_hosts: Iterable[str], root_sha1s: set[str], trust_store: str
+) -> list[Finding]:
+    """One finding per provider whose MX is checked here while the trust store in use lacks
+    a root that provider's chains need (Exchange Online: DigiCert Global Root G2). A mail
+    server that validates with the same store fails against that provider's new chains."""
+    out: list[Finding] = []
+    seen: set[str] = set()
+    for host in mx_hosts:
+        p = provider_for(host)
+        if p is None or p.id in seen:
+            continue
+        seen.add(p.id)
+        for root in p.required_roots():
+            if root["sha1"].replace(":", "").upper() in root_sha1s:
+                continue
+            out.append(
+                raise_finding(
+                    "ca.provider_root_missing",
+                    Where(host),
+                    f"{p.name} chains to {root['name']} from {root.get('from', '?')}, and the "
+                    f"trust store in use ({trust_store}) does not hold it "
+                    f"(SHA-1 {root['sha1']})",
+                )
+            )
     return out

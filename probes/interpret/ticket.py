@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from probes.history.diff import short_time
-from probes.interpret.walk import Walk, build_walk, walk_text
+from probes.interpret.walk import Walk, build_walk, fallback_sentence, walk_text
 from probes.model.findings import exit_code, sort_findings
 from probes.model.safetext import visible
 from probes.report import VERDICT_TEXT, Report
@@ -109,10 +109,18 @@ def ticket_markdown(
     out.append("")
     if walk.first_failure is not None:
         step = walk.step(walk.first_failure)
-        out.append(f"## Where it stops: {md(step.title)}")
-        out.append("")
+        if walk.fallback is not None:
+            # Mail still arrives through the fallback: this is where one MX stops it.
+            out.append(f"## Where {md(str(walk.route))} stops: {md(step.title)}")
+            out.append("")
+            out.append(md(fallback_sentence(walk)))
+            out.append("")
+        else:
+            out.append(f"## Where it stops: {md(step.title)}")
+            out.append("")
         if step.why:
-            out.append(f"**Why mail fails:** {md(step.why)}")
+            label = "Why mail fails there" if walk.fallback is not None else "Why mail fails"
+            out.append(f"**{label}:** {md(step.why)}")
             out.append("")
         if step.fix:
             out.append(f"**What to do:** {md(step.fix)}")

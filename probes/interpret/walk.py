@@ -16,11 +16,12 @@ Strings in steps (evidence, why, fix) are kept as received; renderers make them 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from probes.model.events import CertInfo, Finding, Where
 from probes.model.findings import SEVERITY_ORDER
+from probes.model.wording import count
 from probes.report import MxReport, Report, SessionReport, trust_summary, versions_text
 
 StepStatus = Literal["pass", "fail", "skip"]
@@ -125,6 +126,7 @@ STEP_OF: dict[str, str] = {
     "ca.endpoint_not_fetched": "revocation",
     "ca.crl_invalid": "revocation",
     "ca.no_revocation_info": "revocation",
+    "ca.provider_root_missing": "chain_trusted",
     "ca.revocation_unavailable": "revocation",
     "mtasts.record_invalid": "mta_sts",
     "mtasts.fetch_failed": "mta_sts",
@@ -137,6 +139,7 @@ STEP_OF: dict[str, str] = {
     "dane.tlsa_mismatch": "dane",
     "dane.lookup_failed": "dane",
     "dane.unusable": "dane",
+    "dane.required": "dane",
     "dane.insecure": "dane",
     "dane.dnssec_unsigned": "dane",
     "pool.inconsistent": VERDICT,
@@ -204,6 +207,17 @@ class Walk:
     verdict: str
     elsewhere: tuple[str, ...] = ()  # what differs on MX hosts/addresses off the route
     verdict_notes: tuple[str, ...] = ()  # ids about the domain as a whole (TLS-RPT, pool)
+    # When the route fails: another MX address whose walk passes every step. Senders try the
+    # next MX when one fails (RFC 5321 5.1; RFC 8461 and 7672 alike for policy failures), so
+    # mail still arrives through it: late, or only through it.
+    fallback: Where | None = None
+    fallback_preference: int | None = None
+    route_preference: int | None = None
+
+    @property
+    def delivers(self) -> bool:
+        """Whether a sender gets the mail through at all (possibly only via the fallback)."""
+        return self.first_failure is None or self.fallback is not None
 
     @property
     def first_failure(self) -> str | None:
@@ -228,6 +242,15 @@ class Walk:
             else {"host": self.route.host, "address": self.route.address, "port": self.route.port},
             "walk_verdict": self.verdict,
             "walk_elsewhere": list(self.elsewhere),
+            "walk_delivers": self.delivers,
+            "walk_fallback": None
+            if self.fallback is None
+            else {
+                "host": self.fallback.host,
+                "address": self.fallback.address,
+                "port": self.fallback.port,
+                "preference": self.fallback_preference,
+            },
         }
 
 
@@ -329,9 +352,65 @@ def build_walk(
     report: Report, findings: list[Finding] | None = None, *, policy: str | None = None
 ) -> Walk:
     """Retell `report` as the walk-through. `findings` replaces the report's own findings
-    (a connector re-grades them without probing again), `policy` names what they were graded for."""
+    (a connector re-grades them without probing again), `policy` names what they were graded for.
+    When the route fails, the other MX addresses that answer are walked too: the first whose
+    walk passes is the fallback a sender ends up delivering through."""
     all_findings = list(report.findings if findings is None else findings)
     mx, session = choose_route(report)
+    if mx is None or session is None or not _answered(session):
+        return _with_verdict(_walk_route(report, all_findings, policy, mx, session))
+    # Senders pick at random among MX of one preference: walk every answering address of the
+    # route's preference (in name order, so the result does not depend on DNS answer order)
+    # and follow one that fails, if any, so that the verdict shows where mail can stop.
+    group = sorted(
+        (
+            (m, s)
+            for m in report.mx_in_order()
+            if m.preference == mx.preference
+            for s in m.sessions.values()
+            if _answered(s)
+        ),
+        key=lambda pair: (pair[0].host, pair[1].address, pair[1].port),
+    )
+    walks = [(m, _walk_route(report, all_findings, policy, m, s)) for m, s in group]
+    failing = [(m, w) for m, w in walks if w.first_failure is not None]
+    passing = [(m, w) for m, w in walks if w.first_failure is None]
+    if not failing:
+        return _with_verdict(passing[0][1])
+    route_mx, walk = failing[0]
+    if not passing:
+        # Every address at this preference fails: a sender moves on to the next preference.
+        for other in report.mx_in_order():
+            if other.preference <= route_mx.preference:
+                continue
+            for other_session in other.sessions.values():
+                if not _answered(other_session):
+                    continue
+                alt = _walk_route(report, all_findings, policy, other, other_session)
+                if alt.first_failure is None:
+                    passing = [(other, alt)]
+                    break
+            if passing:
+                break
+    if passing:
+        good_mx, good = passing[0]
+        walk = replace(
+            walk,
+            fallback=good.route,
+            fallback_preference=good_mx.preference,
+            route_preference=route_mx.preference,
+        )
+    return _with_verdict(walk)
+
+
+def _walk_route(
+    report: Report,
+    all_findings: list[Finding],
+    policy: str | None,
+    mx: MxReport | None,
+    session: SessionReport | None,
+) -> Walk:
+    """The walk along one route (an MX host and one of its sessions), verdict not yet said."""
     domain = (report.target_ascii or report.target).lower()
     route: Where | None = None
     if mx is not None:
@@ -413,7 +492,7 @@ def build_walk(
         )
 
     verdict_fs = by_step.get(VERDICT, [])
-    walk = Walk(
+    return Walk(
         target=report.target,
         policy=policy or report.options.policy,
         route=route,
@@ -422,7 +501,6 @@ def build_walk(
         elsewhere=tuple(_elsewhere_lines(elsewhere, verdict_fs)),
         verdict_notes=tuple(dict.fromkeys(f.id for f in verdict_fs)),
     )
-    return _with_verdict(walk)
 
 
 def _applies(f: Finding, route: Where | None, domain: str) -> bool:
@@ -457,7 +535,15 @@ def _skip(
 def _with_verdict(walk: Walk) -> Walk:
     failed = walk.first_failure
     where = f" via {walk.route}" if walk.route is not None else ""
-    if failed is not None:
+    if failed is not None and walk.fallback is not None:
+        step = walk.step(failed)
+        reason = (step.evidence[0] if step.evidence else step.why).rstrip(".")
+        text = (
+            f"Mail to {walk.target} gets through, late or only via {walk.fallback}: "
+            f"{walk.route} fails at step {failed} ({TITLES[failed]}): {reason}. "
+            + fallback_sentence(walk)
+        )
+    elif failed is not None:
         step = walk.step(failed)
         reason = step.evidence[0] if step.evidence else step.why
         text = f"Mail to {walk.target}{where} fails at step {failed} ({TITLES[failed]}): {reason.rstrip('.')}."
@@ -468,9 +554,29 @@ def _with_verdict(walk: Walk) -> Walk:
         else:
             text = f"Mail to {walk.target}{where} gets through under policy {walk.policy}."
     if walk.elsewhere:
-        text += f" Other MX differ ({len(walk.elsewhere)} note(s) below)."
-    return Walk(
-        walk.target, walk.policy, walk.route, walk.steps, text, walk.elsewhere, walk.verdict_notes
+        text += f" Other MX differ ({count(len(walk.elsewhere), 'note')} below)."
+    return replace(walk, verdict=text)
+
+
+def fallback_sentence(walk: Walk) -> str:
+    """What a sender does when the route fails and the fallback passes."""
+    if walk.fallback is None or walk.route is None:
+        return ""
+    bad, good = walk.route.host, walk.fallback.host
+    if bad == good:
+        return (
+            f"A sender that reaches {walk.route.address} first tries the next address, "
+            f"{walk.fallback.address}, and delivers there, late."
+        )
+    if walk.fallback_preference == walk.route_preference:
+        return (
+            f"{bad} and {good} share preference {walk.route_preference}, so senders pick either: "
+            f"mail through {good} goes straight through; a sender that picks {bad} fails there "
+            f"and tries {good} next, so that mail arrives late."
+        )
+    return (
+        f"A sender tries {bad} (preference {walk.route_preference}) first, fails there and "
+        f"delivers through {good} (preference {walk.fallback_preference}), late."
     )
 
 
@@ -597,8 +703,9 @@ class _Evidence:
                 refs.append("cert:0")
         elif s is not None and name == "revocation":
             for e in s.endpoints[:6]:
-                state = "ok" if e.ok else f"FAIL {e.error or ''}".strip()
-                extra = f" ({e.cert_status})" if e.cert_status else ""
+                # An answer that says "revoked" is no "ok": show the status it gave.
+                state = (e.cert_status or "ok") if e.ok else f"FAIL {e.error or ''}".strip()
+                extra = ""
                 out.append(f"{e.kind} {e.url}: {state}{extra}")
             if s.endpoints:
                 refs.append(f"endpoint:{s.endpoints[0].url}")
@@ -615,7 +722,7 @@ class _Evidence:
         elif s is not None and name == "dane" and s.dane is not None:
             d = s.dane
             out.append(
-                f"TLSA {d.status}, {'DNSSEC-validated' if d.authenticated else 'not validated'}, {len(d.records)} record(s)"
+                f"TLSA {d.status}, {'DNSSEC-validated' if d.authenticated else 'not validated'}, {count(len(d.records), 'record')}"
             )
             if d.matched is not None:
                 out.append(f"matched {d.matched}")
@@ -675,7 +782,8 @@ class _Evidence:
         out = [f"C: {_short(lines[start].text)}"]
         if reply:
             out.append(
-                f"S: {_short(reply[0])}" + (f" (+{len(reply) - 1} lines)" if len(reply) > 1 else "")
+                f"S: {_short(reply[0])}"
+                + (f" (+{count(len(reply) - 1, 'line')})" if len(reply) > 1 else "")
             )
         return out
 
@@ -708,6 +816,8 @@ def walk_text(walk: Walk) -> str:
             if step.fix:
                 out.append(f"          fix: {visible(step.fix)}")
     out.append(f"first failure: {walk.first_failure or 'none'}")
+    if walk.fallback is not None:
+        out.append(f"delivers via: {visible(str(walk.fallback))}")
     out.append(visible(walk.verdict))
     for line in walk.elsewhere:
         out.append(f"  elsewhere: {visible(line)}")

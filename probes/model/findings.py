@@ -9,6 +9,7 @@ asked for (findings.md, "Sender policies").
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
@@ -134,6 +135,9 @@ _MTASTS = {
 # What an MTA-STS sender refuses when the policy is in enforce mode (RFC 8461 section 4).
 _MTASTS_ENFORCED = _ENCRYPT | _PKIX_PATH | {"cert.name_mismatch", "mtasts.mx_not_covered"}
 _DANE = {"dane.tlsa_mismatch", "dane.lookup_failed"}
+# DANE-TA (RFC 7672 3.1.2, 3.2.2): the chain up to the TLSA trust anchor is checked, dates and
+# the MX name included; only DANE-EE makes them moot.
+_DANE_TA_DEMANDS = {"cert.expired", "cert.not_yet_valid", "cert.name_mismatch"}
 # Under DANE-EE the certificate's names and dates are not checked (RFC 7672 3.1.1).
 _DANE_EE_MOOT = _PKIX_PATH | {"cert.name_mismatch", "cert.expires_soon"}
 
@@ -146,9 +150,7 @@ def _errors_for(ctx: GradeContext) -> set[str] | None:
     if ctx.dane_active:
         published |= _ENCRYPT
         if not ctx.dane_ee_matched:
-            # DANE-TA (RFC 7672 3.1.2): the chain is checked up to the TLSA trust anchor,
-            # dates included; only DANE-EE makes the leaf's dates moot.
-            published |= {"cert.expired", "cert.not_yet_valid"}
+            published |= _DANE_TA_DEMANDS
     if ctx.policy == "strict":
         return None
     if ctx.policy == "opportunistic":
@@ -156,7 +158,9 @@ def _errors_for(ctx: GradeContext) -> set[str] | None:
     if ctx.policy == "encrypt":
         return _DELIVERY | _ENCRYPT | published
     if ctx.policy == "verify":
-        return _DELIVERY | _ENCRYPT | _VERIFY | published
+        # Postfix verify checks the MX name (smtp_tls_verify_cert_match = hostname); EXO
+        # CertificateValidation does not, but the policy stands for both.
+        return _DELIVERY | _ENCRYPT | _VERIFY | {"cert.name_mismatch"} | published
     if ctx.policy == "domain":
         return _DELIVERY | _ENCRYPT | _VERIFY | {"cert.expected_name_mismatch"} | published
     if ctx.policy == "mta-sts":
@@ -167,14 +171,21 @@ def _errors_for(ctx: GradeContext) -> set[str] | None:
 
 
 def grade(finding: Finding, ctx: GradeContext) -> Finding:
-    """Re-grade one finding for the sender policy in ctx.
+    """Re-grade one finding for the sender policy in ctx, and say why in its detail.
 
     Under strict the catalog severity stands, except that DANE-EE makes certificate name and
-    date problems moot. Under other policies, an id that the policy does not refuse drops
-    from error to warning; warnings and infos keep their grade.
+    date problems moot, unless the domain's MTA-STS enforce policy still demands them (a
+    sender that validates MTA-STS and not DANE refuses the certificate; strict must not be
+    laxer than opportunistic). Under other policies, an id that the policy does not refuse
+    drops from error to warning; warnings and infos keep their grade. When the recipient's
+    own MTA-STS or DANE is what makes a finding an error, the detail says so and for whom,
+    instead of the catalog's generic text about who still delivers.
     """
     sev: Severity = finding.severity
-    if ctx.dane_ee_matched and ctx.policy in ("strict", "dane") and finding.id in _DANE_EE_MOOT:
+    sts_demands = ctx.mtasts_enforce and finding.id in _MTASTS_ENFORCED
+    moot = ctx.dane_ee_matched and finding.id in _DANE_EE_MOOT
+    if moot and (ctx.policy == "dane" or (ctx.policy == "strict" and not sts_demands)):
+        # RFC 8461 section 2: a sender doing both DANE and MTA-STS lets DANE decide.
         sev = "info" if sev != "ok" else sev
     elif ctx.policy == "strict" and finding.id == "ca.revocation_unavailable":
         sev = "warning"
@@ -185,13 +196,53 @@ def grade(finding: Finding, ctx: GradeContext) -> Finding:
                 sev = "error"
             elif sev == "error":
                 sev = "warning"
-    if (
-        ctx.policy in ("verify", "domain")
-        and finding.id == "cert.name_mismatch"
-        and not ctx.mtasts_enforce
-    ):
-        sev = "info"  # EXO CertificateValidation and Postfix verify do not check the MX name
-    return finding if sev == finding.severity else replace(finding, severity=sev)
+    detail = _detail_for(finding, ctx, sev, sts_demands and not (moot and ctx.policy == "dane"))
+    if sev == finding.severity and detail == finding.detail:
+        return finding
+    return replace(finding, severity=sev, detail=detail)
+
+
+# Why a recipient's published policy makes a finding an error, and for whom.
+_STS_REASON = (
+    "The domain publishes an MTA-STS policy in enforce mode, so every sender that honours "
+    "MTA-STS refuses this MX: Exchange Online (with or without a connector), Gmail and Postfix "
+    "with an MTA-STS resolver queue the mail and then bounce it (Exchange 4.7.5/5.7.5 "
+    '"Remote certificate failed MTA-STS validation", or 4.4.8/5.4.8 "MX hosts of ... failed '
+    'MTA-STS validation").'
+)
+_STS_DANE_EE = (
+    " A DANE-EE record matches the certificate, so a sender that does DANE (Postfix dane) "
+    "accepts it; a sender that validates MTA-STS and not DANE does not."
+)
+_DANE_REASON = (
+    "The MX host publishes DNSSEC-validated TLSA records, so DANE senders (Exchange Online "
+    "outbound, Postfix dane) require TLS and a chain that matches them: they queue the mail "
+    "and then bounce it (Exchange 4/5.7.321-325)."
+)
+
+
+def _first_sentence(text: str) -> str:
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z])", text, maxsplit=1)[0]
+
+
+def _detail_for(finding: Finding, ctx: GradeContext, sev: Severity, by_sts: bool) -> str:
+    """The detail a graded finding shows: the catalog's, or what it is plus the published
+    policy that makes it an error."""
+    entry = catalog().get(finding.id)
+    base = (entry["detail"] or entry["title"]) if entry else finding.detail
+    if sev != "error" or entry is None:
+        return base
+    by_dane = ctx.dane_active and (
+        finding.id in _ENCRYPT or (not ctx.dane_ee_matched and finding.id in _DANE_TA_DEMANDS)
+    )
+    reasons: list[str] = []
+    if by_sts:
+        reasons.append(_STS_REASON + (_STS_DANE_EE if ctx.dane_ee_matched else ""))
+    if by_dane:
+        reasons.append(_DANE_REASON)
+    if not reasons:
+        return base
+    return " ".join([_first_sentence(base), *reasons])
 
 
 def worst(findings: list[Finding]) -> Severity | None:

@@ -434,6 +434,11 @@ class SmtpConnection:
         self.tls_index = 0
         self.tls_error: str | None = None
         self.tls_timed_out = False
+        # A failed handshake: the version the server chose and the chain it sent before the
+        # failure (both empty when it failed before its ServerHello / Certificate).
+        self.failed_version: str | None = None
+        self.failed_chain: list[bytes] = []
+        self.failed_before_hello = False
         self.handshake_steps: list[str] = []
         self.failure_index = 0
         self.overflowed = False
@@ -682,6 +687,9 @@ class SmtpConnection:
             reason, timed_out = describe_handshake_error(error, recorder, self.timeout)
             self.tls_error = reason
             self.tls_timed_out = timed_out
+            self.failed_version = recorder.server_version
+            self.failed_chain = list(recorder.certificates)
+            self.failed_before_hello = recorder.client_hello_sent and not recorder.server_hello_seen
             self.tls_index = self.transcript.index
             self._stop("handshake", self.tls_index)
             yield self.transcript.line("!", f"handshake failed: {reason}")

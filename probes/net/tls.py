@@ -147,6 +147,10 @@ class HandshakeRecorder:
         self.alert_sent: str | None = None
         self._hello_group: int | None = None
         self._ske: bytes | None = None
+        # What the server chose and sent before any failure: a handshake that fails after
+        # the server's Certificate still shows its chain (as s_client and testssl do).
+        self.server_version: str | None = None
+        self.certificates: list[bytes] = []
 
     def callback(
         self,
@@ -174,8 +178,12 @@ class HandshakeRecorder:
                 hrr, group = parse_server_hello(data)
                 if hrr:
                     name = "HelloRetryRequest"
+                else:
+                    self.server_version = server_hello_version(data) or self.server_version
                 if group is not None:
                     self._hello_group = group
+            if msg_type == 11 and direction == "read" and not self.certificates:
+                self.certificates = parse_certificate_message(data)
             if msg_type == 12 and direction == "read":
                 self._ske = data
             self._steps.append((self._clock(), f"{arrow} {name}"))
@@ -224,6 +232,68 @@ def parse_server_hello(msg: bytes) -> tuple[bool, int | None]:
             return hrr, int.from_bytes(edata[:2], "big")
         pos += 4 + elen
     return hrr, None
+
+
+_WIRE_VERSIONS = {0x0301: "TLSv1", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2", 0x0304: "TLSv1.3"}
+
+
+def server_hello_version(msg: bytes) -> str | None:
+    """The version a ServerHello (with its 4-byte header) chose: its supported_versions
+    extension (TLS 1.3), else its legacy version field."""
+    body = msg[4:]
+    if len(body) < 35:
+        return None
+    chosen = _WIRE_VERSIONS.get(int.from_bytes(body[0:2], "big"))
+    pos = 34
+    sid_len = body[pos]
+    pos += 1 + sid_len + 2 + 1
+    if pos + 2 > len(body):
+        return chosen
+    end = min(len(body), pos + 2 + int.from_bytes(body[pos : pos + 2], "big"))
+    pos += 2
+    while pos + 4 <= end:
+        etype = int.from_bytes(body[pos : pos + 2], "big")
+        elen = int.from_bytes(body[pos + 2 : pos + 4], "big")
+        edata = body[pos + 4 : pos + 4 + elen]
+        if etype == 43 and len(edata) == 2:  # supported_versions (RFC 8446 4.2.1)
+            return _WIRE_VERSIONS.get(int.from_bytes(edata, "big"), chosen)
+        pos += 4 + elen
+    return chosen
+
+
+def parse_certificate_message(msg: bytes) -> list[bytes]:
+    """The DER certificates of a Certificate handshake message (with its 4-byte header), in
+    the order sent; [] when it is neither a TLS 1.3 nor a TLS 1.0-1.2 layout that adds up.
+    TLS 1.3 (RFC 8446 4.4.2) adds a request context before the list and extensions after
+    each entry; the sizes decide which layout it is."""
+    body = msg[4:]
+
+    def entries(data: bytes, with_extensions: bool) -> list[bytes] | None:
+        if len(data) < 3 or int.from_bytes(data[:3], "big") != len(data) - 3:
+            return None
+        out: list[bytes] = []
+        pos = 3
+        while pos < len(data):
+            if pos + 3 > len(data):
+                return None
+            size = int.from_bytes(data[pos : pos + 3], "big")
+            der = data[pos + 3 : pos + 3 + size]
+            if len(der) != size or not der.startswith(b"\x30"):
+                return None
+            out.append(bytes(der))
+            pos += 3 + size
+            if with_extensions:
+                if pos + 2 > len(data):
+                    return None
+                pos += 2 + int.from_bytes(data[pos : pos + 2], "big")
+        return out if pos == len(data) else None
+
+    if body:
+        context = body[0]
+        tls13 = entries(body[1 + context :], True)
+        if tls13:
+            return tls13
+    return entries(body, False) or []
 
 
 def parse_server_key_exchange(msg: bytes, cipher: str) -> str | None:

@@ -68,8 +68,9 @@ def test_every_pattern_has_bounded_quantifiers_only() -> None:
     # An unbounded repeat next to another is what makes a backtracking search quadratic.
     k = knowledge()
     patterns = [(r.id, r.pattern.pattern) for r in k.rules]
-    for name in ("status_code", "reply_code", "remote", "recipient"):
+    for name in ("status_code", "reply_code", "remote", "recipient", "detail", "inner_reply"):
         patterns += [(name, p.pattern) for p in getattr(k, name)]
+    patterns += [(d.id, d.pattern.pattern) for d in k.details]
     bad = {name: found for name, pattern in patterns if (found := _unbounded(pattern))}
     assert bad == {}
 

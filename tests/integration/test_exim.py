@@ -82,16 +82,25 @@ CASES = [
     Case("no-ptr", "127.77.0.15", {"dns.ptr_missing": "info"}, 0, ptr=False),
     # `--mx ADDR:PORT`: the address is probed as given (no A lookup; PTR still asked). A
     # strict sender checks the name it connected to, here the address, which the
-    # certificate does not carry; a verify sender (EXO CertificateValidation) checks no name,
-    # so the same fact is only worth knowing.
+    # certificate does not carry. So does Postfix verify (smtp_tls_verify_cert_match =
+    # hostname), so the verify policy, which stands for it too, calls it an error; EXO
+    # CertificateValidation checks no name, so for that connector it is only worth knowing.
     Case("by-address", "127.77.0.16", {"cert.name_mismatch": "error"}, 2, by_address=True),
     Case(
         "by-address-verify",
         "127.77.0.17",
+        {"cert.name_mismatch": "error"},
+        2,
+        by_address=True,
+        extra_args=["--policy", "verify"],
+    ),
+    Case(
+        "by-address-exo-certificate-validation",
+        "127.77.0.18",
         {"cert.name_mismatch": "info"},
         0,
         by_address=True,
-        extra_args=["--policy", "verify"],
+        extra_args=["--connector", "exo-certificate-validation"],
     ),
 ]
 

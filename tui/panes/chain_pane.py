@@ -27,6 +27,7 @@ from probes.model.events import (
     FindingRaised,
 )
 from probes.model.findings import SEVERITY_ORDER
+from probes.model.wording import count
 from probes.report import trust_summary
 
 from .. import change_marks
@@ -289,11 +290,11 @@ class ChainPane(Pane):
         if left is None:
             when = Text("?")
         elif left < 0:
-            when = Text(f"EXPIRED {-left} days ago", "bold red")
+            when = Text(f"EXPIRED {count(-left, 'day')} ago", "bold red")
         elif left <= 14:
-            when = Text(f"{left} days left", "bold yellow")
+            when = Text(f"{count(left, 'day')} left", "bold yellow")
         else:
-            when = Text(f"{left} days left", "green")
+            when = Text(f"{count(left, 'day')} left", "green")
         row("Valid", join(safe_text(f"{c.not_before} -> {c.not_after} ("), when, Text(")"), sep=""))
         row("Key", safe_text(f"{c.key_type} {c.key_bits} bits"))
         row("Signature", safe_text(c.signature_hash or "?"))
