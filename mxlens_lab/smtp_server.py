@@ -75,6 +75,12 @@ class Behaviour:
     # The first N connections get "421 ... Too many connections" and a hang-up (a throttle
     # that clears: the client's retry is served normally).
     throttle_first: int = 0
+    # Every connection after the first N gets that 421 (0: never): a per-client connection
+    # limit that admits the main session and throttles the side probes.
+    throttle_after: int = 0
+    # Hang up when STARTTLS arrives with another command behind it in the same write, as
+    # OpenSMTPD and Dovecot do (the injection test is then inconclusive, not passed).
+    drop_pipelined_starttls: bool = False
     # Every even-numbered connection does not offer STARTTLS: a load balancer with one
     # node that lacks it (mxlens --attempts 2 sees the difference).
     starttls_alternate: bool = False
@@ -250,7 +256,7 @@ class _Session(asyncio.Protocol):
         if b.endless is not None and b.endless_at == "greeting":
             await self._endless("220")
             return
-        if self.conn <= b.throttle_first:
+        if self.conn <= b.throttle_first or 0 < b.throttle_after < self.conn:
             self.reply(f"421 4.7.0 {b.hostname} Too many connections, try again later")
             return
         self.reply(b.greeting_line())
@@ -327,6 +333,8 @@ class _Session(asyncio.Protocol):
             # A second STARTTLS inside TLS: a real server would need TLS-in-TLS; refuse it.
             self.reply("454 4.7.0 TLS already active")
             return False
+        if b.drop_pipelined_starttls and self.buf:
+            raise _Closed()
         self.reply(b.starttls_reply)
         if b.handshake_fail == "close":
             raise _Closed()

@@ -24,18 +24,8 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import hashes
-
-from probes.checks.chain import validate_chain
-from probes.checks.dane import TlsaLookup, is_usable, judge_dane, lookup_tlsa
-from probes.checks.endpoints import check_endpoints
-from probes.checks.mtasts import check_mtasts
-from probes.checks.session import smtp_session
-from probes.checks.side_probes import starttls_injection_test, tls12_cipher_probe, tls_version_sweep
-from probes.checks.tlsrpt import check_tlsrpt
-from probes.interpret.providers import missing_root_findings
 from probes.model.errors import CheckError
 from probes.model.events import (
     AddressesResolved,
@@ -52,8 +42,8 @@ from probes.model.events import (
     MxResolved,
     PtrResolved,
     SessionFinished,
+    SessionStarted,
     TlsNegotiated,
-    TlsVersionsProbed,
     TranscriptLine,
     Where,
 )
@@ -62,9 +52,12 @@ from probes.model.names import canonical, is_ip_literal
 from probes.model.options import Options, deadline_for
 from probes.model.server_software import identify, tailored_fix
 from probes.net.dns import Answer, Resolver, local_fqdn, to_ascii
-from probes.net.http import Fetcher
-from probes.net.tls import weak_cipher_reason
-from probes.net.trust import Roots, load_roots
+
+if TYPE_CHECKING:
+    from probes.checks.dane import TlsaLookup
+    from probes.checks.side_probes import MainFacts
+    from probes.net.http import Fetcher
+    from probes.net.trust import Roots
 
 _END = object()
 MAX_MX_HOSTS = 10
@@ -91,6 +84,12 @@ class _AddressSlot:
     async def __aexit__(self, *exc: object) -> None:
         self._slots.release()
         self._lock.release()
+
+    @property
+    def exclusive(self) -> asyncio.Lock:
+        """The address alone, without a slot: the side probes, which run up to three
+        connections at once, take one slot per connection themselves."""
+        return self._lock
 
 
 @dataclass
@@ -141,15 +140,38 @@ class _SessionFacts:
         return "; ".join(parts)
 
 
+def _prepare(options: Options, roots: Roots | None) -> Roots:
+    """What the checks after the first SMTP session need: their modules (cryptography and
+    httpx are the heavy ones) and the trust roots. Run in a thread while the first DNS
+    answers and the main session are awaited, so start-up does not wait for it."""
+    import probes.checks.chain
+    import probes.checks.dane
+    import probes.checks.endpoints
+    import probes.checks.mtasts
+    import probes.checks.side_probes
+    import probes.checks.tlsrpt  # noqa: F401
+    from probes.net.trust import load_roots
+
+    catalog()  # read findings.json here too
+
+    return roots if roots is not None else load_roots(options)
+
+
 class _Run:
-    def __init__(self, target: str, domain_ascii: str, options: Options, roots: Roots) -> None:
+    def __init__(
+        self, target: str, domain_ascii: str, options: Options, roots: Roots | None = None
+    ) -> None:
         self.target = target
         self.domain = domain_ascii
         self.options = options
-        self.roots = roots
+        self._given_roots = roots
+        self._prepared: asyncio.Future[Roots] | None = None
+        # Set once the first main session is connecting (or when there is none): the thread
+        # then works while the network is awaited, not while DNS answers are parsed.
+        self._may_prepare = asyncio.Event()
+        self._fetcher: Fetcher | None = None
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.resolver = Resolver(options.resolver, timeout=options.timeout, on_query=self.put)
-        self.fetcher = Fetcher(self.resolver, options, roots)
         self.ehlo = options.ehlo or local_fqdn()
         self.session_slots = asyncio.Semaphore(MAX_SESSIONS)
         self.locks: dict[tuple[str, int], _AddressSlot] = defaultdict(
@@ -169,6 +191,48 @@ class _Run:
         self.started = time.monotonic()
 
     # ------------------------------------------------------------------ plumbing
+
+    def start_preparing(self) -> None:
+        if self._prepared is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._prepared = loop.run_in_executor(None, _prepare, self.options, self._given_roots)
+
+    def allow_preparing(self) -> None:
+        self._may_prepare.set()
+        self.start_preparing()
+
+    async def roots(self) -> Roots:
+        """The trust roots, once the preparing thread has them (and the heavy modules)."""
+        if self._prepared is None:
+            await self._may_prepare.wait()
+            self.start_preparing()
+        assert self._prepared is not None
+        return await asyncio.shield(self._prepared)
+
+    async def fetcher(self) -> Fetcher:
+        roots = await self.roots()
+        if self._fetcher is None:
+            from probes.net.http import Fetcher
+
+            self._fetcher = Fetcher(self.resolver, self.options, roots)
+        return self._fetcher
+
+    async def _first_error(self, exc: Exception) -> Exception:
+        """An unusable --ca-file or trust store is the error to report, whatever failed
+        after it (the roots load in a thread, so a lookup may fail first)."""
+        self.allow_preparing()
+        assert self._prepared is not None
+        await asyncio.wait({self._prepared})
+        failed = None if self._prepared.cancelled() else self._prepared.exception()
+        return failed if isinstance(failed, CheckError) else exc
+
+    async def aclose(self) -> None:
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
+        if self._prepared is not None and not self._prepared.done():
+            # The thread cannot be stopped; let it finish so nothing outlives the run.
+            await asyncio.wait({self._prepared})
 
     def put(self, event: object) -> None:
         self.queue.put_nowait(event)
@@ -224,18 +288,21 @@ class _Run:
         try:
             hosts = await self.mail_route()
             if hosts:
-                self.provider_roots([h.host for h in hosts])
+                # A task: the roots it reads load once the first main session is under way.
+                roots_task = asyncio.create_task(self.provider_roots([h.host for h in hosts]))
+                background.append(roots_task)
                 policy_task = asyncio.create_task(self.policies([h.host for h in hosts]))
                 background.append(policy_task)
                 for mx in hosts:
                     if not mx.is_ip_literal:
                         self.tlsa[mx.host] = asyncio.create_task(
-                            lookup_tlsa(mx.host, self.port_for(mx.host), self.resolver)
+                            self.lookup_tlsa(mx.host, self.port_for(mx.host))
                         )
                         background.append(self.tlsa[mx.host])
                 context_task = asyncio.create_task(self.settle_context(policy_task))
                 background.append(context_task)
                 await asyncio.gather(*(self.mx_host(mx) for mx in hosts))
+                self.allow_preparing()
                 if self.facts and all(
                     "smtp.not_tested_from_here" in f.problems for f in self.facts.values()
                 ):
@@ -245,7 +312,11 @@ class _Run:
                     )
                 await context_task
                 await policy_task
+                await roots_task
                 self.compare_pool()
+            # Even a run that never needed them fails on an unusable --ca-file (exit 3).
+            self.allow_preparing()
+            await self.roots()
             self.release_findings()
             self.put(
                 DiagnosisFinished(
@@ -257,7 +328,7 @@ class _Run:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # handed to the consumer, which re-raises it
-            self.put(exc)
+            self.put(await self._first_error(exc))
         finally:
             # Nothing may outlive the diagnosis: a policy fetch still running after the
             # fetcher is closed would open a client that nobody closes.
@@ -266,10 +337,18 @@ class _Run:
             await asyncio.gather(*background, return_exceptions=True)
             self.put(_END)
 
-    def provider_roots(self, mx_hosts: list[str]) -> None:
+    def side_probes_wanted(self) -> bool:
+        return self.options.extra_probes and not self.options.quick
+
+    async def provider_roots(self, mx_hosts: list[str]) -> None:
         """A provider's MX checked with a trust store that lacks the root its chains need."""
-        sha1s = {c.fingerprint(hashes.SHA1()).hex().upper() for c in self.roots.certs}
-        for finding in missing_root_findings(mx_hosts, sha1s, self.roots.description):
+        roots = await self.roots()
+        from cryptography.hazmat.primitives import hashes
+
+        from probes.interpret.providers import missing_root_findings
+
+        sha1s = {c.fingerprint(hashes.SHA1()).hex().upper() for c in roots.certs}
+        for finding in missing_root_findings(mx_hosts, sha1s, roots.description):
             self.finding(finding)
 
     def port_for(self, host: str) -> int:
@@ -278,8 +357,16 @@ class _Run:
                 return override.port
         return self.options.port
 
+    async def lookup_tlsa(self, host: str, port: int) -> TlsaLookup:
+        await self.roots()  # the module is loaded by then
+        from probes.checks.dane import lookup_tlsa
+
+        return await lookup_tlsa(host, port, self.resolver)
+
     async def settle_context(self, policy_task: asyncio.Task[None]) -> None:
         """Learn what the domain publishes, then let held-back findings through."""
+        from probes.checks.dane import is_usable
+
         await policy_task
         for host, task in self.tlsa.items():
             lookup = await task
@@ -288,9 +375,13 @@ class _Run:
         self.release_findings()
 
     async def policies(self, mx_hosts: list[str]) -> None:
+        fetcher = await self.fetcher()
+        from probes.checks.mtasts import check_mtasts
+        from probes.checks.tlsrpt import check_tlsrpt
+
         async def mtasts() -> None:
             for event in await self.pump(
-                check_mtasts(self.domain, mx_hosts, self.resolver, self.fetcher)
+                check_mtasts(self.domain, mx_hosts, self.resolver, fetcher)
             ):
                 if isinstance(event, MtaStsChecked):
                     self.mtasts_enforce = event.mode == "enforce" and event.error is None
@@ -492,13 +583,22 @@ class _Run:
             )
 
     async def sessions(self, where: Where) -> None:
+        from probes.checks.session import smtp_session
+
         facts = self.facts.setdefault(where, _SessionFacts(where))
         lock = self.locks[(where.address or where.host, where.port or 25)]
         async with lock:
             events = await self.pump(
-                smtp_session(where, self.options, purpose="main", ehlo_name=self.ehlo)
+                self._connecting(
+                    smtp_session(where, self.options, purpose="main", ehlo_name=self.ehlo)
+                )
             )
         chain: ChainReceived | None = None
+        handshake_index: int | None = None
+        main_lines = [e for e in events if isinstance(e, TranscriptLine)]
+        for index, line in enumerate(main_lines):
+            if line.dir == "TLS" and line.text.startswith("handshake done"):
+                handshake_index = index
         for event in events:
             if isinstance(event, FindingRaised):
                 facts.problems.add(event.finding.id)
@@ -518,14 +618,34 @@ class _Run:
             await self.attempts(where, lock, facts)
         if chain is None or not chain.certs:
             return
-        extra = self.extra_probes(where, lock, facts) if self.options.extra_probes else _nothing()
-        await asyncio.gather(self.chain(where, chain, facts), extra)
+        if self.side_probes_wanted() and facts.version and facts.cipher:
+            from probes.checks.side_probes import MainFacts
+
+            main = MainFacts(
+                facts.version, facts.cipher, handshake_index or 0, chain.certs[0].key_type
+            )
+            await asyncio.gather(
+                self.extra_probes(where, lock, main),
+                self.chain(where, chain, facts, yield_first=True),
+            )
+        else:
+            await self.chain(where, chain, facts)
+
+    async def _connecting(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+        """The main session's events; once it starts, the preparing thread may start too
+        (call_soon: after the session's first step, its TCP connect, is under way)."""
+        async for event in events:
+            if isinstance(event, SessionStarted):
+                asyncio.get_running_loop().call_soon(self.allow_preparing)
+            yield event
 
     async def attempts(self, where: Where, lock: _AddressSlot, first: _SessionFacts) -> None:
         """--attempts N: N-1 more main sessions, one after another. A load balancer whose
         nodes differ (another leaf certificate, no STARTTLS on one node) shows as attempts
         that disagree; pool.inconsistent names the odd ones. Only the first attempt is judged
         in full; the others are compared, and a throttle on them is reported as such."""
+        from probes.checks.session import smtp_session
+
         runs: list[tuple[int, _SessionFacts]] = [(1, first)]
         total = self.options.attempts
         for number in range(2, total + 1):
@@ -577,38 +697,37 @@ class _Run:
                     )
                 )
 
-    async def extra_probes(self, where: Where, lock: _AddressSlot, facts: _SessionFacts) -> None:
-        async with lock:
-            sweep = await self.pump(tls_version_sweep(where, self.options, ehlo_name=self.ehlo))
-        if any(isinstance(e, FindingRaised) and e.finding.id == "smtp.rate_limited" for e in sweep):
-            return  # throttled: one more connection would only add to the count
-        tls12 = next(
-            (dict(e.accepted).get("TLSv1.2") for e in sweep if isinstance(e, TlsVersionsProbed)),
-            None,
-        )
-        # Ask only what the main session left open: a negotiated suite without forward
-        # secrecy or a weak one is already reported (tls.no_forward_secrecy / weak_cipher).
-        non_fs = facts.forward_secrecy is not False
-        weak = not (facts.cipher and weak_cipher_reason(facts.cipher))
-        if tls12 is not False and (non_fs or weak):
-            async with lock:
-                probe = await self.pump(
-                    tls12_cipher_probe(
-                        where, self.options, ehlo_name=self.ehlo, non_fs=non_fs, weak=weak
-                    )
-                )
-            if any(
-                isinstance(e, FindingRaised) and e.finding.id == "smtp.rate_limited" for e in probe
-            ):
-                return
-        if self.options.implicit_tls:
-            return  # nothing is sent in clear text, so nothing can be injected
-        async with lock:
-            await self.pump(starttls_injection_test(where, self.options, ehlo_name=self.ehlo))
+    async def extra_probes(self, where: Where, lock: _AddressSlot, main: MainFacts) -> None:
+        """The side probes, after the main session (and any attempts) so that a connection
+        limit they trip can never taint the verdict; they overlap among themselves."""
+        from probes.checks.side_probes import side_probes
 
-    async def chain(self, where: Where, chain: ChainReceived, facts: _SessionFacts) -> None:
+        async with lock.exclusive:
+            await self.pump(
+                side_probes(
+                    where,
+                    self.options,
+                    ehlo_name=self.ehlo,
+                    main=main,
+                    slots=self.session_slots,
+                )
+            )
+
+    async def chain(
+        self, where: Where, chain: ChainReceived, facts: _SessionFacts, *, yield_first: bool = False
+    ) -> None:
+        if yield_first:
+            # Path validation is CPU work that holds the loop: let the side probes, started
+            # just before, send their connects first so it overlaps their round trips.
+            await asyncio.sleep(0)
         # DANE first: a DANE-EE match makes the certificate's names and dates moot, and the
         # certificate findings below are graded with that knowledge.
+        roots = await self.roots()
+        fetcher = await self.fetcher()
+        from probes.checks.chain import validate_chain
+        from probes.checks.dane import judge_dane
+        from probes.checks.endpoints import check_endpoints
+
         task = self.tlsa.get(where.host)
         if task is not None:
             lookup = await task
@@ -630,8 +749,8 @@ class _Run:
                 list(chain.certs),
                 self.options,
                 names=names,
-                fetcher=self.fetcher,
-                roots=self.roots,
+                fetcher=fetcher,
+                roots=roots,
             )
         )
         path: list[ChainLink] = []
@@ -643,9 +762,7 @@ class _Run:
                 facts.problems.add(event.finding.id)
         if self.options.endpoints and path:
             await self.pump(
-                check_endpoints(
-                    path, self.fetcher, self.options, where=where, cache=self.endpoint_cache
-                )
+                check_endpoints(path, fetcher, self.options, where=where, cache=self.endpoint_cache)
             )
 
     def compare_pool(self) -> None:
@@ -671,10 +788,6 @@ class _Run:
                         f"(vs {majority.describe()})",
                     )
                 )
-
-
-async def _nothing() -> None:
-    return None
 
 
 async def _stop_at_deadline(
@@ -715,11 +828,12 @@ async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:
     domain_ascii = to_ascii(target)
     if not options.timeout > 0:
         raise CheckError("--timeout must be a positive number of seconds")
-    roots = load_roots(options)
     # Every file the run needs is read before its first socket: with the descriptors used up
     # by a hostile domain, a lazily opened catalog would end the run in "internal error".
+    # (The trust roots load in the preparing thread; an unusable --ca-file is still a
+    # CheckError, exit 3, raised when the run first needs them.)
     catalog()
-    run = _Run(target, domain_ascii, options, roots)
+    run = _Run(target, domain_ascii, options)
     task = asyncio.create_task(run.run())
     limit = deadline_for(options)
     deadline = time.monotonic() + limit
@@ -745,4 +859,4 @@ async def diagnose(target: str, options: Options) -> AsyncIterator[Event]:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-        await run.fetcher.aclose()
+        await run.aclose()

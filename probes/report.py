@@ -25,6 +25,7 @@ from probes.model.events import (
     MxResolved,
     PtrResolved,
     SessionFinished,
+    SideProbeChecked,
     TlsNegotiated,
     TlsRptChecked,
     TlsVersionsProbed,
@@ -65,6 +66,9 @@ class SessionReport:
     versions: TlsVersionsProbed | None = None
     endpoints: list[EndpointChecked] = field(default_factory=list)
     dane: DaneChecked | None = None
+    side_probes: list[SideProbeChecked] = field(default_factory=list)
+    # The side probes' own transcripts, by purpose (the main one is `transcript`).
+    side_transcripts: dict[str, list[TranscriptLine]] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,6 +134,10 @@ class Report:
             session = self._session(event.where)
             if event.purpose == "main":
                 session.transcript.append(event)
+            else:
+                session.side_transcripts.setdefault(event.purpose, []).append(event)
+        elif isinstance(event, SideProbeChecked):
+            self._session(event.where).side_probes.append(event)
         elif isinstance(event, SessionFinished):
             session = self._session(event.where)
             session.connections += event.connections
@@ -188,6 +196,9 @@ class Report:
             "dns": [_plain(q) for q in self.dns],
             "findings": [_finding_json(f) for f in sort_findings(self.findings)],
             "providers": self.providers(),
+            "skipped_checks": [
+                {"check": check, "text": text, "why": why} for check, text, why in self.skipped()
+            ],
             "exit_code": self.exit_code(),
             "elapsed_ms": self.finished.elapsed_ms if self.finished else None,
         }
@@ -256,7 +267,20 @@ class Report:
                 for e in s.endpoints
             ],
             "dane": _plain(s.dane),
+            "side_probes": [_side_probe_json(p, s) for p in s.side_probes],
         }
+
+    def skipped(self) -> list[tuple[str, str, str]]:
+        """(check, what it is, why) for the side-probe checks this run did not make."""
+        from probes.checks.side_probes import CHECK_TEXT, SIDE_CHECKS
+
+        if self.options.quick:
+            why = "--quick"
+        elif not self.options.extra_probes:
+            why = "--no-extra-probes"
+        else:
+            return []
+        return [(check, CHECK_TEXT[check], why) for check in SIDE_CHECKS]
 
     # ------------------------------------------------------------------ text
 
@@ -310,6 +334,12 @@ class Report:
                     rpt = "not published"
                 out.append(f"  TLS-RPT: {visible(rpt)}")
             out.append("")
+        skipped = self.skipped()
+        if skipped:
+            out.append(
+                f"Skipped ({skipped[0][2]}): " + ", ".join(text for _, text, _ in skipped) + "."
+            )
+            out.append("")
         from probes.interpret.providers import summary_text
 
         out.extend(summary_text(self.providers()))
@@ -361,6 +391,10 @@ class Report:
                 out.append(f"    TLS: {s.tls.version} {s.tls.cipher} ({fs}{group})")
             if s.versions is not None:
                 out.append(f"    versions: {versions_text(s.versions.accepted)}")
+            if s.side_probes:
+                out.append(
+                    "    side probes: " + "; ".join(f"{p.check} {p.result}" for p in s.side_probes)
+                )
             if s.validation is not None:
                 out.append(
                     f"    chain: {visible(trust_summary(s.validation))} "
@@ -406,6 +440,23 @@ def _cert_json(cert: Any, source: str) -> dict[str, Any]:
             data[key] = list(value)
     data["source"] = source
     return data
+
+
+def _side_probe_json(probe: SideProbeChecked, session: SessionReport) -> dict[str, Any]:
+    lines = (
+        session.transcript
+        if probe.purpose == "main"
+        else session.side_transcripts.get(probe.purpose, [])
+    )
+    return {
+        "check": probe.check,
+        "result": probe.result,
+        "reason": probe.reason,
+        "purpose": probe.purpose,
+        "ms": probe.ms,
+        "evidence": list(probe.evidence),
+        "transcript": [{"t_ms": x.t_ms, "dir": x.dir, "text": x.text} for x in lines],
+    }
 
 
 def _finding_json(f: Finding) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 
-from probes.checks.certificates import parse_certificate
 from probes.model.events import (
     ChainReceived,
     Event,
@@ -31,7 +30,7 @@ from probes.net.smtp import (
 )
 from probes.net.tls import (
     HandshakeRecorder,
-    build_client_context,
+    TlsOffer,
     has_forward_secrecy,
     sni_for,
     version_below_12,
@@ -290,9 +289,13 @@ async def _dialogue(
         yield event
     if conn.stopped_at is None:
         recorder = HandshakeRecorder(conn.transcript.t_ms)
-        ctx = build_client_context(recorder=recorder)
+        ctx = conn.client_context(TlsOffer(), recorder)
         async for event in conn.handshake(ctx, recorder, sni_for(where.host)):
             yield event
+    # Imported here: cryptography is heavy, and a check's first DNS query should not wait
+    # for it (diagnose loads it in a thread meanwhile).
+    from probes.checks.certificates import parse_certificate
+
     if conn.tls is None and conn.failed_chain:
         # The chain went out before the failure: keep it as evidence (and validate it).
         yield ChainReceived(where, tuple(parse_certificate(der) for der in conn.failed_chain))

@@ -19,6 +19,9 @@ Direction = Literal["S", "C", "TLS", "!"]
 SessionPurpose = Literal["main", "tls-versions", "injection", "cipher-probe", "attempt"]
 EndpointKind = Literal["ocsp", "crl", "ca_issuers"]
 CertSource = Literal["sent", "aia", "store"]
+# The questions the side probes answer, and how each was answered.
+SideCheck = Literal["legacy-tls", "static-rsa", "weak-suites", "injection"]
+SideResult = Literal["vulnerable", "not vulnerable", "inconclusive"]
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,22 @@ class TlsVersionsProbed:
 
 
 @dataclass(frozen=True)
+class SideProbeChecked:
+    """The answer to one side-probe question at one address, as data: findings say only
+    what is wrong, this also says what was found fine and what could not be told.
+    `purpose` names the transcript that holds the evidence ("main" when the main session
+    already answered it); `ms` is how long the connection(s) that answered it took."""
+
+    where: Where
+    check: SideCheck
+    result: SideResult
+    reason: str
+    purpose: SessionPurpose
+    ms: float | None = None
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SessionFinished:
     where: Where
     purpose: SessionPurpose
@@ -312,6 +331,7 @@ Event = (
     | ChainReceived
     | ChainValidated
     | TlsVersionsProbed
+    | SideProbeChecked
     | SessionFinished
     | EndpointChecked
     | MtaStsChecked

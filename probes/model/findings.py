@@ -12,7 +12,6 @@ import json
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from probes.model.events import Finding, Severity, Where
@@ -47,6 +46,10 @@ def policy_errors(policy: str, *, mtasts_enforce: bool = False) -> list[str]:
 @lru_cache(maxsize=1)
 def catalog() -> dict[str, dict[str, Any]]:
     """The findings catalog: id -> {severity, title, detail, fix, sender_error, section}."""
+    # Imported here: importlib.resources pulls in tempfile, zipfile and more, which a check
+    # should not load before its first DNS question.
+    from importlib import resources
+
     text = resources.files("probes").joinpath("data/findings.json").read_text("utf-8")
     data: dict[str, dict[str, Any]] = json.loads(text)
     return data

@@ -41,6 +41,9 @@ class Options:
     https_port: int = 443
     # Extra connections per address: TLS version sweep and the STARTTLS injection test.
     extra_probes: bool = True
+    # The main session only (one connection per address): no side probes, whatever
+    # extra_probes says; the report names the checks it skipped.
+    quick: bool = False
     # Repeated main sessions per address, to catch load-balanced nodes that differ.
     attempts: int = 1
     # Seconds to wait after a 421 / "too many connections" before the one retry of the main

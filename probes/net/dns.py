@@ -143,6 +143,9 @@ class Resolver:
         self.timeout = timeout
         self.on_query = on_query
         self._cache: dict[tuple[str, str], Answer] = {}
+        # Questions on the wire: a second asker awaits the first one's answer instead of
+        # sending the same question again (the TLSA lookup asks the MX host's A/AAAA too).
+        self._inflight: dict[tuple[str, str], asyncio.Future[Answer]] = {}
         # Each query holds a socket: a domain with 1,000 MX must not open 1,000 at once.
         self._slots = asyncio.Semaphore(MAX_QUERIES)
 
@@ -155,10 +158,31 @@ class Resolver:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        pending = self._inflight.get(key)
+        if pending is not None:
+            # wait() rather than await: the first asker's cancellation is not ours.
+            await asyncio.wait({pending})
+            if pending.cancelled():
+                return await self.query(name, rtype)
+            return pending.result()
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
         started = time.monotonic()
-        async with self._slots:
-            answer = await self._ask(key[0], key[1])
+        try:
+            async with self._slots:
+                answer = await self._ask(key[0], key[1])
+        except BaseException as exc:
+            # Cancelled or broken: whoever waits on this question asks it again itself.
+            del self._inflight[key]
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # retrieved: a lone asker must not log "never retrieved"
+            raise
+        del self._inflight[key]
         self._cache[key] = answer
+        future.set_result(answer)
         if self.on_query is not None:
             self.on_query(
                 DnsQuery(
@@ -242,9 +266,8 @@ class Resolver:
         return Answer(name, rtype, status, tuple(records), ad, cname, tuple(rdata))
 
     async def addresses(self, host: str) -> tuple[tuple[str, ...], Answer, Answer]:
-        """A then AAAA of host. Returns (addresses, a_answer, aaaa_answer)."""
-        a = await self.query(host, "A")
-        aaaa = await self.query(host, "AAAA")
+        """A and AAAA of host, asked together. Returns (addresses, a_answer, aaaa_answer)."""
+        a, aaaa = await asyncio.gather(self.query(host, "A"), self.query(host, "AAAA"))
         return a.records + aaaa.records, a, aaaa
 
     async def resolve_host(self, host: str) -> list[str]:

@@ -33,8 +33,11 @@ from probes.model.options import Options
 from probes.model.safetext import decode
 from probes.net.tls import (
     HandshakeRecorder,
+    TlsOffer,
     describe_handshake_error,
+    lease_context,
     peer_chain_der,
+    release_context,
 )
 
 MAX_LINE_OCTETS = 512  # RFC 5321 4.5.3.1.5, CRLF included
@@ -443,6 +446,7 @@ class SmtpConnection:
         self.failure_index = 0
         self.overflowed = False
         self.dead = False  # aborted: nothing more to read or write
+        self._leased: list[tuple[TlsOffer, ssl.SSLContext]] = []
 
     # --- basic operations
 
@@ -591,12 +595,21 @@ class SmtpConnection:
         self._stop(step, self.failure_index)
         return True
 
-    async def quit(self) -> AsyncIterator[Event]:
-        """QUIT, best effort: a missing reply to it proves nothing."""
+    def client_context(self, offer: TlsOffer, recorder: HandshakeRecorder) -> ssl.SSLContext:
+        """A pooled client context for this connection's handshake, given back on close()."""
+        ctx = lease_context(offer, recorder)
+        self._leased.append((offer, ctx))
+        return ctx
+
+    async def quit(self, *, wait: bool = True) -> AsyncIterator[Event]:
+        """QUIT, best effort: a missing reply to it proves nothing. wait=False sends it and
+        reads nothing (a probe connection whose 221 would only cost a round trip)."""
         if self.dead or self.transport is None or self.transport.is_closing():
             return
         for line in self.send("QUIT"):
             yield line
+        if not wait:
+            return
         async for event in self.read_reply(
             "QUIT reply", timeout=min(self.timeout, _QUIT_WAIT), quiet=True
         ):
@@ -725,8 +738,24 @@ class SmtpConnection:
             self.timeout + 0.5,
         )
 
-    async def close(self) -> None:
-        """Close on every path; a peer that does not finish the TLS shutdown is cut off."""
+    async def close(self, *, linger: bool = True) -> None:
+        """Close on every path; a peer that does not finish the TLS shutdown is cut off.
+        linger=False closes the TCP connection at once after what was written is flushed
+        (no TLS close_notify exchange to wait for): for probe connections after QUIT."""
+        try:
+            if not linger and self.raw is not None and not self.dead:
+                self.transport = None
+                self.dead = True
+                self.raw.close()
+                await asyncio.sleep(0)
+                return
+            await self._close()
+        finally:
+            leased, self._leased = self._leased, []
+            for offer, ctx in leased:
+                release_context(offer, ctx)
+
+    async def _close(self) -> None:
         transport, self.transport = self.transport, None
         if transport is not None and not transport.is_closing():
             transport.close()

@@ -12,12 +12,10 @@ from __future__ import annotations
 import ssl
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from probes.model.names import is_ip_literal
-
-if TYPE_CHECKING:
-    pass
 
 TLS_VERSIONS: tuple[str, ...] = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
@@ -359,6 +357,62 @@ def build_client_context(
         except (AttributeError, NotImplementedError, TypeError):
             pass  # no transcript of handshake messages and no group on this Python
     return ctx
+
+
+@dataclass(frozen=True)
+class TlsOffer:
+    """What a ClientHello offers: a version range and the TLS <= 1.2 suites (None: all).
+    The key of the context pool, so each configuration is built once per process."""
+
+    minimum: str | None = None  # None: TLS 1.0, the oldest a diagnosis offers
+    maximum: str | None = None  # None: the newest this OpenSSL has
+    ciphers: str | None = None
+
+
+# Contexts not in use, per offer. A context carries the handshake recorder of the connection
+# that holds it (OpenSSL's message callback is per context), so two connections never share
+# one at the same time: a connection leases a context and gives it back when it closes.
+_IDLE: dict[TlsOffer, list[ssl.SSLContext]] = {}
+_built = 0
+
+
+def contexts_built() -> int:
+    """How many client contexts this process has built (benchmarks and tests read it)."""
+    return _built
+
+
+def lease_context(offer: TlsOffer, recorder: HandshakeRecorder | None) -> ssl.SSLContext:
+    """A client context for `offer`, idle from an earlier connection or newly built, with
+    `recorder` receiving its handshake messages. Give it back with release_context()."""
+    global _built
+    idle = _IDLE.get(offer)
+    if idle:
+        ctx = idle.pop()
+        _set_recorder(ctx, recorder)
+        return ctx
+    _built += 1
+    if offer.minimum is not None and offer.minimum == offer.maximum:
+        return build_client_context(version=offer.minimum, recorder=recorder, ciphers=offer.ciphers)
+    ctx = build_client_context(recorder=recorder, ciphers=offer.ciphers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if offer.minimum is not None:
+            ctx.minimum_version = _VERSION_ENUM[offer.minimum]
+        if offer.maximum is not None:
+            ctx.maximum_version = _VERSION_ENUM[offer.maximum]
+    return ctx
+
+
+def release_context(offer: TlsOffer, ctx: ssl.SSLContext) -> None:
+    _set_recorder(ctx, None)
+    _IDLE.setdefault(offer, []).append(ctx)
+
+
+def _set_recorder(ctx: ssl.SSLContext, recorder: HandshakeRecorder | None) -> None:
+    try:
+        ctx._msg_callback = recorder.callback if recorder is not None else None  # type: ignore[attr-defined]
+    except (AttributeError, NotImplementedError, TypeError):
+        pass  # no transcript of handshake messages on this Python
 
 
 def peer_chain_der(sslobj: Any) -> list[bytes]:

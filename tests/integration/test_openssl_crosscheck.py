@@ -218,4 +218,9 @@ async def test_accepted_versions_agree(postfix_world: World, name: str) -> None:
         extra = [flag] if version == "TLSv1.3" else [flag, "-cipher", "DEFAULT:@SECLEVEL=0"]
         ref = s_client(postfix_world, name, *extra)
         openssl[version] = ref.version == version
-    assert mxlens == openssl
+    # TLS 1.0 and 1.1 are asked in one ClientHello: a version mxlens did not ask alone is
+    # None, and every version it did answer agrees with openssl.
+    assert {v: ok for v, ok in mxlens.items() if ok is not None} == {
+        v: ok for v, ok in openssl.items() if mxlens.get(v) is not None
+    }
+    assert all(ok is not None for v, ok in mxlens.items() if v != "TLSv1" or not mxlens["TLSv1.1"])
