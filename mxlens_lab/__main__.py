@@ -26,8 +26,17 @@ def describe(lab: Lab) -> str:
         f"  CA file     {lab.ca_file}",
         "",
     ]
+    partners = [s for s in lab.scenarios.values() if s.name.startswith("partner-")]
+    if partners:
+        out.append(
+            f"{len(partners)} synthetic partners: {partners[0].domain} ... {partners[-1].domain}"
+            " (mxlens_lab.partners: most healthy, one in five with a fault)"
+        )
+        out.append("")
     width = max((len(s.domain) for s in lab.scenarios.values()), default=0)
     for s in lab.scenarios.values():
+        if s.name.startswith("partner-"):
+            continue
         expect = ", ".join(sorted(s.expect)) or "no finding"
         out.append(f"{s.domain:<{width}}  {s.description}")
         out.append(f"{'':<{width}}  expect: {expect}")
@@ -37,7 +46,7 @@ def describe(lab: Lab) -> str:
     return "\n".join(out)
 
 
-def run_foreground(scenarios: list[str] | None = None) -> int:
+def run_foreground(scenarios: list[str] | None = None, partners: int = 0) -> int:
     """Run the lab until Ctrl+C. Returns the process exit status."""
     if scenarios:
         unknown = [n for n in scenarios if n not in SCENARIOS]
@@ -53,7 +62,7 @@ def run_foreground(scenarios: list[str] | None = None) -> int:
         sys.stdout.flush()
 
     try:
-        serve_forever(scenarios or None, on_ready=ready)
+        serve_forever(scenarios or None, on_ready=ready, partners=partners)
     except OSError as exc:
         sys.stderr.write(f"mxlens lab: cannot start: {exc}\n")
         return 3
@@ -70,8 +79,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME",
         help=f"only this scenario (repeatable); one of: {', '.join(SCENARIOS)}",
     )
+    parser.add_argument(
+        "--partners",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also stage N synthetic partner domains partner-00001.lab.test ... (scale runs)",
+    )
     ns = parser.parse_args(argv)
-    return run_foreground(ns.scenario or None)
+    if not 0 <= ns.partners <= 20_000:
+        parser.error("--partners must be from 0 to 20000")
+    return run_foreground(ns.scenario or None, ns.partners)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,9 @@ class HostPlan:
 class Lab:
     """The lab as an async context manager: `async with Lab() as lab: ...`."""
 
-    def __init__(self, scenarios: list[str] | None = None) -> None:
+    def __init__(self, scenarios: list[str] | None = None, *, partners: int = 0) -> None:
+        """`partners`: that many synthetic partner domains besides the scenarios
+        (mxlens_lab.partners), for scale runs."""
         names = list(SCENARIOS) if scenarios is None else list(dict.fromkeys(scenarios))
         unknown = [n for n in names if n not in SCENARIOS]
         if unknown:
@@ -86,6 +88,10 @@ class Lab:
                 f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}"
             )
         self.scenarios: dict[str, Scenario] = {n: SCENARIOS[n] for n in names}
+        if partners:
+            from .partners import partner_scenarios
+
+            self.scenarios.update({s.name: s for s in partner_scenarios(partners)})
         self.resolver: tuple[str, int] = ("127.0.0.1", 0)
         self.smtp_port = 0
         self.http_port = 0
@@ -111,6 +117,9 @@ class Lab:
     def scenario_for(self, domain: str) -> Scenario | None:
         """The running scenario whose domain is `domain` or a parent of it (any form)."""
         found = find_scenario(domain)
+        if found is None and domain.lower().startswith("partner-"):
+            wanted = domain.lower().rstrip(".")
+            found = next((s for s in self.scenarios.values() if s.domain == wanted), None)
         return found if found is not None and found.name in self.scenarios else None
 
     def options_for(self, target: str, user: Options) -> Options:
@@ -577,6 +586,7 @@ def serve_forever(
     *,
     on_ready: Callable[[Lab], None] | None = None,
     stop: threading.Event | None = None,
+    partners: int = 0,
 ) -> None:
     """Run a lab in this thread until Ctrl+C (KeyboardInterrupt) or until `stop` is set.
     on_ready(lab) is called once everything listens."""
@@ -590,7 +600,7 @@ def serve_forever(
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, ended.set)
-        async with Lab(scenarios) as lab:
+        async with Lab(scenarios, partners=partners) as lab:
             if on_ready is not None:
                 on_ready(lab)
             while not ended.is_set() and (stop is None or not stop.is_set()):
@@ -608,8 +618,11 @@ class LabThread:
         subprocess.run(lab.check_command("healthy"), shell=True)
     """
 
-    def __init__(self, scenarios: list[str] | None = None, *, start_timeout: float = 30.0) -> None:
+    def __init__(
+        self, scenarios: list[str] | None = None, *, start_timeout: float = 30.0, partners: int = 0
+    ) -> None:
         self._scenarios = scenarios
+        self._partners = partners
         self._timeout = start_timeout
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -623,7 +636,7 @@ class LabThread:
             self._ready.set()
 
         try:
-            serve_forever(self._scenarios, on_ready=ready, stop=self._stop)
+            serve_forever(self._scenarios, on_ready=ready, stop=self._stop, partners=self._partners)
         except BaseException as exc:  # reported to the starting thread
             self._error = exc
         finally:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Container
 from textual.css.query import NoMatches
@@ -136,7 +137,7 @@ class PaneBar(Static):
 class MxLensApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "mxlens"
-    BINDINGS = bindings()
+    BINDINGS = [*bindings(), Binding("A", "audit", "Audit", show=False)]
     COMMANDS = App.COMMANDS | {MxLensCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
@@ -164,6 +165,7 @@ class MxLensApp(App[int]):
         keymap_path: Path | None = None,
         export_dir: Path | None = None,
         theme: str | None = None,
+        audit_screen: Screen[Any] | None = None,
         history: bool = True,
     ) -> None:
         # Textual picks its NO_COLOR filter in __init__, from the theme current then: with its
@@ -193,6 +195,7 @@ class MxLensApp(App[int]):
         self.report: Report | None = None  # the run's events, for the walk, connectors, tickets
         self.connector: Any = None  # the ConnectorResult the user kept in the connector form
         self.walk_when_done = False
+        self._audit_screen = audit_screen  # `mxlens audit FILE`: tui/screens/audit_screen.py
         self.history = history  # record finished runs (--no-history: False)
         self.changes: RunDiff | None = None  # what changed since the last recorded check
         self._started: datetime | None = None
@@ -263,7 +266,10 @@ class MxLensApp(App[int]):
         if warning:
             self.notify(warning, severity="warning", markup=False, timeout=10)
         self.set_active_pane(1)
-        if self._lab_mode:
+        if self._audit_screen is not None:
+            self.install_screen(self._audit_screen, name="audit")
+            self.push_screen("audit")
+        elif self._lab_mode:
             self.run_worker(self._start_lab(), group="lab", exit_on_error=False)
         elif self.target:
             self.start(self.target)
@@ -641,7 +647,19 @@ class MxLensApp(App[int]):
             return None  # shown greyed out in the footer
         if action == "rerun" and not self.target:
             return None
+        if action == "audit":
+            return self._audit_screen is not None and self.screen is not self._audit_screen
         return True
+
+    def open_from_audit(self, domain: str, options: Options) -> None:
+        """Enter on an audit row: that domain's diagnosis in the panes (Shift+A goes back)."""
+        if self.screen is self._audit_screen:
+            self.pop_screen()
+        self.start(domain, options)
+
+    def action_audit(self) -> None:
+        if self._audit_screen is not None and self.screen is not self._audit_screen:
+            self.push_screen("audit")
 
     def action_pane(self, number: int) -> None:
         if 1 <= number <= PANE_COUNT:

@@ -23,12 +23,24 @@ if TYPE_CHECKING:
     from probes.history.diff import RunDiff
 
 EXIT_BAD_INPUT = 3
-COMMANDS = ("check", "lab", "demo", "explain", "history", "diff", "watch", "listen", "cert")
+COMMANDS = (
+    "check",
+    "lab",
+    "demo",
+    "explain",
+    "history",
+    "diff",
+    "watch",
+    "audit",
+    "listen",
+    "cert",
+)
 # Commands whose parser and handler live in their own module (tui/commands/).
 _COMMAND_MODULES = {
     "history": "tui.commands.history",
     "diff": "tui.commands.diff",
     "watch": "tui.commands.watch",
+    "audit": "tui.commands.audit",
     "listen": "tui.commands.listen",
     "cert": "tui.commands.cert",
 }
@@ -169,6 +181,9 @@ def _parser_for(command: str) -> _Parser:
             "add the step-by-step walk-through (JSON keys walk, first_failure; text: before the report)",
         )
         _add_report_options(p)
+        from tui.commands.monitoring import add_check_options
+
+        add_check_options(p)
         from tui.commands.recording import add_history_option
 
         add_history_option(p)
@@ -220,7 +235,7 @@ def _parser_for(command: str) -> _Parser:
         p = _Parser(
             prog="mxlens",
             description="Find out why mail to a domain fails over TLS. Commands: check, explain, "
-            "history, diff, watch, listen, cert, "
+            "history, diff, watch, audit, listen, cert, "
             "lab, demo; without a command, open the terminal UI.",
         )
         p.add_argument("domain", nargs="?", metavar="DOMAIN")
@@ -431,6 +446,12 @@ async def _check(
 
         # Recorded before the extras: the ticket says what changed since the last check.
         changes = record_check(report, started).diff
+    if extras is not None and (extras.nagios or extras.prometheus):
+        from tui.commands.monitoring import after_check
+
+        done = after_check(report, extras)
+        if done is not None:
+            return done
     if extras is not None and (
         extras.walk or extras.connector or extras.ticket or extras.ticket_to
     ):
@@ -590,6 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args[0] if args and args[0] in COMMANDS else ""
     rest = args[1:] if command else args
     parser = _parser_for(command)
+    ns: argparse.Namespace | None = None
     try:
         ns = parser.parse_args(rest)
         given = _given_fields(parser, rest)
@@ -598,6 +620,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return replace(_options_from_args(ns), given=given)
 
         if command == "check":
+            from tui.commands.monitoring import validate
+
+            validate(ns)
             options = options_from_args(ns)
             return asyncio.run(
                 _check(ns.domain, options, as_json=ns.json, use_lab=ns.lab, extras=ns)
@@ -623,7 +648,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return run_app(ns.domain, options, lab=False, walk=ns.walk, history=not ns.no_history) or 0
     except CheckError as exc:
-        return _fail(str(exc))
+        code = _fail(str(exc))
+        if command == "check":
+            from tui.commands.monitoring import after_failure
+
+            return after_failure(exc, ns) or code
+        return code
     except KeyboardInterrupt:
         return _fail("interrupted")
     except BrokenPipeError:  # `mxlens check ... | head`: the reader left, nothing to say

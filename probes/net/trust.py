@@ -86,6 +86,26 @@ def _load_file(path: str, what: str) -> list[x509.Certificate]:
     return certs
 
 
+# (description, path, mtime, size) -> Roots: an audit checks hundreds of domains with one
+# trust store, and parsing the certifi bundle and building its SSL context cost milliseconds
+# each time. A changed file (mtime or size) is read again.
+_LOADED: dict[tuple[str, str, int, int], Roots] = {}
+
+
+def _roots(path: str, what: str, description: str) -> Roots:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return Roots(_load_file(path, what), description)  # _load_file words the error
+    key = (description, path, st.st_mtime_ns, st.st_size)
+    found = _LOADED.get(key)
+    if found is None:
+        if len(_LOADED) > 16:
+            _LOADED.clear()
+        found = _LOADED[key] = Roots(_load_file(path, what), description)
+    return found
+
+
 def system_bundle() -> str | None:
     """Path of the operating system's CA bundle, or None when none is found."""
     candidates = list(SYSTEM_BUNDLES)
@@ -101,11 +121,10 @@ def system_bundle() -> str | None:
 def load_roots(options: Options) -> Roots:
     """The roots the options ask for. Raises CheckError for an unusable --ca-file."""
     if options.ca_file:
-        return Roots(_load_file(options.ca_file, "--ca-file"), options.ca_file)
+        return _roots(options.ca_file, "--ca-file", options.ca_file)
     if options.trust == "system":
         path = system_bundle()
         if path is None:
             raise CheckError("no system trust store found (looked in /etc/ssl, /etc/pki)")
-        return Roots(_load_file(path, "system trust store"), f"system ({path})")
-    certs, _ = parse_pem_bundle(Path(certifi.where()).read_bytes())
-    return Roots(certs, "certifi")
+        return _roots(path, "system trust store", f"system ({path})")
+    return _roots(certifi.where(), "the certifi bundle", "certifi")

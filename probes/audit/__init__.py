@@ -1,0 +1,1 @@
+"""`mxlens audit`: many partner domains, politely, into one table and the history."""

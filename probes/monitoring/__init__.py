@@ -1,0 +1,1 @@
+"""Output for the monitoring people already run: Nagios-style plugins and Prometheus."""
