@@ -7,6 +7,7 @@ exact `mxlens check` command line that diagnoses it.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Sequence
 
@@ -14,36 +15,50 @@ from .scenarios import SCENARIOS
 from .world import Lab, serve_forever
 
 
-def describe(lab: Lab) -> str:
-    """The text the foreground runner prints once the lab is up."""
+def describe(lab: Lab, width: int | None = None) -> str:
+    """The text the foreground runner prints once the lab is up: where it listens (resolver
+    first), then one line per domain, cut to the terminal's width, then the command line
+    again, so that on a small terminal what scrolled off is repeated at the bottom."""
+    if width is None:
+        width = shutil.get_terminal_size((100, 24)).columns
     ip, port = lab.resolver
+    command = f"mxlens check DOMAIN {lab.lab_flags()}"
     out = [
-        f"mxlens lab on 127.{lab.net}.0.0/16",
-        f"  resolver    {ip}:{port}  (UDP and TCP)",
-        f"  SMTP port   {lab.smtp_port}  (every MX host)",
-        f"  HTTP        {lab.http_port}  (OCSP, CRL, caIssuers at pki.lab.test)",
-        f"  HTTPS port  {lab.https_port}  (MTA-STS policies)",
-        f"  CA file     {lab.ca_file}",
+        f"resolver  {ip}:{port} (UDP and TCP)   mxlens lab on 127.{lab.net}.0.0/16",
+        f"ports     SMTP {lab.smtp_port}, HTTP {lab.http_port} (OCSP, CRL, caIssuers), "
+        f"HTTPS {lab.https_port} (MTA-STS)",
+        f"CA file   {lab.ca_file}",
         "",
     ]
     partners = [s for s in lab.scenarios.values() if s.name.startswith("partner-")]
     if partners:
         out.append(
-            f"{len(partners)} synthetic partners: {partners[0].domain} ... {partners[-1].domain}"
-            " (mxlens_lab.partners: most healthy, one in five with a fault)"
+            _cut(
+                f"{len(partners)} synthetic partners: {partners[0].domain} ... "
+                f"{partners[-1].domain} (mxlens_lab.partners: most healthy, one in five with a "
+                "fault)",
+                width,
+            )
         )
         out.append("")
-    width = max((len(s.domain) for s in lab.scenarios.values()), default=0)
+    column = max((len(s.domain) for s in lab.scenarios.values()), default=6)
+    out.append(_cut(f"{'DOMAIN':<{column}}  WHAT IS WRONG", width))
     for s in lab.scenarios.values():
         if s.name.startswith("partner-"):
             continue
-        expect = ", ".join(sorted(s.expect)) or "no finding"
-        out.append(f"{s.domain:<{width}}  {s.description}")
-        out.append(f"{'':<{width}}  expect: {expect}")
-        out.append(f"{'':<{width}}  $ {lab.check_command(s.name)}")
+        extra = " ".join(lab.scenario_flags(s.name))
+        about = f"[{extra}] {s.description}" if extra else s.description
+        out.append(_cut(f"{s.domain:<{column}}  {about}", width))
     out.append("")
+    out.append(f"check:  {command}")
+    out.append("or the UI on a lab of its own:  mxlens demo [DOMAIN]")
     out.append("Ready. Press Ctrl+C to stop the lab.")
     return "\n".join(out)
+
+
+def _cut(line: str, width: int) -> str:
+    """One table row per line: cut what does not fit, with an ellipsis."""
+    return line if len(line) <= width else line[: max(width - 1, 1)] + "\u2026"
 
 
 def run_foreground(scenarios: list[str] | None = None, partners: int = 0) -> int:

@@ -15,6 +15,7 @@ that binds on all), because mxlens probes one --port for every MX.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import hashlib
@@ -229,25 +230,36 @@ class Lab:
 
     def check_command(self, name: str) -> str:
         """The `mxlens check` command line that diagnoses scenario `name` in this lab."""
-        s = self.scenarios[name]
+        return " ".join(
+            ["mxlens check", _shell_quote(self.scenarios[name].domain), self.lab_flags()]
+            + self.scenario_flags(name)
+        )
+
+    def lab_flags(self) -> str:
+        """The flags that point `mxlens check` at this lab, the same for every domain."""
         ip, port = self.resolver
-        parts = [
-            "mxlens check",
-            _shell_quote(s.domain),
-            f"--resolver {ip}:{port}",
-            f"--port {self.smtp_port}",
-            f"--ca-file {_shell_quote(self.ca_file)}",
-            f"--https-port {self.https_port}",
-            f"--timeout {DEFAULT_TIMEOUT:g}",
-            "--allow-private-endpoints",
-        ]
+        return " ".join(
+            [
+                f"--resolver {ip}:{port}",
+                f"--port {self.smtp_port}",
+                f"--ca-file {_shell_quote(self.ca_file)}",
+                f"--https-port {self.https_port}",
+                f"--timeout {DEFAULT_TIMEOUT:g}",
+                "--allow-private-endpoints",
+            ]
+        )
+
+    def scenario_flags(self, name: str) -> list[str]:
+        """The flags scenario `name` needs besides the lab's (a connector's name, attempts)."""
+        s = self.scenarios[name]
+        parts = []
         if "expect_name" in s.options:
             parts.append(f"--expect-name {_shell_quote(s.options['expect_name'])}")
         if "policy" in s.options:
             parts.append(f"--policy {s.options['policy']}")
         if "attempts" in s.options:
             parts.append(f"--attempts {int(s.options['attempts'])}")
-        return " ".join(parts)
+        return parts
 
     # ---- start / stop ---------------------------------------------------------------------
     async def __aenter__(self) -> Lab:
@@ -342,6 +354,9 @@ class Lab:
         dns.servfail = servfail
 
         fd, path = tempfile.mkstemp(prefix="mxlens-lab-roots-", suffix=".pem")
+        # stop() removes it; this catches the exits that never reach stop() (an exception
+        # out of the UI's loop, sys.exit from a signal handler).
+        atexit.register(_remove_quietly, path)
         with os.fdopen(fd, "wb") as f:
             f.write(pki.roots_pem())
         self.ca_file = path
@@ -555,6 +570,11 @@ async def _start_on(server: PkiHttpServer | MtaStsServer, host: str, port: int) 
         await server.start(host, port)
     except OSError:
         await server.start(host, 0)
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _add(records: dict[tuple[str, str], list[str]], name: str, rtype: str, value: str) -> None:

@@ -37,6 +37,7 @@ from probes.model.events import (
     Event,
     Finding,
     FindingRaised,
+    GradingSettled,
     MtaStsChecked,
     MxHost,
     MxResolved,
@@ -274,6 +275,12 @@ class _Run:
         self.put(FindingRaised(graded))
 
     def release_findings(self) -> None:
+        if not self.context_ready:
+            self.put(
+                GradingSettled(
+                    self.options.policy, self.mtasts_enforce, tuple(sorted(self.dane_active))
+                )
+            )
         self.context_ready = True
         pending, self.pending = self.pending, []
         for finding in pending:
@@ -411,7 +418,7 @@ class _Run:
                 MxHost(canonical(o.host), 0, is_ip_literal=is_ip_literal(o.host))
                 for o in self.options.mx
             )
-            self.put(MxResolved(self.target, self.domain, overrides))
+            self.put(MxResolved(self.target, self.domain, overrides, overridden=True))
             return list(overrides)
         answer = await self.resolver.query(self.domain, "MX")
         if answer.status == "TIMEOUT" or answer.status.startswith("ERROR"):

@@ -7,8 +7,12 @@ The text report is for terminals and tickets: every network string goes through
 
 from __future__ import annotations
 
+import textwrap
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from probes.model.events import (
     AddressesResolved,
@@ -21,10 +25,12 @@ from probes.model.events import (
     Event,
     Finding,
     FindingRaised,
+    GradingSettled,
     MtaStsChecked,
     MxResolved,
     PtrResolved,
     SessionFinished,
+    Severity,
     SideProbeChecked,
     TlsNegotiated,
     TlsRptChecked,
@@ -32,9 +38,10 @@ from probes.model.events import (
     TranscriptLine,
     Where,
 )
-from probes.model.findings import SEVERITY_ORDER, exit_code, sort_findings
+from probes.model.findings import EXPIRES_SOON, SEVERITY_ORDER, exit_code, sort_findings
 from probes.model.options import Options
 from probes.model.safetext import visible
+from probes.model.version import mxlens_version
 
 SCHEMA = "mxlens/1"
 # The one-line verdict of a finished check, by exit code (text report, ticket headline).
@@ -59,6 +66,7 @@ class SessionReport:
     transcript: list[TranscriptLine] = field(default_factory=list)
     starttls: bool | None = None
     outcome: str | None = None
+    throttled: bool = False
     connections: int = 0
     tls: TlsNegotiated | None = None
     chain: ChainReceived | None = None
@@ -91,11 +99,14 @@ class Report:
         self.mx: dict[str, MxReport] = {}
         self.null_mx = False
         self.implicit_mx = False
+        self.mx_overridden = False  # --mx: the hosts were given, no MX lookup was made
         self.dns: list[DnsQuery] = []
         self.mtasts: MtaStsChecked | None = None
         self.tlsrpt: TlsRptChecked | None = None
-        self.findings: list[Finding] = []
+        self.findings: list[Finding] = []  # as graded now (the run's, or a connector's)
+        self.run_findings: list[Finding] | None = None  # the run's own, once regraded
         self.finished: DiagnosisFinished | None = None
+        self.grading: GradingSettled | None = None  # the context the findings were graded in
         self._ptr: dict[str, PtrResolved] = {}
 
     # ------------------------------------------------------------------ collecting
@@ -119,6 +130,7 @@ class Report:
             self.target_ascii = event.domain_ascii
             self.null_mx = event.null_mx
             self.implicit_mx = event.implicit
+            self.mx_overridden = event.overridden
             for host in event.hosts:
                 self._mx(host.host).preference = host.preference
         elif isinstance(event, AddressesResolved):
@@ -144,6 +156,7 @@ class Report:
             if event.purpose == "main":
                 session.starttls = event.starttls
                 session.outcome = event.outcome
+                session.throttled = event.throttled
         elif isinstance(event, TlsNegotiated):
             self._session(event.where).tls = event
         elif isinstance(event, ChainReceived):
@@ -153,7 +166,12 @@ class Report:
         elif isinstance(event, TlsVersionsProbed):
             self._session(event.where).versions = event
         elif isinstance(event, EndpointChecked):
-            # Endpoint events carry no address: attach to every session whose chain has the cert.
+            if event.where is not None and event.where.address is not None:
+                session = self._session(event.where)
+                if event not in session.endpoints:
+                    session.endpoints.append(event)
+                return
+            # Without a session (older event sources): every session whose chain has the cert.
             for mx in self.mx.values():
                 for session in mx.sessions.values():
                     certs = session.validation.path if session.validation else ()
@@ -169,11 +187,104 @@ class Report:
             self.tlsrpt = event
         elif isinstance(event, FindingRaised):
             self.findings.append(event.finding)
+        elif isinstance(event, GradingSettled):
+            self.grading = event
         elif isinstance(event, DiagnosisFinished):
             self.finished = event
 
     def exit_code(self) -> int:
         return exit_code(self.findings)
+
+    # ------------------------------------------------------------------ what the views ask
+    # The UI's panes show these answers instead of re-deriving them from the events, so the
+    # screen, the JSON, the text report and the ticket cannot disagree.
+
+    def regrade(self, findings: Iterable[Finding] | None) -> None:
+        """Judge the report for another sender: `findings` as a connector profile graded
+        them (`connectors.judge`), or None for the run's own grading again. The exit code,
+        the JSON, the text and every view follow."""
+        if self.run_findings is None:
+            self.run_findings = list(self.findings)
+        self.findings = list(self.run_findings if findings is None else findings)
+
+    def session_at(self, host: str, address: str) -> SessionReport | None:
+        """The main session of one MX address (the first port probed)."""
+        mx = self.mx.get(host)
+        if mx is None:
+            return None
+        return next((s for (a, _), s in mx.sessions.items() if a == address), None)
+
+    def findings_for(self, host: str, address: str | None = None) -> list[Finding]:
+        """Worst first: the findings about one address and about its host as a whole (with
+        address None: every finding about the host)."""
+        return sort_findings(
+            [
+                f
+                for f in self.findings
+                if f.where.host == host and (address is None or f.where.address in (None, address))
+            ]
+        )
+
+    def findings_for_cert(self, host: str, address: str, index: int) -> list[Finding]:
+        """The findings about certificate `index` (0 = leaf) of that address's chain: those
+        whose evidence names it, and the certificate findings that name none (the leaf)."""
+        out = []
+        for f in self.findings_for(host, address):
+            if f.where.address != address:
+                continue  # about the host (a TLSA lookup), not this address's chain
+            named = [e.index for e in f.evidence if e.kind == "cert"]
+            if named:
+                if index in named:
+                    out.append(f)
+            elif index == 0 and f.id.startswith(("cert.", "dane.")):
+                out.append(f)
+        return out
+
+    def address_status(self, host: str, address: str) -> Severity | None:
+        """The worst severity about one address (its host's findings count too); None when
+        nothing was found about it. A pool.* finding is about the pool, not the address:
+        in a pool of two where one has an expired certificate, the healthy one "differs"
+        too, and it must not look broken for that."""
+        found = [f for f in self.findings_for(host, address) if not f.id.startswith("pool.")]
+        return found[0].severity if found else None
+
+    def mtasts_covers(self, host: str) -> bool | None:
+        """Whether the domain's MTA-STS policy lists a pattern matching MX `host` (the rule
+        mtasts.mx_not_covered is raised by); None without a policy."""
+        if self.mtasts is None or not self.mtasts.mode:
+            return None
+        from probes.model.names import mx_matches  # idna: not needed for the UI's first paint
+
+        return any(mx_matches(p, host) for p in self.mtasts.mx_patterns)
+
+    def endpoints_for(self, host: str, address: str) -> list[EndpointChecked]:
+        """The CA endpoints of that address's chain, one per URL: the latest result."""
+        session = self.session_at(host, address)
+        return _latest(session.endpoints) if session is not None else []
+
+    def all_endpoints(self) -> list[EndpointChecked]:
+        """Every CA endpoint checked, for every MX, one per URL."""
+        return _latest(
+            [e for mx in self.mx_in_order() for s in mx.sessions.values() for e in s.endpoints]
+        )
+
+    def ca_endpoint_urls(self) -> list[str]:
+        """Every OCSP, CRL and caIssuers URL of the chains seen, checked or not: the one list
+        the JSON's `ca_endpoint_hosts`, the text report and the firewall list come from."""
+        urls: list[str] = []
+        for mx in self.mx.values():
+            for s in mx.sessions.values():
+                urls.extend(e.url for e in s.endpoints)
+                certs = [link.cert for link in s.validation.path] if s.validation else []
+                if not certs and s.chain is not None:
+                    certs = list(s.chain.certs)
+                for cert in certs:
+                    urls.extend((*cert.ocsp_urls, *cert.crl_urls, *cert.ca_issuers_urls))
+        return list(dict.fromkeys(urls))
+
+    def firewall_list(self) -> list[str]:
+        """Unique "host:port" entries, sorted, that a verifying mail server must reach."""
+        return sorted({host_port(url) for url in self.ca_endpoint_urls()} - {""})
 
     def mx_in_order(self) -> list[MxReport]:
         return sorted(self.mx.values(), key=lambda m: m.preference)
@@ -183,6 +294,7 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
+            "version": mxlens_version(),
             "target": self.target,
             "target_ascii": self.target_ascii,
             "policy": self.options.policy,
@@ -242,6 +354,7 @@ class Report:
             "address": s.address,
             "port": s.port,
             "outcome": s.outcome,
+            "throttled": s.throttled,
             "connections": s.connections,
             "transcript": [
                 {"t_ms": line.t_ms, "dir": line.dir, "text": line.text} for line in s.transcript
@@ -284,7 +397,8 @@ class Report:
 
     # ------------------------------------------------------------------ text
 
-    def to_text(self) -> str:
+    def to_text(self, width: int = 80) -> str:
+        """The text report; long sentences wrap at `width` columns under their own start."""
         out: list[str] = []
         name = (
             self.target
@@ -300,11 +414,11 @@ class Report:
             out.append("Findings (worst first):")
             for f in shown:
                 out.append(f"  {f.severity.upper():7} {f.id:28} {visible(str(f.where))}")
-                out.append(f"          {visible(f.summary)}")
+                out.extend(_wrap("          ", visible(f.summary), width))
                 if f.severity in ("error", "warning"):
-                    out.append(f"          why: {visible(f.detail)}")
+                    out.extend(_wrap("          why: ", visible(f.detail), width))
                     if f.fix:
-                        out.append(f"          fix: {visible(f.fix)}")
+                        out.extend(_wrap("          fix: ", visible(f.fix), width))
             out.append("")
         if self.mtasts or self.tlsrpt:
             out.append("Domain policies:")
@@ -354,16 +468,7 @@ class Report:
         of the chains actually seen, which a verifying mail server must reach."""
         from probes.interpret.providers import summarise
 
-        urls: list[str] = []
-        for mx in self.mx.values():
-            for s in mx.sessions.values():
-                urls.extend(e.url for e in s.endpoints)
-                certs = [link.cert for link in s.validation.path] if s.validation else []
-                if not certs and s.chain is not None:
-                    certs = list(s.chain.certs)
-                for cert in certs:
-                    urls.extend((*cert.ocsp_urls, *cert.crl_urls, *cert.ca_issuers_urls))
-        return summarise([mx.host for mx in self.mx_in_order()], urls)
+        return summarise([mx.host for mx in self.mx_in_order()], self.ca_endpoint_urls())
 
     def _mx_worst_first(self) -> list[MxReport]:
         def rank(mx: MxReport) -> tuple[int, int]:
@@ -421,6 +526,62 @@ class Report:
         return out
 
 
+def expiry(not_after: str, now: datetime | None = None) -> tuple[str, int | None]:
+    """A certificate's date state as the engine grades it: ("expired" | "soon" | "ok",
+    whole days left), or ("unknown", None) for an unreadable date. "soon" is less than
+    EXPIRES_SOON left, the rule cert.expires_soon is raised by."""
+    try:
+        when = datetime.fromisoformat(not_after.replace("Z", "+00:00"))
+    except ValueError:
+        return "unknown", None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    left = when - (now or datetime.now(timezone.utc))
+    days = left.days  # whole days, rounded down (-1 for a few hours ago)
+    if left.total_seconds() < 0:
+        return "expired", days
+    return ("soon" if left < EXPIRES_SOON else "ok"), days
+
+
+def _wrap(lead: str, text: str, width: int) -> list[str]:
+    """`lead` + text wrapped at width, the next lines indented to where the text began;
+    words are never cut (a long URL stays whole on its own line)."""
+    lines = textwrap.wrap(
+        text,
+        max(width - len(lead), 20),
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [""]
+    return [(lead if i == 0 else " " * len(lead)) + line for i, line in enumerate(lines)]
+
+
+def _latest(endpoints: list[EndpointChecked]) -> list[EndpointChecked]:
+    """One result per URL, the latest, in the order first seen (a URL in two certificates
+    or two sessions' chains is one row and one firewall entry, not two)."""
+    out: dict[str, EndpointChecked] = {}
+    for e in endpoints:
+        out[e.url] = e  # a dict keeps the first position and takes the new value
+    return list(out.values())
+
+
+def host_port(url: str) -> str:
+    """ "host:port" a firewall must allow for url (80 for http, 443 for https by default);
+    "" for text that is not a URL with a host (a hostile certificate can carry anything)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ""
+    name = parts.hostname or ""
+    if not name:
+        return ""
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    if ":" in name:  # an IPv6 literal
+        name = f"[{name}]"
+    return f"{name}:{port}"
+
+
 def trust_summary(validation: ChainValidated) -> str:
     """One phrase on the chain's trust, the same in the report, the walk and the UI."""
     if validation.trusted:
@@ -470,7 +631,7 @@ def _finding_json(f: Finding) -> dict[str, Any]:
         "summary": f.summary,
         "detail": f.detail,
         "fix": f.fix,
-        "evidence": list(f.evidence),
+        "evidence": [str(e) for e in f.evidence],
     }
 
 

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from probes.checks.chain import validate_chain
-from probes.model.events import ChainValidated, FindingRaised, Where
+from probes.model.events import ChainValidated, Evidence, FindingRaised, Where
 from probes.model.options import Options
 from probes.net.dns import Resolver
 from probes.net.http import Fetcher
@@ -71,7 +71,7 @@ async def test_self_signed_leaf_is_only_self_signed(pki: dict[str, Issued]) -> N
     v, ids, findings = await run([leaf], roots_of(pki["root"]))
     assert ids == ["cert.self_signed"]
     assert not v.trusted
-    assert findings[0].finding.evidence == ("cert:0",)
+    assert findings[0].finding.evidence == (Evidence("cert", 0),)
 
 
 async def test_self_signed_leaf_pinned_in_ca_file_is_trusted() -> None:
@@ -105,7 +105,7 @@ async def test_incomplete_chain_fixed_by_aia(form: str) -> None:
     assert [link.source for link in v.path] == ["sent", "aia", "store"]
     assert not v.trusted
     assert "AIA Intermediate" in findings[0].finding.summary
-    assert findings[0].finding.evidence == ("cert:1",)
+    assert findings[0].finding.evidence == (Evidence("cert", 1),)
 
 
 async def test_missing_intermediate_with_dead_aia_is_untrusted() -> None:
@@ -136,7 +136,7 @@ async def test_expired_intermediate_names_that_certificate() -> None:
     leaf = issue("mx.example.test", inter, not_before=NOW - 100 * DAY, not_after=NOW + 100 * DAY)
     _, ids, findings = await run([leaf, inter], roots_of(root))
     assert ids == ["cert.expired"]
-    assert findings[0].finding.evidence == ("cert:1",)
+    assert findings[0].finding.evidence == (Evidence("cert", 1),)
     assert "Old Intermediate" in findings[0].finding.summary
 
 

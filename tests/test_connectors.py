@@ -138,3 +138,33 @@ def test_check_connector_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_connector_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--connector", "nope", "example.org"]) == 3
     assert "unknown connector" in capsys.readouterr().err
+
+
+@pytest.mark.lab
+def test_a_step_the_connector_does_not_check_is_skipped_not_passed() -> None:
+    # "PASS Match the certificate name" under Postfix may read as if it had been checked.
+    import asyncio
+
+    from mxlens_lab.world import Lab
+    from probes.diagnose import diagnose
+    from probes.interpret.connectors import judge
+    from probes.report import Report
+
+    async def healthy() -> Report:
+        async with Lab(["healthy"]) as lab:
+            report = Report(lab.domain("healthy"), lab.options("healthy"))
+            async for event in diagnose(lab.domain("healthy"), lab.options("healthy")):
+                report.add(event)
+            return report
+
+    report = asyncio.run(healthy())
+    may = judge(report, "postfix-may").walk
+    for name in ("chain_trusted", "name_match", "revocation", "mta_sts", "dane"):
+        assert may.step(name).status == "skip", name
+    assert may.step("name_match").evidence[0] == (
+        "not checked: postfix-may does not check the certificate name"
+    )
+    # A sender that honours the domain's MTA-STS enforce checks chain and name.
+    sts = judge(report, "mta-sts").walk
+    assert sts.step("name_match").status == "pass"
+    assert sts.step("chain_trusted").status == "pass"

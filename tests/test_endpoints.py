@@ -12,7 +12,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from probes.checks.endpoints import check_endpoints
-from probes.model.events import ChainLink, EndpointChecked, FindingRaised, Where
+from probes.model.events import ChainLink, EndpointChecked, Evidence, FindingRaised, Where
 from probes.model.options import Options
 from tests.support.http import Route, Server, closed_port, fetcher
 from tests.support.pki import DAY, NOW, Issued, issue
@@ -311,7 +311,7 @@ async def test_no_revocation_info(srv: Server) -> None:
     ca = Ca(srv, ocsp=(), crl=())
     checked, ids, findings = await run(ca.path)
     assert ids == ["ca.no_revocation_info"]
-    assert findings[0].finding.evidence == ("cert:0",)
+    assert findings[0].finding.evidence == (Evidence("cert", 0),)
     assert {c.kind for c in checked} == {"ca_issuers", "crl"}
 
 

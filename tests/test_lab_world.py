@@ -322,9 +322,9 @@ def test_foreground_runner_prints_what_to_run(tmp_path: Path) -> None:
             if line.startswith("Ready"):
                 break
         text = "".join(lines)
-        assert "resolver" in text.lower() and "smtp port" in text.lower()
+        assert text.startswith("resolver  127.") and "SMTP " in text
         assert "healthy.lab.test" in text and "no-starttls.lab.test" in text
-        assert "mxlens check healthy.lab.test --resolver 127." in text
+        assert "mxlens check DOMAIN --resolver 127." in text
         assert "bücher" not in text  # only the scenarios asked for
     finally:
         proc.send_signal(2)  # Ctrl+C

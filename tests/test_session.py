@@ -24,6 +24,7 @@ from probes.model.events import (
     FindingRaised,
     SessionStarted,
     TlsNegotiated,
+    Waiting,
     Where,
 )
 from probes.model.options import Options
@@ -94,6 +95,16 @@ async def test_healthy_starttls(
     # Never a message: no MAIL, RCPT or DATA reached the server.
     sent = [c.split(b" ")[0].upper() for c in server.commands]
     assert sent == [b"EHLO", b"STARTTLS", b"EHLO", b"QUIT"]
+    assert [line.index for line in lines] == list(range(len(lines)))
+    # The reader says what it waits for, in order (the UI shows it while a server is silent).
+    waits = [e.what for e in events if isinstance(e, Waiting)]
+    assert waits[:5] == [
+        "TCP connection",
+        "greeting",
+        "EHLO reply",
+        "STARTTLS reply",
+        "TLS handshake",
+    ]
 
 
 async def test_no_starttls(serve: Callable[..., FakeSmtp]) -> None:
@@ -122,6 +133,7 @@ async def test_starttls_421_is_rate_limit(serve: Callable[..., FakeSmtp]) -> Non
     server = serve(smtp_script(starttls_reply=b"421 4.7.0 Too many TLS sessions\r\n"))
     events = await run(server)
     assert set(findings(events)) == {"smtp.rate_limited"}
+    assert finished(events).throttled  # the session says so itself: no TLS verdict
 
 
 async def test_never_greets_times_out(serve: Callable[..., FakeSmtp]) -> None:
@@ -178,6 +190,7 @@ async def test_greeting_554_rejected_and_421_rate_limited(serve: Callable[..., F
     events = await run(rejected)
     assert set(findings(events)) == {"smtp.greeting_rejected"}
     assert finished(events).outcome == "greeting"
+    assert not finished(events).throttled  # a refusal, not a throttle
     assert evidence_line(events, "smtp.greeting_rejected").text.startswith("554")
 
     throttled = serve(raw_script(b"421 4.7.0 mx.test Too many connections, try later\r\n"))

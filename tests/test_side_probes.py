@@ -39,6 +39,7 @@ from probes.checks.side_probes import (
 from probes.model.events import (
     DnsQuery,
     Event,
+    Evidence,
     FindingRaised,
     SessionFinished,
     SideProbeChecked,
@@ -462,7 +463,7 @@ async def test_tls12_only_server(
     # The server's context refuses 1.0/1.1 (Python's server default minimum is 1.2).
     assert result["TLSv1"] in (False, None) and result["TLSv1.1"] in (False, None)
     assert set(findings(events)) == {"tls.no_tls13"}
-    assert findings(events)["tls.no_tls13"].finding.evidence == ("transcript:9",)
+    assert findings(events)["tls.no_tls13"].finding.evidence == (Evidence("transcript", 9),)
     assert set(_ends(events)) == {"cipher-probe", "tls-versions", "injection"}
     # One connection per probe, at most three at once.
     assert server.connections == 3 and server.max_open <= 3
@@ -524,7 +525,8 @@ async def test_injection_vulnerable(
     assert set(findings(events)) == {"tls.plaintext_injection"}
     lines = _lines(events, "injection")
     ref = findings(events)["tls.plaintext_injection"].finding.evidence[0]
-    line = lines[int(ref.split(":")[1])]
+    assert ref.kind == "transcript" and ref.index is not None
+    line = lines[ref.index]
     assert line.dir == "S" and line.text == "250 2.0.0 OK"
     texts = [t.text for t in lines]
     # Both commands went out together, in clear text, before the handshake.

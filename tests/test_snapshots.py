@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
+from probes import report
 from probes.model.events import DiagnosisFinished, Event
 from probes.model.options import Options
 from tests.support.fake_stream import fake_diagnose
@@ -40,9 +41,7 @@ async def frozen_source(target: str, options: Options) -> AsyncIterator[Event]:
 
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        chain_pane, "days_left", functools.partial(chain_pane.days_left, now=FROZEN_NOW)
-    )
+    monkeypatch.setattr(chain_pane, "expiry", functools.partial(report.expiry, now=FROZEN_NOW))
     for name in ("NO_COLOR", "MXLENS_THEME", "COLORTERM"):
         monkeypatch.delenv(name, raising=False)
 

@@ -20,22 +20,31 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Container
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widgets import Input, Static
 from textual.worker import Worker
 
 from probes.model.errors import CheckError
-from probes.model.events import ChainReceived, ChainValidated, DiagnosisFinished, Event, Where
+from probes.model.events import (
+    ChainReceived,
+    ChainValidated,
+    DiagnosisFinished,
+    Event,
+    Evidence,
+    Where,
+    evidence_of,
+)
+from probes.model.findings import sort_findings
 from probes.model.options import Options
 from probes.model.safetext import visible
 from probes.report import Report
@@ -44,7 +53,7 @@ from .keymap import ACTIONS, bindings, display_key, keys_for, load_keymap
 from .panes import AddrKey, Pane
 from .panes.chain_pane import ChainPane
 from .panes.domain_pane import DomainPane
-from .panes.endpoints_pane import EndpointsPane, firewall_lines
+from .panes.endpoints_pane import EndpointsPane
 from .panes.findings_bar import FindingsBar
 from .panes.transcript_pane import TranscriptPane
 from .safe import join, mark, safe_text
@@ -59,6 +68,18 @@ if TYPE_CHECKING:
 
 Source = Callable[[str, Options], AsyncIterator[Event]]
 PANE_COUNT = 5
+# A notice that repeats what the screen keeps (the kept connector stays in the top line, a
+# saved path in `last_export`) goes after this long: at 80x24 it sits over pane 5's why/fix.
+NOTICE_SECONDS = 5
+
+
+def shown_path(path: Path) -> str:
+    """A path as short as it can be said: ~ for the home directory."""
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
 
 # The pane that shows the evidence of a finding-id prefix or of a walk step (probes.interpret.walk.STEPS);
 # everything else (dns, mtasts, tlsrpt, pool, the MX and address steps) is in pane 1.
@@ -118,6 +139,13 @@ class MxLensCommands(Provider):
                 )
 
 
+class Palette(CommandPalette):
+    """Textual's command palette, closed by ctrl+g as well as Esc, like every mxlens dialog
+    (Esc is unreliable over some SSH links; q would type into its search box)."""
+
+    BINDINGS = [Binding("ctrl+g", "escape", "Close", show=False)]
+
+
 def _default_theme() -> str:
     """Truecolour terminals get Textual's theme; everything else the terminal's own 16 colours."""
     chosen = os.environ.get("MXLENS_THEME")
@@ -128,6 +156,16 @@ def _default_theme() -> str:
     if os.environ.get("COLORTERM", "").lower() in ("truecolor", "24bit"):
         return "textual-dark"
     return "ansi-dark"
+
+
+class MainScreen(Screen[None]):
+    """The screen with the five panes. It notes every key that bubbles up through it, so
+    the app can tell keys typed for this screen from those of a dialog (`MxLensApp.on_key`)."""
+
+    def on_key(self, event: events.Key) -> None:
+        app = self.app
+        if isinstance(app, MxLensApp):
+            app._main_keys.append(event)
 
 
 class PaneBar(Static):
@@ -195,6 +233,7 @@ class MxLensApp(App[int]):
         self.report: Report | None = None  # the run's events, for the walk, connectors, tickets
         self.connector: Any = None  # the ConnectorResult the user kept in the connector form
         self.walk_when_done = False
+        self._main_keys: list[events.Key] = []  # keys on their way up from the main screen
         self._audit_screen = audit_screen  # `mxlens audit FILE`: tui/screens/audit_screen.py
         self.history = history  # record finished runs (--no-history: False)
         self.changes: RunDiff | None = None  # what changed since the last recorded check
@@ -203,6 +242,12 @@ class MxLensApp(App[int]):
             self.add_class("-no-color")  # app.tcss marks cursors in reverse instead
 
     # ------------------------------------------------------------------ layout
+
+    def action_command_palette(self) -> None:
+        if self.use_command_palette and not any(
+            isinstance(screen, CommandPalette) for screen in self.screen_stack
+        ):
+            self.push_screen(Palette(id="--command-palette"))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Textual's own palette entries, less the two that mxlens does better: its Quit
@@ -318,7 +363,8 @@ class MxLensApp(App[int]):
     def _lab_options(self, target: str) -> Options:
         """The lab's plumbing and the scenario's own options, then what the user set."""
         assert self._lab is not None
-        return self._lab.options_for(target, self.user_options)
+        options: Options = self._lab.options_for(target, self.user_options)
+        return options
 
     async def _stop_lab(self) -> None:
         lab, self._lab = self._lab, None
@@ -365,6 +411,7 @@ class MxLensApp(App[int]):
         self.changes = None
         self._started = datetime.now(timezone.utc)
         for n in range(1, PANE_COUNT + 1):
+            self.pane(n).report = self.report
             self.pane(n).reset()
         self.domain_pane.start(target)
         self._render_bar()
@@ -411,13 +458,13 @@ class MxLensApp(App[int]):
         if message.run != self.run_id or not self._panes_alive():
             return  # a straggler from a cancelled or replaced run, or the app is closing
         event = message.event
+        if self.report is not None:
+            self.report.add(event)  # the store first: the panes ask it
         for n in range(1, PANE_COUNT + 1):
             self.pane(n).add_event(event)
-        if self.report is not None:
-            self.report.add(event)
         if isinstance(event, (ChainReceived, ChainValidated)) and self.selected is not None:
             if (event.where.host, event.where.address) == self.selected:
-                self._refilter_endpoints()  # the chain now says which endpoints are ours
+                self.endpoints_pane.show_address(self.selected)  # endpoints found by chain
         if isinstance(event, DiagnosisFinished):
             self.finished = event
             if event.error:
@@ -432,6 +479,8 @@ class MxLensApp(App[int]):
         if message.error:
             self.error = message.error
             self.domain_pane.mark_failed(message.error)
+            self.findings_bar.show_error(message.error)
+            self.set_active_pane(5)  # the only pane with room for the whole message
             self.notify(
                 visible(message.error), title="Could not check", severity="error", markup=False
             )
@@ -505,42 +554,38 @@ class MxLensApp(App[int]):
         self.domain_pane.selected = key
         self.transcript_pane.show_address(key)
         self.chain_pane.show_address(key)
-        self._refilter_endpoints()
-
-    def _refilter_endpoints(self) -> None:
-        self.endpoints_pane.show_address(self.selected, self.chain_pane.fingerprints(self.selected))
+        self.endpoints_pane.show_address(key)
 
     @on(FindingsBar.Jump)
     def _on_jump(self, message: FindingsBar.Jump) -> None:
         finding = message.finding
         self.jump(finding.where, finding.evidence, finding.id)
 
-    def jump(self, where: Where, refs: Sequence[str], about: str) -> None:
+    def jump(self, where: Where, refs: Sequence[Evidence | str], about: str) -> None:
         """Show evidence: choose the address of `where`, then the pane and line of the first
-        usable reference ("transcript:3", "cert:0", "endpoint:URL"); without one, the pane
-        of `about` (a finding id or a walk step name, see `pane_for`)."""
+        usable reference (a finding's Evidence, or a walk step's refs in their text form);
+        without one, the pane of `about` (a finding id or a walk step name, see `pane_for`)."""
         if where.address is not None:
             key = (where.host, where.address)
             if key != self.selected:
                 self.domain_pane.choose(key)
                 self.select_address(key)
-        for evidence in refs:
-            kind, _, value = evidence.partition(":")
-            if kind == "transcript" and value.isdigit():
+        for evidence in evidence_of(refs):
+            if evidence.kind == "transcript" and evidence.index is not None:
                 self.set_active_pane(2)
-                if not self.transcript_pane.jump(int(value)):
+                if not self.transcript_pane.jump(evidence.index):
                     self.notify("that line is not in the transcript shown", markup=False)
                 return
-            if kind == "cert" and value.isdigit():
+            if evidence.kind == "cert" and evidence.index is not None:
                 self.set_active_pane(3)
-                self.chain_pane.jump(int(value))
+                self.chain_pane.jump(evidence.index)
                 return
-            if kind == "endpoint":
+            if evidence.kind == "endpoint" and evidence.url:
                 self.set_active_pane(4)
-                if not self.endpoints_pane.jump(value):
+                if not self.endpoints_pane.jump(evidence.url):
                     # The URL belongs to another chain: show every endpoint instead.
-                    self.endpoints_pane.show_address(self.selected, set())
-                    self.endpoints_pane.jump(value)
+                    self.endpoints_pane.show_address(self.selected, everything=True)
+                    self.endpoints_pane.jump(evidence.url)
                 return
         target = pane_for(about)
         if target == 3:
@@ -570,6 +615,33 @@ class MxLensApp(App[int]):
 
     def on_resize(self) -> None:
         self._render_bar()
+
+    def get_default_screen(self) -> Screen[Any]:
+        return MainScreen(id="_default")
+
+    def on_key(self, event: events.Key) -> None:
+        """Type-ahead: keys typed in one burst with the key that opens a dialog.
+
+        A paste over SSH (`/name.example` Enter) arrives as keys queued back to back on the
+        main screen's focused widget; by the time they bubble up here the `/` has opened the
+        prompt. The app then checks them against the dialog's bindings (Enter submits, ctrl+u
+        clears), but nobody typed the characters: they were lost, or ran a main-screen binding
+        (`q` quit). Here, in their order, they go into the dialog's text field."""
+        if not any(queued is event for queued in self._main_keys):
+            return
+        self._main_keys = [queued for queued in self._main_keys if queued is not event]
+        if self.screen is self.screen_stack[0] or not event.is_printable:
+            return  # the main screen's own key, or one the dialog's bindings take
+        field = self.screen.focused
+        if not isinstance(field, Input) or event.character is None:
+            return
+        event.stop()
+        event.prevent_default()
+        selection = field.selection
+        if selection.is_empty:
+            field.insert_text_at_cursor(event.character)
+        else:  # the pre-filled target is selected: typing replaces it
+            field.replace(event.character, *selection)
 
     def _render_bar(self) -> None:
         try:
@@ -623,18 +695,26 @@ class MxLensApp(App[int]):
             return join(mark("error"), Text("could not check"))
         if self.cancelled:
             return join(mark("cancelled"), Text("cancelled, r = rerun"))
-        if self.finished is not None:
-            counts = self.findings_bar.counts()
-            summary = [
-                Text(f"{counts[s]} {w}", style)
+        if self.finished is not None and self.report is not None:
+            # The cause first (the worst finding), then how many more: a count alone sent
+            # every user to pane 5 to learn what is wrong.
+            found = sort_findings(self.report.findings)
+            worst = next((f for f in found if f.severity in ("error", "warning")), None)
+            if worst is None:
+                return join(mark("ok"), Text("no problems"))
+            counts: dict[str, int] = {}
+            for f in found:
+                counts[f.severity] = counts.get(f.severity, 0) + 1
+            counts[worst.severity] -= 1
+            more = [
+                Text(f"+{counts[s]} {w}", style)
                 for s, w, style in (
                     ("error", "FAIL", "bold red"),
                     ("warning", "WARN", "bold yellow"),
-                    ("info", "INFO", "cyan"),
                 )
                 if counts.get(s)
             ]
-            return join(*summary, sep=" ") if summary else join(mark("ok"), Text("no problems"))
+            return join(mark(worst.severity), Text(worst.id, "bold"), *more)
         return Text("press / to enter a domain", "dim")
 
     # ------------------------------------------------------------------ actions
@@ -676,7 +756,17 @@ class MxLensApp(App[int]):
             if value:
                 self.start(value)
 
-        self.push_screen(TargetPrompt(self.target), chosen)
+        self.push_screen(TargetPrompt(self.target, self._lab_choices()), chosen)
+
+    def _lab_choices(self) -> list[tuple[str, str]]:
+        """The lab's domains and what each breaks, for the `/` prompt (none outside the lab)."""
+        if not self._lab_mode:
+            return []
+        if self._lab is not None:
+            scenarios = self._lab.scenarios
+        else:  # still starting: it will serve every scenario
+            from mxlens_lab.scenarios import SCENARIOS as scenarios
+        return [(s.domain, s.description) for s in scenarios.values()]
 
     def action_explain(self) -> None:
         """The bounce decoder: paste a text, read its decoding, check what it names."""
@@ -743,8 +833,7 @@ class MxLensApp(App[int]):
 
     def action_firewall(self) -> None:
         """Copy the CA endpoints' host:port list (OSC 52) and save it to a file."""
-        endpoints = self.endpoints_pane.endpoints
-        lines = firewall_lines(endpoints)
+        lines = self.report.firewall_list() if self.report is not None else []
         if not lines:
             self.notify("No CA endpoints known yet: nothing to copy.", markup=False)
             return
@@ -767,10 +856,10 @@ class MxLensApp(App[int]):
             return
         self.last_export = path
         self.notify(
-            f"Copied {len(lines)} host:port entries (all MX) and saved them to {path}",
+            f"Copied {len(lines)} host:port entries (all MX) and saved them to {shown_path(path)}",
             title="Firewall list",
             markup=False,
-            timeout=10,
+            timeout=NOTICE_SECONDS,
         )
 
     # ------------------------------------------------------------------ walk, connector, ticket
@@ -824,39 +913,59 @@ class MxLensApp(App[int]):
         def kept(result: Any) -> None:
             if result is not None:
                 self.connector = result
-                self._render_bar()
+            self.apply_grading()  # the kept profile again, also when the form was left
+            if result is not None:
                 self.notify(
-                    visible(result.verdict), title=result.profile.name, markup=False, timeout=10
+                    visible(result.verdict),
+                    title=result.profile.name,
+                    markup=False,
+                    timeout=NOTICE_SECONDS,
                 )
 
         current = self.connector.profile.name if self.connector is not None else None
+        report.regrade(None)  # the form judges every profile from the run's own grading
         self.push_screen(ConnectorForm(report, profile=current), kept)
 
-    def action_ticket(self) -> None:
-        """Copy the ticket report (Markdown) with OSC 52 and save it where the path is shown."""
-        from probes.interpret.ticket import export_dir, save_ticket, ticket_markdown, ticket_path
+    def apply_grading(self) -> None:
+        """Grade the store for the kept connector (or the run's policy), and let every view
+        follow: findings, address marks, policy rows, chain marks, the top line; the walk
+        and the ticket read the kept connector too."""
+        if self.report is None:
+            return
+        self.report.regrade(self.connector.findings if self.connector is not None else None)
+        self.findings_bar.show_findings(self.report.findings)
+        self.domain_pane.regraded()
+        self.chain_pane.regraded()
+        self._render_bar()
+
+    def action_ticket(self, fmt: str = "md") -> None:
+        """Copy the ticket report (Markdown, or plain text with fmt "text") with OSC 52 and
+        save it where the path is shown."""
+        from probes.interpret.ticket import export_dir, render, save_ticket, ticket_path
 
         report = self._finished_report("The ticket report")
         if report is None:
             return
-        text = ticket_markdown(report, connector=self.connector, changes=self.changes)
+        kind: Literal["md", "text"] = "text" if fmt == "text" else "md"
+        text = render(report, kind, connector=self.connector, changes=self.changes)
         self.copy_to_clipboard(text)
-        path = ticket_path(report.target, "md", self._export_dir or export_dir())
+        path = ticket_path(report.target, kind, self._export_dir or export_dir())
+        what = "Markdown" if kind == "md" else "plain text"
         try:
             save_ticket(text, path)
         except OSError as exc:
             self.notify(
-                f"Copied the ticket report; could not write {path}: {exc.strerror}",
+                f"Copied the ticket report ({what}); could not write {path}: {exc.strerror}",
                 severity="warning",
                 markup=False,
             )
             return
         self.last_export = path
         self.notify(
-            f"Copied the ticket report (Markdown) and saved it to {path}",
+            f"Copied the ticket report ({what}) and saved it to {shown_path(path)}",
             title="Ticket",
             markup=False,
-            timeout=10,
+            timeout=NOTICE_SECONDS,
         )
 
 

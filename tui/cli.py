@@ -55,8 +55,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"mxlens: {visible(message)} (see {self.prog} --help)\n")
 
 
-def _add_probe_options(p: argparse.ArgumentParser) -> None:
-    """The options every command that diagnoses takes (check, the UI, demo, explain --run)."""
+# The exit codes of every diagnosing command (contract.md), for the help texts.
+EXIT_CODES_HELP = (
+    "exit status: 0 no warning or error, 1 warnings, 2 at least one error (mail over this "
+    "route fails under the chosen policy), 3 the check could not be made (bad input, "
+    "unreadable CA file, a resolver that does not answer)"
+)
+# What the lab decides itself (mxlens_lab.world.LAB_OWNED): `demo` does not offer them.
+_LAB_OWNED_FLAGS = ("resolver", "port", "implicit_tls", "ca_file", "trust", "https_port")
+
+
+def _add_probe_options(p: argparse.ArgumentParser, *, for_lab: bool = False) -> None:
+    """The options every command that diagnoses takes (check, the UI, demo, explain --run).
+    for_lab: only those the lab leaves to the user (`demo`; the lab sets the others)."""
+    if not for_lab:
+        _add_plumbing_options(p)
+    _add_judging_options(p, for_lab=for_lab)
+
+
+def _add_plumbing_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolver", metavar="IP[:PORT]", help="send every DNS query to this server")
     p.add_argument(
         "--port", type=str, default="25", help="SMTP port to probe (default 25; 587 for submission)"
@@ -64,19 +81,28 @@ def _add_probe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--implicit-tls", action="store_true", help="TLS from the first byte (port 465 style)"
     )
-    p.add_argument(
-        "--mx",
-        action="append",
-        default=[],
-        metavar="HOST[:PORT]",
-        help="probe this host instead of the MX records (repeatable)",
-    )
     p.add_argument("--ca-file", metavar="PEM", help="trust exactly the roots in this PEM file")
     p.add_argument(
         "--trust",
         choices=("certifi", "system"),
         default="certifi",
         help="trust store when no --ca-file (default certifi)",
+    )
+    p.add_argument(
+        "--https-port",
+        default="443",
+        metavar="N",
+        help="port of the MTA-STS policy server (default 443; the lab's command lines set it)",
+    )
+
+
+def _add_judging_options(p: argparse.ArgumentParser, *, for_lab: bool) -> None:
+    p.add_argument(
+        "--mx",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="probe this host instead of the MX records (repeatable)",
     )
     p.add_argument(
         "--expect-name",
@@ -87,7 +113,10 @@ def _add_probe_options(p: argparse.ArgumentParser) -> None:
         "--policy", default="strict", help=f"sender policy: {', '.join(POLICIES)} (default strict)"
     )
     p.add_argument(
-        "--ehlo", metavar="NAME", help="EHLO name to announce (default: this host's FQDN)"
+        "--ehlo",
+        metavar="NAME",
+        help="EHLO name to announce (default: this host's name when it is fully qualified, "
+        "else mxlens.invalid)",
     )
     p.add_argument(
         "--timeout", default="10", help="per-step network timeout in seconds (default 10)"
@@ -125,14 +154,12 @@ def _add_probe_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="main SMTP sessions per address, one after another (default 1); differing attempts (a load balancer with differing nodes) give pool.inconsistent",
     )
-    p.add_argument(
-        "--lab",
-        action="store_true",
-        help="start the built-in lab and check one of its domains (no network needed)",
-    )
-    p.add_argument(
-        "--https-port", default="443", help=argparse.SUPPRESS
-    )  # MTA-STS policy port: only labs use another
+    if not for_lab:
+        p.add_argument(
+            "--lab",
+            action="store_true",
+            help="start the built-in lab and check one of its domains (no network needed)",
+        )
 
 
 def _add_walk_option(p: argparse.ArgumentParser, help_text: str) -> None:
@@ -173,6 +200,7 @@ def _parser_for(command: str) -> _Parser:
         p = _Parser(
             prog="mxlens check",
             description="Diagnose mail delivery over TLS to DOMAIN and print a report.",
+            epilog=EXIT_CODES_HELP,
         )
         p.add_argument("domain", metavar="DOMAIN")
         _add_probe_options(p)
@@ -195,6 +223,7 @@ def _parser_for(command: str) -> _Parser:
         p = _Parser(
             prog="mxlens lab",
             description="Run the built-in mail lab in the foreground (Ctrl+C stops it).",
+            epilog=f"scenarios: {', '.join(_scenario_names())}",
         )
         p.add_argument(
             "--scenario",
@@ -204,11 +233,15 @@ def _parser_for(command: str) -> _Parser:
             help="only this scenario (repeatable)",
         )
     elif command == "demo":
-        p = _Parser(prog="mxlens demo", description="Start the built-in lab and open the UI on it.")
+        p = _Parser(
+            prog="mxlens demo",
+            description="Start the built-in lab and open the UI on it (the lab sets the "
+            "resolver, ports and trust store; / lists its domains).",
+        )
         p.add_argument(
             "domain", nargs="?", metavar="DOMAIN", help="a lab domain (default healthy.lab.test)"
         )
-        _add_probe_options(p)
+        _add_probe_options(p, for_lab=True)
         _add_walk_option(p, "open the walk-through when the diagnosis ends")
         from tui.commands.recording import add_history_option
 
@@ -234,10 +267,17 @@ def _parser_for(command: str) -> _Parser:
     else:
         p = _Parser(
             prog="mxlens",
-            description="Find out why mail to a domain fails over TLS. Commands: check, explain, "
-            "history, diff, watch, audit, listen, cert, "
-            "lab, demo; without a command, open the terminal UI.",
+            usage="mxlens [DOMAIN] [options]  (the terminal UI)\n"
+            "       mxlens {check,explain,history,diff,watch,audit,listen,cert,lab,demo} ...  "
+            "(mxlens COMMAND --help)\n"
+            "       mxlens --version",
+            description="Find out why mail to a domain fails over TLS. Commands: check "
+            "(headless report), explain (decode a bounce), history, diff, watch (recorded "
+            "checks), listen, cert (our own sending side), lab (run the built-in lab), demo (the UI on the lab); without a "
+            "command, open the terminal UI.",
+            epilog=EXIT_CODES_HELP,
         )
+        p.add_argument("--version", action="version", version=f"mxlens {_version()}")
         p.add_argument("domain", nargs="?", metavar="DOMAIN")
         _add_probe_options(p)
         _add_walk_option(p, "open the walk-through when the diagnosis ends")
@@ -247,13 +287,25 @@ def _parser_for(command: str) -> _Parser:
     return p
 
 
+def _version() -> str:
+    from probes.model.version import mxlens_version
+
+    return mxlens_version()
+
+
+def _scenario_names() -> list[str]:
+    from mxlens_lab.scenarios import SCENARIOS
+
+    return list(SCENARIOS)
+
+
 def _positive_float(text: str, flag: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise CheckError(f"{flag} must be a number of seconds, not {text!r}") from None
     if not 0 < value <= 600:
-        raise CheckError(f"{flag} must be between 0 and 600 seconds, not {text}")
+        raise CheckError(f"{flag} must be more than 0 and at most 600 seconds, not {text}")
     return value
 
 
@@ -368,6 +420,16 @@ def _options_from_args(ns: argparse.Namespace) -> Options:
         raise CheckError(f"--policy must be one of {', '.join(POLICIES)}, not {ns.policy!r}")
     if ns.policy == "domain" and not ns.expect_name:
         raise CheckError("--policy domain needs --expect-name NAME (the connector's TlsDomain)")
+    for dest, default in (
+        ("resolver", None),
+        ("port", "25"),
+        ("implicit_tls", False),
+        ("ca_file", None),
+        ("trust", "certifi"),
+        ("https_port", "443"),
+    ):
+        if not hasattr(ns, dest):  # `demo`: the lab sets these
+            setattr(ns, dest, default)
     if ns.ca_file is not None and not os.path.isfile(ns.ca_file):
         raise CheckError(f"cannot read --ca-file {ns.ca_file}: no such file")
     return Options(
@@ -422,7 +484,9 @@ async def _check(
     if use_lab:
         from mxlens_lab.scenarios import find_scenario
         from mxlens_lab.world import Lab
+        from probes.net.dns import to_ascii
 
+        to_ascii(domain)  # a mail address or a URL gets its own hint, not "not a lab domain"
         scenario = find_scenario(domain)
         if scenario is None:
             raise CheckError(f"{domain} is not a lab domain (`mxlens lab` lists them)")
@@ -459,7 +523,7 @@ async def _check(
     if as_json:
         _write_json(report.to_json())
     else:
-        sys.stdout.write(report.to_text())
+        sys.stdout.write(report.to_text(_text_width()))
     return report.exit_code()
 
 
@@ -493,7 +557,7 @@ def _check_extras(
             )
         if ns.walk:
             sys.stdout.write(walk_text(walk) + "\n")
-        sys.stdout.write(report.to_text())
+        sys.stdout.write(report.to_text(_text_width()))
     if ns.ticket or ns.ticket_to:
         fmt: Literal["md", "text"] = (
             "md"
@@ -600,6 +664,36 @@ def _fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def _unknown_command(args: list[str]) -> str | None:
+    """The one-line complaint for `mxlens chek x`: a first word that is no domain (no dot)
+    followed by more words is a mistyped command, not a domain with a stray argument."""
+    positional = [a for a in args if not a.startswith("-")]
+    if len(positional) < 2 or args[0] != positional[0] or "." in positional[0]:
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(positional[0], COMMANDS, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"unknown command {positional[0]!r} (commands: {', '.join(COMMANDS)}){hint}"
+
+
+def _text_width() -> int:
+    """Where the text report wraps: the terminal's width, 80 into a file or a pipe."""
+    try:
+        if sys.stdout.isatty():
+            return max(40, os.get_terminal_size(sys.stdout.fileno()).columns)
+    except (AttributeError, ValueError, OSError):
+        pass
+    return 80
+
+
+def _has_terminal() -> bool:
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):  # closed or replaced streams
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if not os.environ.get("MXLENS_DEBUG"):
         # A Python warning on stderr (cryptography on an over-long name, a deprecation) is
@@ -613,6 +707,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser_for(command)
     ns: argparse.Namespace | None = None
     try:
+        if not command and (complaint := _unknown_command(rest)):
+            raise CheckError(complaint)
         ns = parser.parse_args(rest)
         given = _given_fields(parser, rest)
 
@@ -637,9 +733,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "explain":
             return asyncio.run(_explain(ns, options_from_args(ns)))
         options = options_from_args(ns)
+        if not _has_terminal():
+            # Textual would draw escape codes into the file and wait for keys that never come.
+            raise CheckError(
+                "the UI needs a terminal on stdin and stdout; for scripts use "
+                "`mxlens check DOMAIN` (add --json for one JSON document)"
+            )
         from tui.app import run_app
 
-        if command == "demo" or ns.lab:
+        if command == "demo" or getattr(ns, "lab", False):
             from mxlens_lab.world import refuse_lab_owned
 
             refuse_lab_owned(options)

@@ -86,6 +86,14 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Copy the walk-through and findings as Markdown (OSC 52) and save them to a file.",
     ),
     ActionSpec(
+        "ticket_text",
+        "M",
+        "ticket('text')",
+        "Text ticket",
+        "The same ticket report as plain text, for ticket systems that show Markdown as typed.",
+        show=False,
+    ),
+    ActionSpec(
         "history",
         "h",
         "history",

@@ -12,6 +12,7 @@ Status marks are words as well as colours, so they survive 16-colour themes and 
 
 from __future__ import annotations
 
+from rich.console import Console
 from rich.text import Text
 
 from probes.model.safetext import visible
@@ -54,4 +55,23 @@ def join(*parts: Text | str, sep: str = " ") -> Text:
             out.append(sep)
         first = False
         out.append(part if isinstance(part, Text) else Text(part))
+    return out
+
+
+def hanging(rows: list[tuple[Text, Text]], width: int, console: Console | None = None) -> Text:
+    """Each (label, body) row with the body wrapped under itself, not under the label.
+
+    Still one `Text` (never markup), so what it shows is exactly its plain text. `width` is
+    the columns available; the caller re-renders when that changes.
+    """
+    console = console or Console(width=max(width, 20))
+    out = Text()
+    for label, body in rows:
+        indent = Text(" " * label.cell_len)
+        lines = body.wrap(console, max(10, width - label.cell_len)) if body.plain else [body]
+        for number, line in enumerate(lines):
+            out.append_text(label if number == 0 else indent)
+            out.append_text(line)
+            out.append("\n")
+    out.rstrip()
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypeVar
 
 from cryptography import x509
@@ -20,6 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from probes.model.events import (
     CertInfo,
 )
+from probes.model.findings import EXPIRES_SOON as EXPIRES_SOON  # re-exported for chain.py
 
 if TYPE_CHECKING:
     pass
@@ -295,7 +296,6 @@ def load_certificates(body: bytes) -> list[x509.Certificate]:
 
 # --------------------------------------------------------------------------- validation
 
-EXPIRES_SOON = timedelta(days=14)
 MAX_AIA_LEVELS = 4
 MAX_DEPTH = 8
 WEAK_HASHES = ("sha1", "md5")

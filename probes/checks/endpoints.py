@@ -353,6 +353,7 @@ class _Check:
             cert_status=status,
             addresses=result.addresses if result else (),
             size=len(result.body) if result and result.body else None,
+            where=self.where,
         )
 
     def _may_fetch(self, kind: EndpointKind, url: str, cert: x509.Certificate) -> bool:

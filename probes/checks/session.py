@@ -271,7 +271,12 @@ async def smtp_session(
             )
     outcome = conn.stopped_at or "ok"
     yield SessionFinished(
-        where, purpose, outcome, None if implicit else conn.starttls, connections=connections
+        where,
+        purpose,
+        outcome,
+        None if implicit else conn.starttls,
+        connections=connections,
+        throttled=throttled(conn),
     )
 
 

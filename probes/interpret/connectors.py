@@ -248,10 +248,15 @@ def _published(report: Report) -> tuple[bool, set[str], set[tuple[str, str | Non
     )
     dane_hosts: set[str] = set()
     dane_ee: set[tuple[str, str | None]] = set()
+    settled = report.grading  # what the run itself graded with, when the stream said it
+    if settled is not None:
+        mtasts_enforce = settled.mtasts_enforce
+        dane_hosts.update(settled.dane_hosts)
     for mx in report.mx.values():
         for s in mx.sessions.values():
             if s.dane is not None and s.dane.authenticated and s.dane.usable > 0:
-                dane_hosts.add(mx.host)
+                if settled is None:
+                    dane_hosts.add(mx.host)
                 if s.dane.matched is not None and s.dane.matched.usage == 3:
                     dane_ee.add((mx.host, s.address))
     return mtasts_enforce, dane_hosts, dane_ee
@@ -416,12 +421,56 @@ def verdict(walk: Walk, profile: Profile, findings: tuple[Finding, ...] = ()) ->
     return f"This connector would fail at step {step.name} because {reason}."
 
 
+def _not_checked(profile: Profile, report: Report, route_host: str | None) -> dict[str, str]:
+    """The walk steps this sender does not check here, each with why. What the recipient
+    publishes counts: with MTA-STS in enforce mode (for a sender that honours it) or usable
+    DANE on the route's host (for one that uses it), chain and name are checked by everyone."""
+    settled = report.grading
+    if settled is not None:
+        enforce, dane_hosts = settled.mtasts_enforce, set(settled.dane_hosts)
+    else:
+        enforce = bool(
+            report.mtasts and report.mtasts.mode == "enforce" and not report.mtasts.error
+        )
+        dane_hosts = set()
+    strict = (profile.mta_sts and enforce) or (profile.dane and route_host in dane_hosts)
+    who = profile.name
+    out: dict[str, str] = {}
+    if not profile.mta_sts:
+        out["mta_sts"] = f"not checked: {who} does not apply MTA-STS"
+    if not profile.dane:
+        out["dane"] = f"not checked: {who} does not use DANE"
+    if not profile.revocation:
+        out["revocation"] = f"not checked: {who} does not check revocation"
+    if profile.name_check == "none" and not strict:
+        out["name_match"] = f"not checked: {who} does not check the certificate name"
+    if profile.policy in ("opportunistic", "encrypt") and not strict:
+        out["chain_trusted"] = f"not checked: {who} does not validate the chain"
+    return out
+
+
+def _unchecked_skipped(walk: Walk, profile: Profile, report: Report) -> Walk:
+    """A step the sender does not check is SKIP with the reason, not PASS: "PASS Match the
+    certificate name" under EncryptionOnly read as if the name had been checked."""
+    if profile.direction != "outbound":
+        return walk
+    skipped = _not_checked(profile, report, walk.route.host if walk.route else None)
+    steps = tuple(
+        replace(s, status="skip", evidence=(skipped[s.name], *s.evidence))
+        if s.status == "pass" and s.name in skipped
+        else s
+        for s in walk.steps
+    )
+    return replace(walk, steps=steps)
+
+
 def judge(report: Report, profile: Profile | str, tls_domain: str | None = None) -> ConnectorResult:
     """Re-grade `report` for a connector profile and say whether it delivers."""
     prof = get_profile(profile) if isinstance(profile, str) else profile
     name = tls_domain or report.options.expect_name
     findings = regrade(report, prof, name)
     walk = build_walk(report, findings, policy=f"{prof.policy} (connector {prof.name})")
+    walk = _unchecked_skipped(walk, prof, report)
     text = verdict(walk, prof, tuple(findings))
     if prof.direction == "inbound":
         delivers = failing_step(walk, prof) is None and _certificate_seen(walk)

@@ -25,6 +25,7 @@ from typing import Any
 from probes.model.errors import CheckError
 from probes.model.names import canonical
 from probes.model.options import MxOverride, Options
+from probes.model.version import mxlens_version
 
 SCHEMA = "mxlens/explain/1"
 # A bounce is short and says what failed near its top; a whole mailbox pasted by mistake is
@@ -110,6 +111,7 @@ class Explanation:
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
+            "version": mxlens_version(),
             "recognised": self.recognised,
             "status_code": self.status_code,
             "reply_code": self.reply_code,

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Literal
 from probes.history.diff import short_time
 from probes.interpret.walk import Walk, build_walk, fallback_sentence, walk_text
 from probes.model.findings import exit_code, sort_findings
+from probes.model.names import canonical
 from probes.model.safetext import visible
+from probes.model.version import mxlens_version
 from probes.report import VERDICT_TEXT, Report
 
 if TYPE_CHECKING:
@@ -26,17 +28,31 @@ if TYPE_CHECKING:
     from probes.interpret.connectors import ConnectorResult
 
 Format = Literal["md", "text"]
-# Inline Markdown that could format, link or embed: with "[" escaped no link can form, so
-# "(", "-" and "." stay readable; line-start markers are handled in md().
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
-_LINE_START = re.compile(r"^([#+\-=>]|\d+(?=[.)]))")
+# Only what can format, link or embed is escaped, so that plain-text ticket systems that
+# show Markdown source stay readable ("starttls_offered", "[192.0.2.1]", "->"):
+# - always: backslash, backtick (code), "*" (emphasis, also inside words), "<" (HTML and
+#   autolinks), "|" (our tables), "~" (strike-through);
+_MD_ALWAYS = re.compile(r"([\\`*<|~])")
+# - "_" only at a word's edge: inside a word it never emphasises (CommonMark 6.2);
+_MD_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+# - "&" only where it would start an entity; "[" and "]" only where text has the shape of a
+#   link ("[x](" or "[x][y]"): a lone pair links nothing unless a definition exists, and a
+#   definition ("[x]: url") must start a line (below);
+_MD_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
+_MD_LINK_SHAPE = re.compile(r"\[[^\]]*\][(\[]")
+# - at the start of a line: headings, lists, quotes, setext underlines, reference definitions.
+_LINE_START = re.compile(r"^([#+\-=>\[]|\d+(?=[.)]))")
 
 
 def md(text: str | None) -> str:
-    """Untrusted text as inert inline Markdown: controls visible, punctuation escaped."""
-    out = _MD_SPECIAL.sub(r"\\\1", visible(text or ""))
+    """Untrusted text as inert inline Markdown: controls visible, markup escaped."""
+    out = _MD_ALWAYS.sub(r"\\\1", visible(text or ""))
+    out = _MD_UNDERSCORE.sub(r"\\_", out)
+    out = _MD_ENTITY.sub(r"\\&", out)
+    if _MD_LINK_SHAPE.search(out):
+        out = re.sub(r"([\[\]])", r"\\\1", out)
     match = _LINE_START.match(out)
-    if match is not None:
+    if match is not None and not out.startswith("\\"):
         end = match.end()
         out = out[:end] + "\\" + out[end:] if match.group(1)[0].isdigit() else "\\" + out
     return out
@@ -73,8 +89,8 @@ def ticket_markdown(
     """The ticket report in Markdown; `changes`: what changed since the last recorded check."""
     walk = walk or (connector.walk if connector else build_walk(report))
     findings = list(connector.findings) if connector else report.findings
-    out = [f"# Mail to {md(report.target)}: {VERDICT_TEXT[exit_code(findings)]}", ""]
-    out.append(f"- Checked: {_now()} with mxlens, sender policy `{walk.policy}`")
+    out = [f"# Mail to {md(domain_name(report))}: {VERDICT_TEXT[exit_code(findings)]}", ""]
+    out.append(f"- Checked: {_now()} with mxlens {mxlens_version()}, sender policy `{walk.policy}`")
     if walk.route is not None:
         out.append(f"- Route followed: {md(str(walk.route))} (the first MX address that answers)")
     if report.target_ascii and report.target_ascii != report.target:
@@ -125,10 +141,13 @@ def ticket_markdown(
         if step.fix:
             out.append(f"**What to do:** {md(step.fix)}")
             out.append("")
-        if step.evidence:
+        # The findings' own summaries are under "Findings" just below: not twice.
+        summaries = {f.summary for f in findings}
+        evidence = [e for e in step.evidence if e not in summaries]
+        if evidence:
             out.append("Evidence:")
             out.append("")
-            out.append(fenced([visible(e) for e in step.evidence]))
+            out.append(fenced([visible(e) for e in evidence]))
             out.append("")
     shown = [f for f in sort_findings(findings) if f.severity != "ok"]
     if shown:
@@ -166,7 +185,9 @@ def ticket_text(
 ) -> str:
     """The ticket report as plain text (terminal-safe)."""
     walk = walk or (connector.walk if connector else build_walk(report))
-    parts = [f"mxlens ticket report, {_now()}"]
+    parts = [
+        f"mxlens {mxlens_version()} ticket report for {visible(domain_name(report))}, {_now()}"
+    ]
     if connector is not None:
         parts.append(
             f"Connector {connector.profile.name} ({connector.profile.title}): {visible(connector.verdict)}"
@@ -178,6 +199,12 @@ def ticket_text(
     parts.append(walk_text(walk))
     parts.append(report.to_text())
     return "\n".join(parts)
+
+
+def domain_name(report: Report) -> str:
+    """The domain as a ticket names it: canonical (lower case, no trailing dot), not as typed
+    ("Expired.Lab.Test." is expired.lab.test)."""
+    return canonical(report.target) or report.target
 
 
 def _route_transcript(report: Report, walk: Walk) -> list[str]:
@@ -214,8 +241,8 @@ def file_stem(target: str) -> str:
 
 
 def ticket_path(target: str, fmt: Format, directory: Path | None = None) -> Path:
-    """A fresh file name for a ticket report of target."""
-    name = file_stem(target)
+    """A fresh file name for a ticket report of target (its canonical form)."""
+    name = file_stem(canonical(target) or target)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return (directory or export_dir()) / f"ticket-{name}-{stamp}.{'md' if fmt == 'md' else 'txt'}"
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from probes.model.events import CertInfo, Finding, Where
+from probes.model.events import CertInfo, Evidence, Finding, Where
 from probes.model.findings import SEVERITY_ORDER
 from probes.model.wording import count
 from probes.report import MxReport, Report, SessionReport, trust_summary, versions_text
@@ -337,12 +337,8 @@ def _malformed_step(report: Report, finding: Finding) -> str:
     return "starttls_accepted" if command == "STARTTLS" else "ehlo"
 
 
-def _ref_index(evidence: tuple[str, ...], kind: str) -> int | None:
-    for ref in evidence:
-        k, _, v = ref.partition(":")
-        if k == kind and v.isdigit():
-            return int(v)
-    return None
+def _ref_index(evidence: tuple[Evidence, ...], kind: str) -> int | None:
+    return next((e.index for e in evidence if e.kind == kind), None)
 
 
 # --------------------------------------------------------------------------- building
@@ -467,7 +463,7 @@ def _walk_route(
                     why,
                     fix,
                     lead.where if lead else route,
-                    tuple(lead.evidence) if lead and lead.evidence else refs,
+                    tuple(map(str, lead.evidence)) if lead and lead.evidence else refs,
                 )
             )
             if name in _CHAIN:
@@ -487,7 +483,7 @@ def _walk_route(
                 lead.detail if lead else "",
                 lead.fix if lead else "",
                 lead.where if lead else route,
-                tuple(lead.evidence) if lead and lead.evidence else refs,
+                tuple(map(str, lead.evidence)) if lead and lead.evidence else refs,
             )
         )
 
@@ -594,6 +590,8 @@ class _Evidence:
     def reached(self, name: str) -> tuple[bool, bool]:
         r, s = self.report, self.session
         if name == "resolve_mx":
+            if r.mx_overridden:
+                return False, False  # no MX lookup was made: nothing passed
             return bool(r.mx) or r.null_mx, False
         if name == "resolve_address":
             return bool(self.mx and self.mx.addresses), False
@@ -622,6 +620,9 @@ class _Evidence:
         return False, False
 
     def skip_reason(self, name: str) -> str:
+        if name == "resolve_mx" and self.report.mx_overridden:
+            hosts = ", ".join(m.host for m in self.report.mx_in_order())
+            return f"no MX lookup: --mx names the host ({hosts})"
         if name == "revocation" and not self.report.options.endpoints:
             return "skipped: --no-endpoints"
         if name == "mta_sts":
@@ -649,7 +650,9 @@ class _Evidence:
         r, mx, s = self.report, self.mx, self.session
         out: list[str] = []
         refs: list[str] = []
-        if name == "resolve_mx":
+        if name == "resolve_mx" and r.mx_overridden:
+            pass  # the skip reason names the given hosts; there are no MX records to show
+        elif name == "resolve_mx":
             if r.null_mx:
                 out.append("null MX (0 .)")
             elif r.implicit_mx:

@@ -11,6 +11,7 @@ UTF-8). Front ends must pass them through `probes.model.safetext.visible()` befo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -44,11 +45,45 @@ class Where:
 # --------------------------------------------------------------------------- findings
 
 
+EvidenceKind = Literal["transcript", "cert", "endpoint"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Where the proof of a finding is: a line of the session's transcript (`index`, as in
+    TranscriptLine.index), a certificate of the chain (`index`, 0 = leaf, in the validated
+    path), or a CA endpoint (`url`). Its text form, "transcript:12", "cert:0",
+    "endpoint:http://...", is what the JSON carries."""
+
+    kind: EvidenceKind
+    index: int | None = None
+    url: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.url if self.kind == 'endpoint' else self.index}"
+
+    @classmethod
+    def parse(cls, ref: Evidence | str) -> Evidence | None:
+        """The one reader of the text form; None for anything that is not one."""
+        if isinstance(ref, Evidence):
+            return ref
+        kind, _, value = ref.partition(":")
+        if kind in ("transcript", "cert") and value.isdigit():
+            return cls(kind, int(value))  # type: ignore[arg-type]
+        if kind == "endpoint" and value:
+            return cls("endpoint", url=value)
+        return None
+
+
+def evidence_of(refs: Iterable[Evidence | str]) -> tuple[Evidence, ...]:
+    """References as given by a probe or a walk step, as Evidence (unreadable ones dropped)."""
+    return tuple(e for e in map(Evidence.parse, refs) if e is not None)
+
+
 @dataclass(frozen=True)
 class Finding:
     """One diagnosis. `id` comes from the catalog (findings.md); severity is already graded
-    for the sender policy in use. `evidence` holds short references a front end can jump to
-    (for example "transcript:12" or "cert:0" or "endpoint:http://...")."""
+    for the sender policy in use. `evidence` says where a front end can show the proof."""
 
     id: str
     severity: Severity
@@ -56,10 +91,15 @@ class Finding:
     summary: str
     detail: str
     fix: str
-    evidence: tuple[str, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
     # The severity the probe raised it with, before grading for a sender policy; grading
     # for another sender (connector simulation) starts from here, not from the catalog.
     raised_as: Severity | None = None
+
+    def __post_init__(self) -> None:
+        # Probes may still give the text form ("transcript:12"): converted here, once.
+        if any(not isinstance(e, Evidence) for e in self.evidence):
+            object.__setattr__(self, "evidence", evidence_of(self.evidence))
 
 
 # --------------------------------------------------------------------------- DNS
@@ -96,6 +136,9 @@ class MxResolved:
     null_mx: bool = False
     implicit: bool = False
     authenticated: bool = False  # the MX answer came back with AD
+    # The hosts are the user's (--mx, a bounce's host): no MX lookup was made, so nothing
+    # is known about the MX records or their DNSSEC.
+    overridden: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,13 +168,27 @@ class SessionStarted:
 @dataclass(frozen=True)
 class TranscriptLine:
     """One line of the SMTP dialogue or one handshake step. t_ms is milliseconds since the
-    session started (monotonic clock)."""
+    session started (monotonic clock; never less than the line before). index is the line's
+    position in its session's transcript, from 0: what `Evidence("transcript", index)` names."""
 
     where: Where
     purpose: SessionPurpose
     t_ms: float
     dir: Direction
     text: str
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The session now waits for the server: `what` it waits for ("TCP connection",
+    "greeting", "EHLO reply", "STARTTLS reply", "TLS handshake"), from t_ms on. The reader
+    says it, so a front end need not guess from the last line shown."""
+
+    where: Where
+    purpose: SessionPurpose
+    what: str
+    t_ms: float
 
 
 @dataclass(frozen=True)
@@ -232,6 +289,9 @@ class SessionFinished:
     outcome: str  # "ok", or the step where it stopped: "connect", "greeting", "ehlo", ...
     starttls: bool | None  # STARTTLS advertised
     connections: int = 1
+    # It ended on a throttle (421, "too many connections"), the retry included: `outcome`
+    # is where it stopped, not a verdict on TLS.
+    throttled: bool = False
 
 
 # --------------------------------------------------------------------------- CA endpoints
@@ -253,6 +313,9 @@ class EndpointChecked:
     cert_status: Literal["good", "revoked", "unknown"] | None = None
     addresses: tuple[str, ...] = ()
     size: int | None = None
+    # The session whose chain the URL came from. The same URL in two sessions' chains is
+    # fetched once (a cache) but reported for each, so every address knows its endpoints.
+    where: Where | None = None
 
 
 # --------------------------------------------------------------------------- policies
@@ -313,6 +376,18 @@ class FindingRaised:
 
 
 @dataclass(frozen=True)
+class GradingSettled:
+    """What the grading of every finding depends on, once the domain's policies answered
+    (findings were held back until then): the sender policy, whether a valid MTA-STS policy
+    is in enforce mode, and the MX hosts with DNSSEC-validated, usable TLSA records. A
+    re-grade for another sender (a connector) starts from this, not from a second guess."""
+
+    policy: str
+    mtasts_enforce: bool
+    dane_hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DiagnosisFinished:
     target: str
     elapsed_ms: float
@@ -327,6 +402,7 @@ Event = (
     | PtrResolved
     | SessionStarted
     | TranscriptLine
+    | Waiting
     | TlsNegotiated
     | ChainReceived
     | ChainValidated
@@ -338,5 +414,6 @@ Event = (
     | TlsRptChecked
     | DaneChecked
     | FindingRaised
+    | GradingSettled
     | DiagnosisFinished
 )

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from probes.model.events import Finding, Severity, Where
+from probes.model.events import Evidence, Finding, Severity, Where, evidence_of
 
 SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2, "ok": 3}
+# A leaf closer than this to its notAfter gives cert.expires_soon (and the chain pane's
+# warning colour: one threshold, here).
+EXPIRES_SOON = timedelta(days=14)
 
 # Which senders each --policy stands for; docs/findings.md renders it beside the ids that are
 # errors under each policy, computed from grade() so the table cannot drift from the code.
@@ -62,7 +67,7 @@ def raise_finding(
     *,
     detail: str | None = None,
     fix: str | None = None,
-    evidence: tuple[str, ...] = (),
+    evidence: Iterable[Evidence | str] = (),
     severity: Severity | None = None,
 ) -> Finding:
     """Build a finding with the catalog's defaults. `summary` says what was seen, here."""
@@ -77,7 +82,7 @@ def raise_finding(
         summary=summary,
         detail=detail or entry["detail"] or entry["title"],
         fix=fix or entry["fix"],
-        evidence=evidence,
+        evidence=evidence_of(evidence),
     )
 
 

@@ -67,6 +67,17 @@ def to_ascii(domain: str) -> str:
         raise CheckError(f"{text} is an IP address; give the recipient domain (or use --mx)")
     if "@" in text:
         raise CheckError(f"{text} looks like a mail address; give the domain after the @")
+    if "://" in text or "/" in text:
+        host = text.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0]
+        raise CheckError(
+            f"{text} is a URL or a path; give the domain (e.g. {host or 'example.org'})"
+        )
+    if text.count(":") == 1 and text.rsplit(":", 1)[1].isdigit():
+        host, port = text.rsplit(":", 1)
+        raise CheckError(
+            f"{text} has a port; give the domain ({host}) and the port with --port {port} "
+            f"(or probe that host with --mx {text})"
+        )
     for label in text.split("."):
         if not label:
             raise CheckError(f"not a valid domain name: {domain!r} has an empty label")

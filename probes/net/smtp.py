@@ -27,6 +27,7 @@ from probes.model.events import (
     Event,
     SessionPurpose,
     TranscriptLine,
+    Waiting,
     Where,
 )
 from probes.model.options import Options
@@ -376,15 +377,20 @@ class Transcript:
         self.purpose = purpose
         self.index = 0  # the index the next line will get
         self._t0 = time.monotonic()
+        self._last_ms = 0.0
 
     def t_ms(self) -> float:
         return round((time.monotonic() - self._t0) * 1000.0, 3)
 
     def line(self, direction: Direction, text: str, t_ms: float | None = None) -> TranscriptLine:
+        # A reply is stamped when its bytes arrived, which can be before the line shown just
+        # above it was made (a handshake step drained late): the transcript reads top to
+        # bottom, so its times never go backwards.
+        stamp = max(self.t_ms() if t_ms is None else t_ms, self._last_ms)
+        self._last_ms = stamp
+        line = TranscriptLine(self.where, self.purpose, stamp, direction, text, self.index)
         self.index += 1
-        return TranscriptLine(
-            self.where, self.purpose, self.t_ms() if t_ms is None else t_ms, direction, text
-        )
+        return line
 
 
 @dataclass
@@ -465,10 +471,15 @@ class SmtpConnection:
             for t_ms, text in self.recorder.drain():
                 yield self.transcript.line("TLS", text, t_ms)
 
+    def _waiting(self, what: str) -> Waiting:
+        t = self.transcript
+        return Waiting(t.where, t.purpose, what, t.t_ms())
+
     async def connect(self) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()
         proto = _LineProtocol(self.transcript.t_ms)
         reason = ""
+        yield self._waiting("TCP connection")
         try:
             # Numeric host only: every name lookup goes through probes.net.dns.Resolver.
             transport, _ = await asyncio.wait_for(
@@ -525,6 +536,7 @@ class SmtpConnection:
         wait = self.timeout if timeout is None else timeout
         deadline = asyncio.get_running_loop().time() + wait
         parser = ReplyParser()
+        yield self._waiting(what)
         while True:
             try:
                 line = await self.proto.next_line(deadline)
@@ -684,6 +696,7 @@ class SmtpConnection:
             # (and start_tls on a dead transport would only wait for its timeout).
             error = EOFError("connection closed by server before the handshake")
         else:
+            yield self._waiting("TLS handshake")
             try:
                 new_transport = await self._start_tls(ctx, sni)
             except asyncio.TimeoutError:

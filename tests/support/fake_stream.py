@@ -168,7 +168,7 @@ async def fake_diagnose(
     t = 0.0
     for i, (d, text) in enumerate(lines):
         t += 12.5 if d != "TLS" else 1.25
-        yield TranscriptLine(w1, "main", t, d, text)  # type: ignore[arg-type]
+        yield TranscriptLine(w1, "main", t, d, text, i)  # type: ignore[arg-type]
         if text == "-> Finished":
             yield TlsNegotiated(
                 w1,
@@ -198,7 +198,7 @@ async def fake_diagnose(
     for n, v in enumerate(("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")):
         ok = v in ("TLSv1.1", "TLSv1.2", "TLSv1.3")
         yield TranscriptLine(
-            w1, "tls-versions", 5.0 * n, "TLS", f"{v}: {'accepted' if ok else 'refused'}"
+            w1, "tls-versions", 5.0 * n, "TLS", f"{v}: {'accepted' if ok else 'refused'}", n
         )
     yield TlsVersionsProbed(
         w1, (("TLSv1", False), ("TLSv1.1", True), ("TLSv1.2", True), ("TLSv1.3", True))
@@ -206,7 +206,7 @@ async def fake_diagnose(
     yield SessionFinished(w1, "tls-versions", "ok", True, connections=4)
     yield SessionStarted(w1, "injection")
     yield TranscriptLine(w1, "injection", 1.0, "C", "STARTTLS\\r\\nNOOP")
-    yield TranscriptLine(w1, "injection", 3.0, "S", "220 2.0.0 Ready to start TLS")
+    yield TranscriptLine(w1, "injection", 3.0, "S", "220 2.0.0 Ready to start TLS", 1)
     yield SessionFinished(w1, "injection", "ok", True)
     await tick()
 
@@ -230,9 +230,9 @@ async def fake_diagnose(
     # mx2: works, but the certificate names another host and expires soon.
     yield SessionStarted(w2, "main")
     t = 0.0
-    for _i, (d, text) in enumerate(_session(w2, f"220 {mx2} ESMTP Postfix")):
+    for i, (d, text) in enumerate(_session(w2, f"220 {mx2} ESMTP Postfix")):
         t += 20.0 if d != "TLS" else 2.0
-        yield TranscriptLine(w2, "main", t, d, text)  # type: ignore[arg-type]
+        yield TranscriptLine(w2, "main", t, d, text, i)  # type: ignore[arg-type]
         if text == "-> Finished":
             yield TlsNegotiated(
                 w2, "TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256", 128, True, "secp256r1", (), sni=mx2

@@ -263,5 +263,7 @@ def finished(events: list[Event]) -> SessionFinished:
 
 def evidence_line(events: list[Event], fid: str) -> TranscriptLine:
     ref = findings(events)[fid].finding.evidence[0]
-    assert ref.startswith("transcript:")
-    return transcript(events)[int(ref.split(":")[1])]
+    assert ref.kind == "transcript" and ref.index is not None
+    line = transcript(events)[ref.index]
+    assert line.index == ref.index  # the engine's numbering is the one evidence uses
+    return line

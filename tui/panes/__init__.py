@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from textual.widget import Widget
 
 from probes.model.events import Event, Where
+from probes.report import Report
 
 AddrKey = tuple[str, str]  # (MX host, address): one SMTP server as the domain pane lists it
 
@@ -32,6 +33,9 @@ class Pane(Vertical):
         super().__init__(id=id, classes="pane")
         self.border_title = f"{self.number} {self.pane_title}"
         self.selected: AddrKey | None = None
+        # The run's store, set by the app before the first event; it has taken each event
+        # before the pane is told of it, so a pane asks it rather than keeping a copy.
+        self.report: Report | None = None
 
     def focus_target(self) -> Widget:
         """The widget that takes focus when the user switches to this pane."""

@@ -5,9 +5,6 @@ trust "store"), and a detail view of the highlighted certificate with every fail
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import datetime, timezone
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
@@ -26,12 +23,11 @@ from probes.model.events import (
     Finding,
     FindingRaised,
 )
-from probes.model.findings import SEVERITY_ORDER
 from probes.model.wording import count
-from probes.report import trust_summary
+from probes.report import expiry, trust_summary
 
 from .. import change_marks
-from ..safe import join, mark, safe_text
+from ..safe import MARK_WIDTH, hanging, join, mark, safe_text
 from . import AddrKey, Pane, key_of
 
 _SOURCE = {
@@ -39,31 +35,6 @@ _SOURCE = {
     "aia": "fetched from the AIA caIssuers URL (the server did not send it)",
     "store": "taken from the trust store",
 }
-
-
-def days_left(not_after: str, now: datetime | None = None) -> int | None:
-    """Whole days from now to an ISO 8601 UTC time ("2027-01-01T00:00:00Z")."""
-    try:
-        when = datetime.fromisoformat(not_after.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
-    return int((when - now).total_seconds() // 86400)
-
-
-def cert_index(finding: Finding) -> int | None:
-    """The path index a finding points at: its "cert:N" evidence, else the leaf for cert.*."""
-    for ev in finding.evidence:
-        if ev.startswith("cert:"):
-            try:
-                return int(ev[5:])
-            except ValueError:
-                return None
-    if finding.id.startswith("cert.") or finding.id.startswith("dane."):
-        return 0
-    return None
 
 
 class ChainTree(Tree[int]):
@@ -95,9 +66,9 @@ class ChainPane(Pane):
 
     def reset(self) -> None:
         super().reset()
+        self._wrapped_at = -1  # the width the detail was last wrapped to
         self.received: dict[AddrKey, ChainReceived] = {}
         self.validated: dict[AddrKey, ChainValidated] = {}
-        self.findings: dict[AddrKey, list[Finding]] = defaultdict(list)
         self.current = 0
         self.finished = False
         self._cert_nodes: list[TreeNode[int]] = []
@@ -142,11 +113,7 @@ class ChainPane(Pane):
             self.finished = True
             changed = self.selected
         elif isinstance(event, FindingRaised):
-            f = event.finding
-            if cert_index(f) is not None:
-                changed = key_of(f.where)
-                if changed is not None:
-                    self.findings[changed].append(f)
+            changed = key_of(event.finding.where)
         if changed is not None and changed == self.selected:
             self._redraw()
 
@@ -154,6 +121,12 @@ class ChainPane(Pane):
         super().show_address(key)
         self.current = 0
         self._redraw()
+
+    def regraded(self) -> None:
+        """The report's findings were graded again: redraw the marks, stay on the certificate."""
+        current = self.current
+        self._redraw()
+        self.jump(current)
 
     def jump(self, index: int) -> bool:
         if 0 <= index < len(self._cert_nodes):
@@ -171,10 +144,9 @@ class ChainPane(Pane):
     # ------------------------------------------------------------------ rendering
 
     def _problems(self, index: int) -> list[Finding]:
-        if self.selected is None:
+        if self.selected is None or self.report is None:
             return []
-        found = [f for f in self.findings.get(self.selected, []) if cert_index(f) == index]
-        return sorted(found, key=lambda f: SEVERITY_ORDER.get(f.severity, 9))
+        return self.report.findings_for_cert(*self.selected, index)
 
     def _status(self, index: int) -> str:
         problems = self._problems(index)
@@ -246,27 +218,30 @@ class ChainPane(Pane):
             return
         link = path[self.current]
         c: CertInfo = link.cert
-        out = Text()
+        # (label, body) rows: a long SAN list or a finding's why wraps under its own text,
+        # not under the label (`hanging`).
+        rows: list[tuple[Text, Text]] = []
 
         def row(name: str, value: Text) -> None:
-            out.append(Text(f"{name:<10} ", "bold"))
-            out.append(value)
-            out.append("\n")
+            rows.append((Text(f"{name:<10} ", "bold"), value))
 
         # Failed checks first: they are why the user is looking.
         problems = self._problems(self.current)
         if problems:
             for f in problems:
                 style = {"error": "bold red", "warning": "yellow"}.get(f.severity, "")
-                out.append(join(mark(f.severity), Text(f.id, style), safe_text(f.summary, style)))
-                out.append("\n")
+                rows.append(
+                    (
+                        join(mark(f.severity), Text("")),
+                        join(Text(f.id, style), safe_text(f.summary, style)),
+                    )
+                )
                 if f.detail:
-                    out.append(Text("     "))
-                    out.append(safe_text(f.detail, "dim"))
-                    out.append("\n")
-            out.append("\n")
+                    rows.append((Text(" " * (MARK_WIDTH + 1)), safe_text(f.detail, "dim")))
+            rows.append((Text(), Text()))
         else:
-            out.append(Text("no failed checks on this certificate\n\n", "dim"))
+            rows.append((Text(), Text("no failed checks on this certificate", "dim")))
+            rows.append((Text(), Text()))
         if self.current == 0 and self.selected is not None and self._changes is not None:
             since = short_time(self._changes.a.started)
             for change in change_marks.of_address(self._changes, *self.selected):
@@ -286,12 +261,12 @@ class ChainPane(Pane):
             if v.error:
                 row("Validator", safe_text(v.error, "red"))
         row("Issuer", safe_text(c.issuer))
-        left = days_left(c.not_after)
+        state, left = expiry(c.not_after)  # the engine's threshold, not a second one
         if left is None:
             when = Text("?")
-        elif left < 0:
+        elif state == "expired":
             when = Text(f"EXPIRED {count(-left, 'day')} ago", "bold red")
-        elif left <= 14:
+        elif state == "soon":
             when = Text(f"{count(left, 'day')} left", "bold yellow")
         else:
             when = Text(f"{count(left, 'day')} left", "green")
@@ -314,4 +289,17 @@ class ChainPane(Pane):
             for url in urls:
                 row(name, safe_text(url))
         row("Source", Text(_SOURCE.get(link.source, link.source)))
-        detail.update(out)
+        scroll = self.query_one("#chain-detail-scroll", VerticalScroll)
+        width = scroll.scrollable_content_region.width  # 0 before the first layout
+        self._wrapped_at = width
+        detail.update(hanging(rows, width or 76))
+        if not width:
+            self.call_after_refresh(self._rewrap)
+
+    def _rewrap(self) -> None:
+        scroll = self.query_one("#chain-detail-scroll", VerticalScroll)
+        if scroll.scrollable_content_region.width != self._wrapped_at:
+            self._render_detail()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._rewrap)  # the wrapped rows depend on the width

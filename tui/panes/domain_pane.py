@@ -7,8 +7,6 @@ other panes show.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.message import Message
@@ -22,7 +20,6 @@ from probes.model.events import (
     DaneChecked,
     DiagnosisFinished,
     Event,
-    Finding,
     FindingRaised,
     MtaStsChecked,
     MxHost,
@@ -33,7 +30,6 @@ from probes.model.events import (
     TlsRptChecked,
 )
 from probes.model.findings import SEVERITY_ORDER
-from probes.model.names import mx_matches
 
 from .. import change_marks
 from ..safe import join, mark, safe_text
@@ -85,9 +81,6 @@ class DomainPane(Pane):
         self.cname: dict[str, str | None] = {}
         self.ptr: dict[str, PtrResolved] = {}
         self.session: dict[AddrKey, str] = {}  # "running" / "done" / "stopped"
-        self.findings: dict[AddrKey, list[str]] = defaultdict(list)
-        self.host_findings: dict[str, list[str]] = defaultdict(list)
-        self.graded: list[Finding] = []  # as raised: already graded for the sender policy
         self.mtasts: MtaStsChecked | None = None
         self.tlsrpt: TlsRptChecked | None = None
         self.dane: dict[str, DaneChecked] = {}
@@ -122,7 +115,8 @@ class DomainPane(Pane):
 
     def status(self, key: AddrKey) -> str:
         """error beats everything (it is final); otherwise the session's progress decides."""
-        sevs = self.findings.get(key, []) + self.host_findings.get(key[0], [])
+        worst = self.report.address_status(*key) if self.report is not None else None
+        sevs = [worst] if worst else []
         state = self.session.get(key)
         if "error" in sevs:
             return "error"
@@ -171,19 +165,12 @@ class DomainPane(Pane):
                 self.session[key] = "ok" if event.outcome == "ok" else "stopped"
                 self._relabel(key)
         elif isinstance(event, FindingRaised):
-            f = event.finding
-            self.graded.append(f)
+            f = event.finding  # already in the report: the marks are its answer
             if f.id.startswith(("mtasts.", "dane.")):
                 self._render_policies()
-            if f.where.address is not None:
-                key = (f.where.host, f.where.address)
-                self.findings[key].append(f.severity)
-                self._relabel(key)
-            else:
-                self.host_findings[f.where.host].append(f.severity)
-                for key in list(self._addr_nodes):
-                    if key[0] == f.where.host:
-                        self._relabel(key)
+            for key in list(self._addr_nodes):
+                if key[0] == f.where.host and f.where.address in (None, key[1]):
+                    self._relabel(key)
             self._relabel_host(f.where.host)
         elif isinstance(event, MtaStsChecked):
             self.mtasts = event
@@ -200,11 +187,17 @@ class DomainPane(Pane):
             self._relabel_all()
             self._render_policies()  # "not checked yet" becomes "not checked"
 
+    def regraded(self) -> None:
+        """The report's findings were graded again (a kept connector): redraw the marks."""
+        self._relabel_all()
+        self._render_policies()
+
     def mark_failed(self, error: str) -> None:
         """The check could not be made (bad input, a resolver that does not answer)."""
         self.finished = DiagnosisFinished(self.domain or "", 0.0, None, error)
         self._render_root()
         self._relabel_all()
+        self._render_policies()  # "not checked", not "not checked yet": nothing will come
 
     def mark_cancelled(self) -> None:
         self.cancelled = True
@@ -259,12 +252,15 @@ class DomainPane(Pane):
                 parts.append(Text("null MX: accepts no mail", "bold red"))
             elif mx.implicit:
                 parts.append(Text("no MX: implicit MX (the domain's own address)", "yellow"))
+            elif mx.overridden:
+                parts.append(Text(f"{len(mx.hosts)} host(s) from --mx, no MX lookup", "dim"))
             else:
                 parts.append(Text(f"{len(mx.hosts)} MX", "dim"))
         if self.finished is not None:
             if self.cancelled:
                 parts.append(Text("cancelled", "magenta"))
             elif self.finished.error:
+                # A tree label never wraps: pane 5 has the whole message.
                 parts.append(safe_text(f"could not check: {self.finished.error}", "bold red"))
             else:
                 parts.append(Text(f"done in {self.finished.elapsed_ms / 1000:.1f} s", "dim"))
@@ -286,7 +282,8 @@ class DomainPane(Pane):
         info = next((h for h in self.hosts if h.host == host), None)
         keys = [k for k in self._addr_nodes if k[0] == host]
         statuses = [self.status(k) for k in keys]
-        sevs = self.host_findings.get(host, [])
+        found = self.report.findings_for(host) if self.report is not None else []
+        sevs = [f.severity for f in found if f.where.address is None]
         worst = "pending"
         for s in ("error", "warning", "running", "cancelled", "ok"):
             if s in statuses or (s in ("error", "warning") and s in sevs):
@@ -324,6 +321,9 @@ class DomainPane(Pane):
                 else Text("(does not resolve back)", "yellow")
             )
             parts.extend([Text("PTR", "dim"), names, confirm])
+        session = self.report.session_at(*key) if self.report is not None else None
+        if session is not None and session.throttled:
+            parts.append(Text("throttled (421): no TLS verdict", "yellow"))
         changed = change_marks.tag(change_marks.of_address(self._changes, *key))
         if changed is not None:
             parts.append(changed)
@@ -349,9 +349,10 @@ class DomainPane(Pane):
         """The worst graded severity of the findings with this id prefix (about `host`, when
         given), None when there are none. The policy rows take their mark from this, so
         pane 1 never disagrees with the findings bar."""
+        graded = self.report.findings if self.report is not None else []
         sevs = [
             f.severity
-            for f in self.graded
+            for f in graded
             if f.id.startswith(prefix)
             and f.id != exclude
             and (host is None or f.where.host == host)
@@ -367,7 +368,7 @@ class DomainPane(Pane):
         )
         if self.mtasts is not None and self.mtasts.mode and self.hosts:
             for h in self.hosts:
-                covered = any(mx_matches(p, h.host) for p in self.mtasts.mx_patterns)
+                covered = bool(self.report and self.report.mtasts_covers(h.host))
                 # uncovered in testing mode is reported by mtasts.testing, not per host
                 sev = self._graded("mtasts.mx_not_covered", h.host) or ("ok" if covered else "info")
                 node.add_leaf(
@@ -423,7 +424,12 @@ class DomainPane(Pane):
 
     def _dnssec_label(self) -> Text:
         if self.mx is None:
-            return join(mark("pending"), Text("DNSSEC: not checked yet"))
+            return join(
+                mark("pending"),
+                Text("DNSSEC: not checked" + ("" if self.finished else " yet")),
+            )
+        if self.mx.overridden:
+            return join(mark("pending"), Text("DNSSEC: MX not looked up (--mx names the hosts)"))
         if self.mx.authenticated:
             return join(mark("ok"), Text("DNSSEC: MX answer validated (AD)"))
         return join(mark("info"), Text("DNSSEC: MX answer not validated (no AD)"))

@@ -1,44 +1,31 @@
 """Pane 4: every OCSP, CRL and caIssuers URL of the chosen address's chain, as a table that
-fills in as the fetches finish: kind, host, result, HTTP status, latency, OCSP status or CRL
-freshness. The firewall list ("f") covers the endpoints of every MX, not just this one.
+fills in as the fetches finish: result, kind, detail (OCSP status, CRL freshness, the error),
+host, HTTP status, latency. The rows are the report's answer (`Report.endpoints_for`); the
+firewall list ("f") is the report's too and covers every MX, not just this one.
 """
 
 from __future__ import annotations
-
-from urllib.parse import urlsplit
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from probes.model.events import EndpointChecked, Event
+from probes.model.events import (
+    ChainValidated,
+    DiagnosisFinished,
+    EndpointChecked,
+    Event,
+    SessionFinished,
+)
 
 from ..safe import join, mark, safe_text
 from . import AddrKey, Pane
 
 _KIND = {"ocsp": "OCSP", "crl": "CRL", "ca_issuers": "caIssuers"}
-COLUMNS = ("Result", "Kind", "Host", "HTTP", "ms", "Detail", "URL")
-
-
-def host_port(url: str, host: str | None = None) -> str:
-    """ "host:port" a firewall must allow for url (80 for http, 443 for https by default)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return host or url
-    name = parts.hostname or host or ""
-    if port is None:
-        port = 443 if parts.scheme == "https" else 80
-    if ":" in name:  # an IPv6 literal
-        name = f"[{name}]"
-    return f"{name}:{port}"
-
-
-def firewall_lines(endpoints: list[EndpointChecked]) -> list[str]:
-    """Unique host:port entries, sorted, for a firewall's outbound allow list."""
-    return sorted({host_port(e.url, e.host) for e in endpoints})
+# Detail comes before Host: at 80 columns the table scrolls sideways, and what the result
+# means matters more than where it came from (the line under the table shows the whole row).
+COLUMNS = ("Result", "Kind", "Detail", "Host", "HTTP", "ms", "URL")
 
 
 class EndpointsPane(Pane):
@@ -67,24 +54,23 @@ class EndpointsPane(Pane):
 
     def reset(self) -> None:
         super().reset()
-        self.endpoints: list[EndpointChecked] = []
-        self.filter: set[str] = set()  # sha256 of the chosen address's certificates
+        self.everything = False  # every MX's endpoints, not the chosen address's
         self.table.clear()
         self._note()
         self._detail()
 
     def add_event(self, event: Event) -> None:
-        if not isinstance(event, EndpointChecked):
-            return
-        self.endpoints.append(event)
-        if self._wanted(event):
-            self._put_row(event)
-            self._note()
-            self._detail()
+        if isinstance(event, EndpointChecked):
+            if event in self.shown():
+                self._put_row(event)
+                self._note()
+                self._detail()
+        elif isinstance(event, (ChainValidated, SessionFinished, DiagnosisFinished)):
+            self._note()  # what the note says about an empty table may have changed
 
-    def show_address(self, key: AddrKey | None, fingerprints: set[str] | None = None) -> None:
+    def show_address(self, key: AddrKey | None, everything: bool = False) -> None:
         super().show_address(key)
-        self.filter = fingerprints or set()
+        self.everything = everything
         self._rebuild()
 
     def jump(self, url: str) -> bool:
@@ -105,26 +91,27 @@ class EndpointsPane(Pane):
             url = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         except Exception:  # no cursor row yet
             return None
-        matches = [e for e in self.endpoints if e.url == url and self._wanted(e)]
-        return matches[-1] if matches else None  # the latest result for that URL
+        return next((e for e in self.shown() if e.url == url), None)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
         self._detail()
 
     def shown(self) -> list[EndpointChecked]:
-        return [e for e in self.endpoints if self._wanted(e)]
+        """The rows: one per URL, its latest result."""
+        report = self.report
+        if report is None:
+            return []
+        if self.selected is None or self.everything:
+            return report.all_endpoints()
+        return report.endpoints_for(*self.selected)
 
     # ------------------------------------------------------------------ rendering
 
-    def _wanted(self, e: EndpointChecked) -> bool:
-        return not self.filter or e.for_cert in self.filter
-
     def _rebuild(self) -> None:
         self.table.clear()
-        for e in self.endpoints:
-            if self._wanted(e):
-                self._put_row(e)
+        for e in self.shown():
+            self._put_row(e)
         self._note()
         self._detail()
 
@@ -149,10 +136,10 @@ class EndpointsPane(Pane):
         return [
             result,
             Text(_KIND.get(e.kind, e.kind)),
+            join(*detail_parts) if detail_parts else Text("-"),
             safe_text(e.host),
             Text(str(e.status) if e.status is not None else "-"),
             Text(f"{e.ms:.0f}" if e.ms is not None else "-"),
-            join(*detail_parts) if detail_parts else Text("-"),
             safe_text(e.url, "dim"),
         ]
 
@@ -168,16 +155,32 @@ class EndpointsPane(Pane):
     def _note(self) -> None:
         note = self.query_one("#endpoints-note", Static)
         shown = self.shown()
-        if not self.endpoints:
-            note.update(Text("(no CA endpoints checked yet)", "dim"))
+        if not shown:
+            note.update(Text(self._why_empty(), "dim"))
             return
         bad = sum(1 for e in shown if not e.ok)
-        scope = "this address's chain" if self.filter else "all MX"
-        parts = [Text(f"{len(shown)} URLs for {scope}")]
+        scope = "this address's chain" if self.selected and not self.everything else "all MX"
+        parts = [Text(f"{len(shown)} URL{'s' if len(shown) != 1 else ''} for {scope}")]
         if bad:
             parts.append(Text(f"{bad} failing", "bold red"))
         parts.append(Text("f = copy firewall list", "dim"))
         note.update(join(*parts, sep=", "))
+
+    def _why_empty(self) -> str:
+        """Why there is no row, in words: not yet, never (no chain, nothing to check), or off."""
+        report = self.report
+        session = report.session_at(*self.selected) if report and self.selected else None
+        if report is None or session is None:
+            return "(no CA endpoints checked yet)"
+        if not report.options.endpoints:
+            return "(CA endpoint checks are off: --no-endpoints)"
+        if session.outcome is not None and session.chain is None:
+            return (
+                f"(no CA endpoints: the session stopped at {session.outcome}, before a certificate)"
+            )
+        if session.validation is not None and report.finished is not None:
+            return "(the chain names no OCSP, CRL or caIssuers URL)"
+        return "(no CA endpoints checked yet)"
 
     def _detail(self) -> None:
         detail = self.query_one("#endpoints-detail", Static)
@@ -192,7 +195,7 @@ class EndpointsPane(Pane):
             join(
                 Text(f"HTTP {e.status}" if e.status is not None else "no HTTP answer", "dim"),
                 Text(f"{e.ms:.0f} ms" if e.ms is not None else "", "dim"),
-                cells[5],
+                cells[COLUMNS.index("Detail")],
             )
         )
         detail.update(out)

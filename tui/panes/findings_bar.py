@@ -82,8 +82,9 @@ class FindingsBar(Pane):
         # A row the user moved to (keys are handled before this event, messages may not be).
         if lst.highlighted is not None and lst.highlighted != self._placed:
             self._chosen = self._highlighted() if lst.highlighted > 0 else None
-        self.findings.append(event.finding)
-        self.findings.sort(key=finding_order)
+        # The report has it already: the list is its findings, sorted for the view.
+        found = self.report.findings if self.report is not None else [*self.findings, event.finding]
+        self.findings = sorted(found, key=finding_order)
         lst.clear_options()
         lst.add_options(Option(self._prompt(f)) for f in self.findings)
         # A finding is always highlighted, so its why and fix show at once and Enter works
@@ -92,6 +93,39 @@ class FindingsBar(Pane):
         self._placed = self.findings.index(chosen) if chosen in self.findings else 0
         lst.highlighted = self._placed
         self._detail(self._highlighted())
+
+    def show_findings(self, findings: list[Finding]) -> None:
+        """Show the report's findings as graded now (a kept connector re-grades them),
+        keeping the user on the same finding (same id and place) when it is still there."""
+        chosen = self._highlighted() if self.olist.highlighted else None
+        self.findings = sorted(findings, key=finding_order)
+        lst = self.olist
+        lst.clear_options()
+        lst.add_options(Option(self._prompt(f)) for f in self.findings)
+        same = [
+            i
+            for i, f in enumerate(self.findings)
+            if chosen is not None and (f.id, f.where) == (chosen.id, chosen.where)
+        ]
+        self._chosen = self.findings[same[0]] if same else None
+        self._placed = same[0] if same else 0
+        if self.findings:
+            lst.highlighted = self._placed
+        self._detail(self._highlighted())
+        if self._changes is not None:
+            self.mark_changes(self._changes)  # the history marks and GONE rows again
+
+    def show_error(self, error: str) -> None:
+        """The check could not be made: say so in the list, and the whole message (which
+        the top line and pane 1 have no room for) wrapped below it."""
+        self.olist.clear_options()
+        self.olist.add_option(
+            Option(join(mark("error"), Text("The check could not be made.")), disabled=True)
+        )
+        detail = self.query_one("#findings-detail", Static)
+        detail.update(
+            join(safe_text(error), Text("\nr = run again, / = another domain", "dim"), sep="")
+        )
 
     def mark_changes(self, diff: RunDiff | None) -> None:
         """Mark findings that are new or re-graded since the last recorded check, and list

@@ -24,6 +24,7 @@ from probes.model.events import (
     TlsNegotiated,
     TlsVersionsProbed,
     TranscriptLine,
+    Waiting,
     Where,
 )
 from probes.report import versions_text
@@ -79,8 +80,8 @@ class TranscriptPane(Pane):
     def reset(self) -> None:
         super().reset()
         self.entries: dict[AddrKey, list[_Entry]] = defaultdict(list)
-        self.main_count: dict[AddrKey, int] = defaultdict(int)
         self.tls_steps_seen: set[AddrKey] = set()
+        self.waiting: dict[AddrKey, str] = {}  # what the engine says each session awaits
         # main sessions started and not finished: when the last line (or the start) arrived
         self.open_main: dict[AddrKey, tuple[float, Where]] = {}
         self.show_side = False
@@ -93,6 +94,11 @@ class TranscriptPane(Pane):
     # ------------------------------------------------------------------ events
 
     def add_event(self, event: Event) -> None:
+        if isinstance(event, Waiting):
+            key = key_of(event.where)
+            if key is not None and event.purpose == "main":
+                self.waiting[key] = event.what
+            return
         where = getattr(event, "where", None)
         if where is None or not isinstance(
             event,
@@ -105,8 +111,7 @@ class TranscriptPane(Pane):
         purpose = getattr(event, "purpose", "main")
         main_index: int | None = None
         if isinstance(event, TranscriptLine) and purpose == "main":
-            main_index = self.main_count[key]
-            self.main_count[key] += 1
+            main_index = event.index  # the engine numbers lines; evidence names that number
             if event.dir == "TLS":
                 self.tls_steps_seen.add(key)
         if isinstance(event, TlsNegotiated):
@@ -146,23 +151,9 @@ class TranscriptPane(Pane):
         self._render_header()
 
     def _waiting_for(self, key: AddrKey) -> str:
-        """What the open main session of `key` waits for, from its last line."""
-        last = next(
-            (
-                e.event
-                for e in reversed(self.entries.get(key, []))
-                if e.purpose == "main" and isinstance(e.event, TranscriptLine)
-            ),
-            None,
-        )
-        if last is None:
-            return "an answer"  # connected or not: the engine does not say until it times out
-        if last.dir == "C":
-            verb = last.text.split(" ", 1)[0][:20]
-            return f"the reply to {verb}"
-        if last.dir == "TLS":
-            return "the TLS handshake"
-        return "the server"
+        """What the open main session of `key` waits for, as the engine said (Waiting)."""
+        what = self.waiting.get(key)
+        return f"the {what}" if what else "an answer"
 
     def _tick(self) -> None:
         if self.selected in self.open_main:

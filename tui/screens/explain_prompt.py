@@ -28,8 +28,8 @@ from textual.worker import Worker, WorkerState
 from probes.interpret.explain import Explanation, explain, to_text
 from probes.model.errors import CheckError
 
+from ..safe import hanging
 from . import page
-from .walk_screen import hanging
 
 HINT = "Paste a bounce (NDR) or a mail log line: it is decoded below as you type."
 KEYS_NONE = "Nothing to check yet  PgUp/PgDn scroll  Esc/^g close"

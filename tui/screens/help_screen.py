@@ -10,6 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from ..keymap import ACTIONS, default_path, display_key, keys_for
+from ..safe import hanging
 
 PANES = (
     (
@@ -46,29 +47,41 @@ PANES = (
 )
 
 
-def help_text(keymap: dict[str, str]) -> Text:
-    out = Text()
-    out.append("mxlens: why does mail to this domain fail over TLS?\n\n", "bold")
-    out.append("Panes\n", "bold underline")
+def help_text(keymap: dict[str, str], width: int = 76) -> Text:
+    """The help, wrapped to `width` with every wrapped line under its own text (a key's
+    explanation under the explanation, not under the key)."""
+    rows: list[tuple[Text, Text]] = [
+        (Text(), Text("mxlens: why does mail to this domain fail over TLS?", "bold")),
+        (Text(), Text()),
+        (Text(), Text("Panes", "bold underline")),
+    ]
     for name, text in PANES:
-        out.append(f"{name}\n", "bold")
-        out.append(f"  {text}\n")
-    out.append("\nKeys\n", "bold underline")
+        rows.append((Text(), Text(name, "bold")))
+        rows.append((Text("  "), Text(text)))
+    rows += [(Text(), Text()), (Text(), Text("Keys", "bold underline"))]
     for a in ACTIONS:
         keys = ", ".join(display_key(k) for k in keys_for(a.id, keymap).split(","))
-        out.append(f"  {keys:<16}", "bold")
-        out.append(f"{a.help}  (id: {a.id})\n")
-    out.append(f"  {'ctrl+p':<16}", "bold")
-    out.append("Command palette: every action by name.\n")
-    out.append(f"  {'arrows, Enter':<16}", "bold")
-    out.append("Move and choose inside a pane. The mouse works too but is never needed.\n")
-    out.append("\nRemapping keys\n", "bold underline")
-    out.append(
-        f"  Put 'action_id = key' lines in {default_path()} (or the file named by $MXLENS_KEYS),\n"
-        "  e.g. 'quit = ctrl+q' or 'new_target = slash,g'. JSON ({\"quit\": \"ctrl+q\"}) works too.\n"
+        rows.append((Text(f"  {keys:<16}", "bold"), Text(f"{a.help}  (id: {a.id})")))
+    rows.append((Text(f"  {'ctrl+p':<16}", "bold"), Text("Command palette: every action by name.")))
+    rows.append(
+        (
+            Text(f"  {'arrows, Enter':<16}", "bold"),
+            Text("Move and choose inside a pane. The mouse works too but is never needed."),
+        )
     )
-    out.append("\nClose this help with Esc, q, ? or F1.\n", "dim")
-    return out
+    rows += [(Text(), Text()), (Text(), Text("Remapping keys", "bold underline"))]
+    rows.append(
+        (
+            Text("  "),
+            Text(
+                f"Put 'action_id = key' lines in {default_path()} (or the file named by "
+                "$MXLENS_KEYS), e.g. 'quit = ctrl+q' or 'new_target = slash,g'. JSON "
+                '({"quit": "ctrl+q"}) works too.'
+            ),
+        )
+    )
+    rows += [(Text(), Text()), (Text(), Text("Close this help with Esc, q, ? or F1.", "dim"))]
+    return hanging(rows, width)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -87,6 +100,16 @@ class HelpScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#help-body").focus()
+        self.call_after_refresh(self._fit)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._fit)
+
+    def _fit(self) -> None:
+        # wrapped to the real width once the layout is known, so the Static never re-wraps
+        width = self.query_one("#help-body", VerticalScroll).scrollable_content_region.width
+        if width:
+            self.query_one("#help-text", Static).update(help_text(self._keymap, width))
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -21,7 +21,7 @@ from textual.widgets.option_list import Option
 
 from probes.interpret.walk import Walk, WalkStep
 
-from ..safe import safe_text
+from ..safe import hanging, safe_text
 from . import page
 
 KEYS_HINT = "Up/Down step  Enter evidence  PgUp/PgDn scroll text  q/Esc close"
@@ -38,24 +38,6 @@ def step_label(index: int, step: WalkStep) -> Text:
     ids = step.findings + step.notes
     if ids:
         out.append(f"  {' '.join(ids)}", "yellow" if step.status != "fail" else "red")
-    return out
-
-
-def hanging(rows: list[tuple[Text, Text]], width: int, console: Console) -> Text:
-    """Each (label, body) row with the body wrapped under itself, not under the label.
-
-    Still one `Text` (never markup), so what it shows is exactly its plain text. `width` is
-    the columns available; the caller re-renders when that changes.
-    """
-    out = Text()
-    for label, body in rows:
-        indent = Text(" " * label.cell_len)
-        lines = body.wrap(console, max(10, width - label.cell_len)) if body.plain else [body]
-        for number, line in enumerate(lines):
-            out.append_text(label if number == 0 else indent)
-            out.append_text(line)
-            out.append("\n")
-    out.rstrip()
     return out
 
 
@@ -149,6 +131,15 @@ class WalkScreen(ModalScreen[WalkStep | None]):
         scroll = self.query_one("#walk-scroll", VerticalScroll)
         width = scroll.scrollable_content_region.width or 76  # 0 before the first layout
         detail = step_detail(self.walk.steps[index], width, self.app.console)
+        if self.walk.elsewhere:
+            # The verdict says "Other MX differ (N notes below)": these are the notes.
+            label = Text("Other MX: ", "bold")
+            rows = [
+                (label if i == 0 else Text(" " * label.cell_len), safe_text(line))
+                for i, line in enumerate(self.walk.elsewhere)
+            ]
+            detail.append("\n\n")
+            detail.append_text(hanging(rows, width, self.app.console))
         self.query_one("#walk-detail", Static).update(detail)
         self.query_one("#walk-scroll", VerticalScroll).scroll_home(animate=False)
 
