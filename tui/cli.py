@@ -268,7 +268,7 @@ def _parser_for(command: str) -> _Parser:
         p = _Parser(
             prog="mxlens",
             usage="mxlens [DOMAIN] [options]  (the terminal UI)\n"
-            "       mxlens {check,explain,history,diff,watch,audit,listen,cert,lab,demo} ...  "
+            "       mxlens {check,explain,history,diff,watch,lab,demo} ...  "
             "(mxlens COMMAND --help)\n"
             "       mxlens --version",
             description="Find out why mail to a domain fails over TLS. Commands: check "
