@@ -63,6 +63,10 @@ Ids that cannot be staged locally, or are staged by the hostile peers of tests/h
 rather than by a scenario (NOT_STAGED below, with the reason):
 - smtp.not_tested_from_here: needs an IPv6 address this host has no route to, and the lab
   and its tests use loopback only. Its classification is unit-tested (tests/test_smtp.py).
+- listen.*, cert.not_client_auth, cert.key_mismatch, cert.no_key: findings of `mxlens listen`
+  and `mxlens cert` (our own sending side), which a check of a domain never raises. They are
+  staged by tests/test_listener.py, tests/test_certfile.py and, with real Postfix,
+  Exim and swaks senders, tests/integration/test_listen.py.
 - dane.required: raised only by the connector simulation (exo-smtpdane-mandatory), never by
   `mxlens check` itself; tests/test_connectors.py stages it on the healthy scenario.
 - ca.provider_root_missing: needs an Exchange Online MX name; the lab serves lab.test only.
@@ -89,8 +93,22 @@ from typing import Any
 from probes.interpret.walk import STEPS as STEPS
 from probes.model.options import Policy
 
+_OWN_SIDE = "raised by mxlens listen / mxlens cert about our own sending side, never by check: tests/test_listener.py and tests/test_certfile.py and tests/integration/test_listen.py stage it"
 NOT_STAGED: dict[str, str] = {
     "smtp.not_tested_from_here": "needs an unroutable IPv6 address; the lab is loopback only",
+    **{
+        fid: _OWN_SIDE
+        for fid in (
+            "listen.no_tls",
+            "listen.no_client_cert",
+            "listen.sender_name_mismatch",
+            "listen.not_accepted_domain",
+            "listen.handshake_failed",
+            "cert.not_client_auth",
+            "cert.key_mismatch",
+            "cert.no_key",
+        )
+    },
     "dane.required": "raised by the connector simulation only (exo-smtpdane-mandatory on a domain without DANE); tests/test_connectors.py stages it on healthy",
     "ca.provider_root_missing": "needs an Exchange Online MX name (mail.protection.outlook.com, mx.microsoft); the lab serves lab.test only",
     # Staged by purpose-built hostile peers instead (tests/hostile/), not by a lab scenario:

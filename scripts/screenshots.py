@@ -116,6 +116,71 @@ async def take(lab: Lab, shot: Shot, out: Path, theme: str, scratch: Path) -> Pa
         return Path(app.save_screenshot(shot.filename, str(out)))
 
 
+LISTEN_SHOT = "listen.svg"
+
+
+def _deliver(port: int, chain: Path, key: Path, ehlo: str) -> None:
+    """One message to the listen screen, as a sending MTA with a client certificate does."""
+    import smtplib
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.load_cert_chain(str(chain), str(key))
+    with smtplib.SMTP("127.0.0.1", port, local_hostname=ehlo, timeout=20) as smtp:
+        smtp.starttls(context=ctx)
+        smtp.ehlo(ehlo)
+        smtp.sendmail("postmaster@contoso.test", ["test@partner.test"], b"Subject: t\r\n\r\nhi\r\n")
+
+
+async def take_listen(lab: Lab, out: Path, theme: str, scratch: Path) -> Path:
+    """The listen screen after two senders: one with its full chain, one that forgot the
+    intermediate (the hybrid-connector classic), the second one selected."""
+    from tui.screens.listen_screen import ListenScreen, listen_options_for
+
+    assert lab.pki is not None
+    ca = lab.pki.intermediate("contoso-issuing-ca", lab.root)
+    leaf = lab.pki.leaf(ca, ["mail.contoso.test"], eku=["serverAuth", "clientAuth"])
+    key = scratch / "client.key"
+    key.write_bytes(leaf.key_pem())
+    full = scratch / "full.pem"
+    full.write_bytes(leaf.pem_chain())
+    bare = scratch / "bare.pem"
+    bare.write_bytes(leaf.pem_chain(include_intermediates=False))
+    app = MxLensApp(
+        "healthy.lab.test",
+        lab.options("healthy"),
+        keymap_path=scratch / "no-keys.conf",
+        export_dir=scratch,
+        theme=theme,
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(600):
+            if app.run_id and not app.running:
+                break
+            await pilot.pause(0.05)
+        screen = ListenScreen(listen_options_for(lab.options("healthy"), port=0))
+        await app.push_screen(screen)
+        for _ in range(200):
+            if screen.ready is not None:
+                break
+            await pilot.pause(0.05)
+        if screen.ready is None:
+            raise RuntimeError(f"the listen screen did not start: {screen.error}")
+        port = screen.ready.port
+        await asyncio.to_thread(_deliver, port, full, key, "mail.contoso.test")
+        await asyncio.to_thread(_deliver, port, bare, key, "hybrid.contoso.test")
+        for _ in range(200):
+            if len(screen.done) == 2:
+                break
+            await pilot.pause(0.05)
+        await pilot.press("down")
+        await pilot.pause(0.3)
+        app.title = "mxlens: listen, the certificate your own server presents"
+        return Path(app.save_screenshot(LISTEN_SHOT, str(out)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "screenshots")
@@ -127,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         for shot in SHOTS:
             path = asyncio.run(take(lab, shot, args.out, args.theme, Path(scratch)))
             print(f"{path}  ({shot.scenario}, {shot.size[0]}x{shot.size[1]})")
+        path = asyncio.run(take_listen(lab, args.out, args.theme, Path(scratch)))
+        print(f"{path}  (listen screen, 120x40)")
     return 0
 
 

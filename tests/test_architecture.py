@@ -149,6 +149,35 @@ def test_engine_import_graph_has_no_cycle() -> None:
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
 
 
+# The engine's layers, lowest first: a layer may import itself and the layers below it.
+LAYERS = ("probes.model", "probes.net", "probes.checks")
+
+
+def _layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for module, targets in graph.items():
+        own = next((i for i, layer in enumerate(LAYERS) if module.startswith(layer + ".")), None)
+        if own is None:
+            continue
+        for target in targets:
+            if not any(target == lay or target.startswith(lay + ".") for lay in LAYERS[: own + 1]):
+                bad.append(f"{module} imports {target}")
+    return bad
+
+
+def test_layers_point_one_way() -> None:
+    # model imports nothing of ours outside model; net only model; checks only net and model.
+    graph = _engine_graph()
+    assert any(m.startswith("probes.checks.") for m in graph)
+    assert _layer_violations(graph) == []
+
+
+def test_layer_checker_sees_a_violation() -> None:
+    assert _layer_violations({"probes.model.events": {"probes.net.dns"}}) == [
+        "probes.model.events imports probes.net.dns"
+    ]
+
+
 def test_cycle_finder_finds_a_cycle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None

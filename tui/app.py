@@ -823,6 +823,11 @@ class MxLensApp(App[int]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.keymap))
 
+    def action_listen(self) -> None:
+        from .screens.listen_screen import ListenScreen, listen_options_for
+
+        self.push_screen(ListenScreen(listen_options_for(self.user_options)))
+
     def action_side_probes(self) -> None:
         self.transcript_pane.toggle_side()
 

@@ -23,13 +23,26 @@ if TYPE_CHECKING:
     from probes.history.diff import RunDiff
 
 EXIT_BAD_INPUT = 3
-COMMANDS = ("check", "lab", "demo", "explain", "history", "diff", "watch", "audit")
+COMMANDS = (
+    "check",
+    "lab",
+    "demo",
+    "explain",
+    "history",
+    "diff",
+    "watch",
+    "audit",
+    "listen",
+    "cert",
+)
 # Commands whose parser and handler live in their own module (tui/commands/).
 _COMMAND_MODULES = {
     "history": "tui.commands.history",
     "diff": "tui.commands.diff",
     "watch": "tui.commands.watch",
     "audit": "tui.commands.audit",
+    "listen": "tui.commands.listen",
+    "cert": "tui.commands.cert",
 }
 
 
@@ -263,7 +276,7 @@ def _parser_for(command: str) -> _Parser:
             "       mxlens --version",
             description="Find out why mail to a domain fails over TLS. Commands: check "
             "(headless report), explain (decode a bounce), history, diff, watch (recorded "
-            "checks), lab (run the built-in lab), demo (the UI on the lab); without a "
+            "checks), listen, cert (our own sending side), lab (run the built-in lab), demo (the UI on the lab); without a "
             "command, open the terminal UI.",
             epilog=EXIT_CODES_HELP,
         )

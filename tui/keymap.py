@@ -108,6 +108,14 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Explain",
         "Paste a bounce or mail log line: decode it, then check the domain it names.",
     ),
+    ActionSpec(
+        "listen",
+        "l",
+        "listen",
+        "Listen",
+        "Our own side: receive test mail from your sending server and judge the certificate it presents.",
+        show=False,  # the 80x24 key bar is full; the help screen and the palette list it
+    ),
     ActionSpec("help", "question_mark,f1", "help", "Help", "Show the help screen (also F1)."),
     ActionSpec(
         "pane_1", "1", "pane(1)", "Domain", "Go to pane 1: domain, MX and policies.", show=False

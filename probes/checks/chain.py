@@ -342,10 +342,18 @@ async def validate_chain(
     fetcher: Fetcher,
     roots: Roots,
     now: datetime | None = None,
+    leaf_role: str = "the server certificate",
+    supplier: str = "the server",
+    server_eku: bool = True,
 ) -> AsyncIterator[Event]:
     """Validate the chain a server sent. Yields one ChainValidated, then one FindingRaised per
     problem. Each problem is judged on its own (dates, trust, names, keys, signatures, EKU), so
-    an expired certificate is reported as expired and not also as untrusted."""
+    an expired certificate is reported as expired and not also as untrusted.
+
+    A sending server's client chain (`mxlens listen`) and a certificate file (`mxlens cert`)
+    are validated by this same code: `leaf_role` and `supplier` only change the wording of the
+    summaries ("the client certificate", "the sender did not send"), and `server_eku=False`
+    leaves the serverAuth check out for a certificate that only has to authenticate a client."""
     moment = now or datetime.now(timezone.utc)
     if not sent:
         yield ChainValidated(
@@ -366,7 +374,7 @@ async def validate_chain(
             where,
             False,
             tuple(ChainLink(c, "sent") for c in sent),
-            "the server certificate cannot be parsed",
+            f"{leaf_role} cannot be parsed",
             roots.description,
             tuple(names),
             None,
@@ -377,7 +385,7 @@ async def validate_chain(
             raise_finding(
                 "cert.unparseable",
                 where,
-                f"the server certificate ({sent[0].sha256[:16]}...) cannot be parsed: "
+                f"{leaf_role} ({sent[0].sha256[:16]}...) cannot be parsed: "
                 f"{sent[0].subject.removeprefix('(unparsable certificate: ').rstrip(')')}",
                 evidence=("cert:0",),
             )
@@ -398,7 +406,7 @@ async def validate_chain(
         findings.append(
             (
                 "cert.unparseable",
-                f"the server certificate ({_label(leaf_info)}) cannot be parsed: {unreadable}",
+                f"{leaf_role} ({_label(leaf_info)}) cannot be parsed: {unreadable}",
                 0,
             )
         )
@@ -438,7 +446,7 @@ async def validate_chain(
     date_problem = False
     for i, (cert, _src) in enumerate(examined):
         info = infos[i]
-        role = "the server certificate" if i == 0 else f"chain certificate {i}"
+        role = leaf_role if i == 0 else f"chain certificate {i}"
         if _not_after(cert) < moment:
             date_problem = True
             findings.append(
@@ -458,7 +466,7 @@ async def validate_chain(
         findings.append(
             (
                 "cert.expires_soon",
-                f"the server certificate ({_label(leaf_info)}) expires on "
+                f"{leaf_role} ({_label(leaf_info)}) expires on "
                 f"{leaf_info.not_after} (in {count(days, 'day')})",
                 0,
             )
@@ -503,7 +511,7 @@ async def validate_chain(
             findings.append(
                 (
                     "cert.self_signed",
-                    f"the server certificate ({_label(leaf_info)}) is self-signed and "
+                    f"{leaf_role} ({_label(leaf_info)}) is self-signed and "
                     f"not in the trust store ({roots.description})",
                     0,
                 )
@@ -570,7 +578,7 @@ async def validate_chain(
             findings.append(
                 (
                     "cert.incomplete_chain",
-                    f"the server did not send the intermediate certificate(s) "
+                    f"{supplier} did not send the intermediate certificate(s) "
                     f"{from_aia}; the chain validates only after fetching them via AIA",
                     next(i for i, (_, s) in enumerate(path) if s == "aia"),
                 )
@@ -606,15 +614,19 @@ async def validate_chain(
         findings.append(
             (
                 "cert.no_san",
-                f"the server certificate has no subjectAltName, only CN {leaf_info.common_name}",
+                f"{leaf_role} has no subjectAltName, only CN {leaf_info.common_name}",
                 0,
             )
         )
-    if leaf_info.eku and not {"serverAuth", "anyExtendedKeyUsage"} & set(leaf_info.eku):
+    if (
+        server_eku
+        and leaf_info.eku
+        and not {"serverAuth", "anyExtendedKeyUsage"} & set(leaf_info.eku)
+    ):
         findings.append(
             (
                 "cert.not_server_auth",
-                f"the server certificate's extended key usage is "
+                f"{leaf_role}'s extended key usage is "
                 f"{', '.join(leaf_info.eku)}, without serverAuth",
                 0,
             )

@@ -105,6 +105,16 @@ STEP_OF: dict[str, str] = {
     "cert.weak_key": "chain_trusted",
     "cert.weak_signature": "chain_trusted",
     "cert.not_server_auth": "chain_trusted",
+    # Raised by `mxlens listen` / `mxlens cert` about our own side, never by a check; mapped
+    # to the step of the same name so every catalog id has one.
+    "cert.not_client_auth": "chain_trusted",
+    "cert.key_mismatch": "handshake",
+    "cert.no_key": VERDICT,
+    "listen.no_tls": "starttls_accepted",
+    "listen.handshake_failed": "handshake",
+    "listen.no_client_cert": "chain_trusted",
+    "listen.sender_name_mismatch": "name_match",
+    "listen.not_accepted_domain": "name_match",
     "cert.name_mismatch": "name_match",
     "cert.expected_name_mismatch": "name_match",
     "cert.no_san": "name_match",

@@ -100,6 +100,7 @@ class Postfix:
         key_pem: bytes | None,
         main: dict[str, str] | None = None,
         root: str | None = None,
+        master_extra: str = "",
     ) -> None:
         self.name = name
         self.address = address
@@ -108,6 +109,8 @@ class Postfix:
         self.chain_pem = chain_pem
         self.key_pem = key_pem
         self.main_overrides = dict(main or {})
+        # More master.cf services, e.g. smtp client transports for an instance that sends.
+        self.master_extra = master_extra
         # Short paths: Postfix's unix sockets live under queue/ and AF_UNIX paths are
         # limited to 108 bytes, which pytest's deep tmp_path can exceed.
         self.base = Path(tempfile.mkdtemp(prefix=f"mxpf-{name[:12]}-", dir=root))
@@ -163,7 +166,7 @@ class Postfix:
         lines = [f"{k} = {v}\n" for k, v in self.main_cf().items()]
         (self.config_dir / "main.cf").write_text("".join(lines))
         (self.config_dir / "master.cf").write_text(
-            _MASTER_CF.format(address=self.address, port=self.port)
+            _MASTER_CF.format(address=self.address, port=self.port) + self.master_extra
         )
         if self.chain_pem is not None and self.key_pem is not None:
             tls = self.base / "tls"
