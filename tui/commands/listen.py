@@ -95,12 +95,13 @@ def options_from(ns: argparse.Namespace) -> ListenOptions:
         resolver=parse_resolver(ns.resolver) if ns.resolver else None,
         private_endpoints=ns.allow_private_endpoints,
     )
+    from probes.model.names import canonical
     from probes.net.dns import to_ascii
 
     accepted: list[str] = []
     for domain in ns.accepted_domain:
         try:
-            accepted.append(to_ascii(domain.strip()).rstrip(".").lower())
+            accepted.append(canonical(to_ascii(domain.strip())))
         except CheckError as exc:
             raise CheckError(f"bad --accepted-domain {domain!r}: {exc}") from None
     receiver = receiver_from(ns)
