@@ -6,16 +6,11 @@ import argparse
 
 from probes.model.errors import CheckError
 from probes.ownside.judge import RECEIVERS, ReceiverProfile, get_receiver
+from tui.cli import add_trust_store_options
 
 
 def add_trust_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ca-file", metavar="PEM", help="trust exactly the roots in this PEM file")
-    p.add_argument(
-        "--trust",
-        choices=("certifi", "system"),
-        default="certifi",
-        help="trust store when no --ca-file (default certifi)",
-    )
+    add_trust_store_options(p)
     p.add_argument(
         "--expect-name",
         metavar="NAME",
