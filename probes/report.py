@@ -427,21 +427,7 @@ class Report:
             "tls_versions": dict(s.versions.accepted) if s.versions else None,
             "chain": chain,
             "validation": validation,
-            "endpoints": [
-                {
-                    "kind": e.kind,
-                    "url": e.url,
-                    "host": e.host,
-                    "ok": e.ok,
-                    "status": e.status,
-                    "ms": e.ms,
-                    "error": e.error,
-                    "detail": e.detail,
-                    "cert_status": e.cert_status,
-                    "for_cert": e.for_cert,
-                }
-                for e in s.endpoints
-            ],
+            "endpoints": [_endpoint_json(e) for e in s.endpoints],
             "dane": _plain(s.dane),
             "side_probes": [_side_probe_json(p, s) for p in s.side_probes],
         }
@@ -655,6 +641,21 @@ def trust_summary(validation: ChainValidated) -> str:
     if validation.error:
         return f"NOT trusted: {validation.error}"
     return "NOT trusted: no path to a trusted root"
+
+
+def _endpoint_json(e: EndpointChecked) -> dict[str, Any]:
+    return {
+        "kind": e.kind,
+        "url": e.url,
+        "host": e.host,
+        "ok": e.ok,
+        "status": e.status,
+        "ms": e.ms,
+        "error": e.error,
+        "detail": e.detail,
+        "cert_status": e.cert_status,
+        "for_cert": e.for_cert,
+    }
 
 
 def _cert_json(cert: Any, source: str) -> dict[str, Any]:

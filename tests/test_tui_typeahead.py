@@ -15,7 +15,7 @@ from textual.widgets import Input, OptionList
 
 from tests.support.ui import SMALL, finish, make_app, screen_text
 from tui.app import MxLensApp
-from tui.screens.target_prompt import TargetPrompt, matching
+from tui.screens.target_prompt import TargetPrompt, chosen, matching
 
 pytestmark = pytest.mark.ui
 
@@ -102,6 +102,29 @@ def test_filter_matches_every_word_in_domain_or_description() -> None:
     assert matching(choices, "LEAF exp") == [choices[0]]
     assert matching(choices, "b.lab starttls") == [choices[1]]
     assert matching(choices, "nothing") == []
+
+
+def test_enter_takes_a_short_name_or_the_one_domain_left() -> None:
+    choices = [("expired.lab.test", "leaf expired"), ("expires-soon.lab.test", "5 days left")]
+    assert chosen(choices, "expired") == "expired.lab.test"  # a short name, not a prefix
+    assert chosen(choices, "Expires-Soon") == "expires-soon.lab.test"
+    assert chosen(choices, "5 days") == "expires-soon.lab.test"  # one domain left
+    assert chosen(choices, "expir") == "expir"  # two left: as typed (the check then says why)
+    assert chosen(choices, "partner.example") == "partner.example"  # a domain: as typed
+    assert chosen([], "expired") == "expired"  # outside the lab: as typed
+
+
+async def test_a_short_lab_name_and_enter_checks_that_domain(tmp_path: Path) -> None:
+    choices = [("healthy.lab.test", "Everything right"), ("expired.lab.test", "expired")]
+    app = make_app(tmp_path)
+    async with app.run_test(size=SMALL) as pilot:
+        await finish(pilot, app)
+        picked: list[str | None] = []
+        app.push_screen(TargetPrompt(app.target, choices), picked.append)
+        await pilot.pause()
+        await pilot.press(*"expired", "enter")
+        await pilot.pause()
+        assert picked == ["expired.lab.test"]
 
 
 async def test_lab_mode_offers_every_scenario_without_a_lab_running(tmp_path: Path) -> None:

@@ -81,18 +81,23 @@ def _add_plumbing_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--implicit-tls", action="store_true", help="TLS from the first byte (port 465 style)"
     )
+    add_trust_store_options(p)
+    p.add_argument(
+        "--https-port",
+        default="443",
+        metavar="N",
+        help="port of the MTA-STS policy server (default 443; the lab's command lines set it)",
+    )
+
+
+def add_trust_store_options(p: argparse.ArgumentParser) -> None:
+    """--ca-file and --trust, the same for check and for listen and cert (ownside_args)."""
     p.add_argument("--ca-file", metavar="PEM", help="trust exactly the roots in this PEM file")
     p.add_argument(
         "--trust",
         choices=("certifi", "system"),
         default="certifi",
         help="trust store when no --ca-file (default certifi)",
-    )
-    p.add_argument(
-        "--https-port",
-        default="443",
-        metavar="N",
-        help="port of the MTA-STS policy server (default 443; the lab's command lines set it)",
     )
 
 

@@ -24,6 +24,7 @@ from probes.audit.inputs import Item
 from probes.audit.rows import item_options
 from probes.audit.runner import Done, Limits
 from probes.model.errors import CheckError
+from probes.model.names import canonical
 from probes.model.options import MxOverride, Options
 from probes.net.dns import Resolver, to_ascii
 
@@ -56,7 +57,7 @@ async def _addresses(item: Item, options: Options, resolver: Resolver) -> set[st
         except CheckError:
             return set()
         answer = await resolver.query(domain, "MX")
-        hosts = [str(getattr(rd, "exchange", "")).rstrip(".").lower() for rd in answer.rdata]
+        hosts = [canonical(str(getattr(rd, "exchange", ""))) for rd in answer.rdata]
         hosts = [h for h in hosts if h] or [domain]
     found: set[str] = set()
     for host in hosts:

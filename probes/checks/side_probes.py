@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from functools import cache
 
@@ -445,22 +446,44 @@ async def _cipher_probe(
         )
     yield transcript.line("!", f"connection 1: TLSv1.2 only, offering only {families} suites")
     state = _Shake()
+    offer = TlsOffer("TLSv1.2", "TLSv1.2", ciphers)
+
+    def judge() -> list[Event]:
+        return _judge_cipher_probe(plan, state, rsa_names, ask_rsa, ask_weak, transcript, families)
+
+    async with aclosing(
+        _probe(plan, purpose, transcript, offer, state, "cipher probe", judge)
+    ) as run:
+        async for event in run:
+            yield event
+
+
+async def _probe(
+    plan: _Plan,
+    purpose: SessionPurpose,
+    transcript: Transcript,
+    offer: TlsOffer,
+    state: _Shake,
+    what: str,
+    judge: Callable[[], Iterable[Event]],
+) -> AsyncGenerator[Event, None]:
+    """One side-probe connection: what every probe shares around its own judgement.
+
+    The slot is taken only for the connection and freed, with the connection closed, whatever
+    happens (a probe that raises must not hold one of the three slots); SessionFinished comes
+    after, so a session is reported over once its slot is free. `judge` runs after the
+    handshake (and the throttle note) and before QUIT, to read `state` and fill `plan`.
+    Callers run it under `aclosing`: a probe closed early then closes the connection and frees
+    the slot at once, as the body written out in each probe did, not when it is collected."""
+    where = plan.where
     await plan.acquire_slot()
     try:
         async for event in _shake(
-            where,
-            plan.options,
-            transcript,
-            plan.ehlo_name,
-            TlsOffer("TLSv1.2", "TLSv1.2", ciphers),
-            state,
-            what="cipher probe",
+            where, plan.options, transcript, plan.ehlo_name, offer, state, what=what
         ):
             yield event
         plan.note_throttle(state)
-        for event in _judge_cipher_probe(
-            plan, state, rsa_names, ask_rsa, ask_weak, transcript, families
-        ):
+        for event in judge():
             yield event
         async for event in _finish(state.conn):
             yield event
@@ -603,35 +626,29 @@ async def _follow_up(plan: _Plan, check: SideCheck) -> AsyncIterator[Event]:
     yield transcript.line("!", f"connection 2: TLSv1.2 only, offering only {label} suites")
     state = _Shake()
     offer = TlsOffer("TLSv1.2", "TLSv1.2", ":".join(names) + ":@SECLEVEL=0")
-    await plan.acquire_slot()
-    try:
-        async for event in _shake(
-            where, plan.options, transcript, plan.ehlo_name, offer, state, what="cipher probe"
-        ):
-            yield event
-        plan.note_throttle(state)
+
+    def judge() -> list[Event]:
         if state.tls is not None:
-            for event in _accepted(plan, check, fid, state.tls, state, label):
-                yield event
-        elif state.refused:
-            yield plan.result(
-                check,
-                "not vulnerable",
-                f"refused ({state.error}), as it should be",
-                purpose,
-                ms=state.ms,
-                index=state.tls_index,
-            )
-            yield transcript.line("!", f"{label} suites refused, as they should be")
-        else:
-            yield plan.result(check, "inconclusive", state.why_untested(), purpose, ms=state.ms)
-        async for event in _finish(state.conn):
+            return _accepted(plan, check, fid, state.tls, state, label)
+        if state.refused:
+            return [
+                plan.result(
+                    check,
+                    "not vulnerable",
+                    f"refused ({state.error}), as it should be",
+                    purpose,
+                    ms=state.ms,
+                    index=state.tls_index,
+                ),
+                transcript.line("!", f"{label} suites refused, as they should be"),
+            ]
+        return [plan.result(check, "inconclusive", state.why_untested(), purpose, ms=state.ms)]
+
+    async with aclosing(
+        _probe(plan, purpose, transcript, offer, state, "cipher probe", judge)
+    ) as run:
+        async for event in run:
             yield event
-    finally:
-        if state.conn is not None:
-            await state.conn.close(linger=False)
-        plan.release_slot()
-    yield SessionFinished(where, purpose, state.stopped_at or "ok", _starttls(plan, state))
 
 
 async def _confirm_tls12(plan: _Plan) -> AsyncIterator[Event]:
@@ -644,29 +661,19 @@ async def _confirm_tls12(plan: _Plan) -> AsyncIterator[Event]:
     transcript = plan.transcript(purpose)
     yield transcript.line("!", "connection 2: offering TLSv1.2 only, every suite")
     state = _Shake()
-    await plan.acquire_slot()
-    try:
-        async for event in _shake(
-            where,
-            plan.options,
-            transcript,
-            plan.ehlo_name,
-            TlsOffer("TLSv1.2", "TLSv1.2"),
-            state,
-            what="TLS version sweep",
-        ):
-            yield event
-        plan.note_throttle(state)
+
+    def judge() -> list[Event]:
         if state.tested:
             plan.versions["TLSv1.2"] = state.tls is not None
             plan.evidence["TLSv1.2"] = f"tls-versions:{state.tls_index}"
-        async for event in _finish(state.conn):
+        return []
+
+    offer = TlsOffer("TLSv1.2", "TLSv1.2")
+    async with aclosing(
+        _probe(plan, purpose, transcript, offer, state, "TLS version sweep", judge)
+    ) as run:
+        async for event in run:
             yield event
-    finally:
-        if state.conn is not None:
-            await state.conn.close(linger=False)
-        plan.release_slot()
-    yield SessionFinished(where, purpose, state.stopped_at or "ok", _starttls(plan, state))
 
 
 async def _legacy_probe(plan: _Plan) -> AsyncIterator[Event]:
@@ -688,19 +695,8 @@ async def _legacy_probe(plan: _Plan) -> AsyncIterator[Event]:
     low, high = offerable[0], offerable[-1]
     shown = low if low == high else f"{low} to {high}"
     yield transcript.line("!", f"connection 1: offering {shown} only")
-    await plan.acquire_slot()
-    try:
-        async for event in _shake(
-            where,
-            plan.options,
-            transcript,
-            plan.ehlo_name,
-            TlsOffer(low, high),
-            state,
-            what="TLS version sweep",
-        ):
-            yield event
-        plan.note_throttle(state)
+
+    def judge() -> list[Event]:
         ref = f"tls-versions:{state.tls_index}"
         if state.tls is not None:
             got = state.tls.version
@@ -731,14 +727,14 @@ async def _legacy_probe(plan: _Plan) -> AsyncIterator[Event]:
         else:
             result = "inconclusive"
         index = state.tls_index if state.tested else None
-        yield plan.result("legacy-tls", result, why, purpose, ms=state.ms, index=index)
-        async for event in _finish(state.conn):
+        return [plan.result("legacy-tls", result, why, purpose, ms=state.ms, index=index)]
+
+    offer = TlsOffer(low, high)
+    async with aclosing(
+        _probe(plan, purpose, transcript, offer, state, "TLS version sweep", judge)
+    ) as run:
+        async for event in run:
             yield event
-    finally:
-        if state.conn is not None:
-            await state.conn.close(linger=False)
-        plan.release_slot()
-    yield SessionFinished(where, purpose, state.stopped_at or "ok", _starttls(plan, state))
 
 
 async def _injection_test(plan: _Plan) -> AsyncIterator[Event]:

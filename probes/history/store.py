@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from probes.model.errors import CheckError
+from probes.model.names import canonical
 from probes.model.options import Options
 
 from .snapshot import snapshot
@@ -237,7 +238,7 @@ def options_json(options: Options) -> dict[str, Any]:
 def domain_key(doc: Mapping[str, Any]) -> str:
     """The domain a run is filed under: the target's ASCII form, lower case, no final dot."""
     name = doc.get("target_ascii") or doc.get("target") or ""
-    return str(name).strip().rstrip(".").lower()
+    return canonical(str(name))
 
 
 def _locked(exc: sqlite3.Error) -> bool:

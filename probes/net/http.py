@@ -53,6 +53,31 @@ class HttpResult:
     refused: bool = False
 
 
+def _failed(
+    url: str,
+    started: float,
+    error: str,
+    addresses: tuple[str, ...] = (),
+    proxy: str | None = None,
+    *,
+    refused: bool = False,
+) -> HttpResult:
+    """A fetch that got no usable answer, timed from `started` (the deadline's and every
+    other failure's result alike)."""
+    return HttpResult(
+        url=url,
+        ok=False,
+        status=None,
+        ms=round((time.monotonic() - started) * 1000, 1),
+        body=b"",
+        content_type=None,
+        error=error,
+        addresses=addresses,
+        via_proxy=proxy,
+        refused=refused,
+    )
+
+
 # Addresses of one host tried per fetch: a host with 100 silent addresses costs this many.
 MAX_ADDRESSES = 3
 # Fetches of one diagnosis running at once (each holds a socket and a body in memory).
@@ -204,15 +229,7 @@ class Fetcher:
                     timeout=deadline,
                 )
             except asyncio.TimeoutError:
-                return HttpResult(
-                    url=url,
-                    ok=False,
-                    status=None,
-                    ms=round((time.monotonic() - started) * 1000, 1),
-                    body=b"",
-                    content_type=None,
-                    error="timeout",
-                )
+                return _failed(url, started, "timeout")
 
     async def _fetch(
         self,
@@ -231,18 +248,7 @@ class Fetcher:
             *,
             refused: bool = False,
         ) -> HttpResult:
-            return HttpResult(
-                url=url,
-                ok=False,
-                status=None,
-                ms=round((time.monotonic() - started) * 1000, 1),
-                body=b"",
-                content_type=None,
-                error=error,
-                addresses=addresses,
-                via_proxy=proxy,
-                refused=refused,
-            )
+            return _failed(url, started, error, addresses, proxy, refused=refused)
 
         try:
             parsed = httpx.URL(url)

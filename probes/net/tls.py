@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ssl
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,18 +218,25 @@ def parse_server_hello(msg: bytes) -> tuple[bool, int | None]:
     pos = 34
     sid_len = body[pos]
     pos += 1 + sid_len + 2 + 1  # session id, cipher suite, compression method
+    for etype, edata in hello_extensions(body, pos):
+        if etype == 51 and len(edata) >= 2:  # key_share
+            return hrr, int.from_bytes(edata[:2], "big")
+    return hrr, None
+
+
+def hello_extensions(body: bytes, pos: int) -> Iterator[tuple[int, bytes]]:
+    """(type, data) of each extension of a ClientHello or ServerHello body whose extensions
+    length starts at `pos`; none when the body ends before it. A length that runs past the
+    end is cut at the end, never raised on: peers' hellos are parsed as they come."""
     if pos + 2 > len(body):
-        return hrr, None
+        return
     end = min(len(body), pos + 2 + int.from_bytes(body[pos : pos + 2], "big"))
     pos += 2
     while pos + 4 <= end:
         etype = int.from_bytes(body[pos : pos + 2], "big")
         elen = int.from_bytes(body[pos + 2 : pos + 4], "big")
-        edata = body[pos + 4 : pos + 4 + elen]
-        if etype == 51 and len(edata) >= 2:  # key_share
-            return hrr, int.from_bytes(edata[:2], "big")
+        yield etype, body[pos + 4 : pos + 4 + elen]
         pos += 4 + elen
-    return hrr, None
 
 
 _WIRE_VERSIONS = {0x0301: "TLSv1", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2", 0x0304: "TLSv1.3"}
@@ -245,17 +252,9 @@ def server_hello_version(msg: bytes) -> str | None:
     pos = 34
     sid_len = body[pos]
     pos += 1 + sid_len + 2 + 1
-    if pos + 2 > len(body):
-        return chosen
-    end = min(len(body), pos + 2 + int.from_bytes(body[pos : pos + 2], "big"))
-    pos += 2
-    while pos + 4 <= end:
-        etype = int.from_bytes(body[pos : pos + 2], "big")
-        elen = int.from_bytes(body[pos + 2 : pos + 4], "big")
-        edata = body[pos + 4 : pos + 4 + elen]
+    for etype, edata in hello_extensions(body, pos):
         if etype == 43 and len(edata) == 2:  # supported_versions (RFC 8446 4.2.1)
             return _WIRE_VERSIONS.get(int.from_bytes(edata, "big"), chosen)
-        pos += 4 + elen
     return chosen
 
 

@@ -35,7 +35,7 @@ from probes.model.events import (
 from probes.model.findings import exit_code, raise_finding, sort_findings, worst
 from probes.model.options import Options
 from probes.ownside.judge import ReceiverProfile, grade_for, verdict
-from probes.ownside.report import cert_json, finding_json
+from probes.ownside.report import cert_json, endpoint_json, finding_json, validation_json
 
 SCHEMA = "mxlens/cert/1"
 MAX_FILE = 1_000_000
@@ -76,7 +76,6 @@ class CertReport:
         return exit_code(self.findings)
 
     def to_json(self, version: str) -> dict[str, Any]:
-        path = self.validation.path if self.validation is not None else ()
         key = self.file.key
         return {
             "schema": SCHEMA,
@@ -91,28 +90,8 @@ class CertReport:
                 "type": _key_type(key) if key is not None else None,
             },
             "expect_name": self.expect_name,
-            "validation": None
-            if self.validation is None
-            else {
-                "trusted": self.validation.trusted,
-                "error": self.validation.error,
-                "trust_store": self.validation.trust_store,
-                "path": [cert_json(link.cert, link.source) for link in path],
-            },
-            "endpoints": [
-                {
-                    "kind": e.kind,
-                    "url": e.url,
-                    "host": e.host,
-                    "ok": e.ok,
-                    "status": e.status,
-                    "ms": e.ms,
-                    "error": e.error,
-                    "detail": e.detail,
-                    "for_cert": e.for_cert,
-                }
-                for e in self.endpoints
-            ],
+            "validation": validation_json(self.validation),
+            "endpoints": [endpoint_json(e) for e in self.endpoints],
             "connector": None
             if self.receiver is None
             else {"name": self.receiver.name, "title": self.receiver.title},

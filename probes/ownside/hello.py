@@ -11,7 +11,12 @@ import ssl
 from dataclasses import dataclass
 from functools import lru_cache
 
-from probes.net.tls import group_name, parse_server_hello, parse_server_key_exchange
+from probes.net.tls import (
+    group_name,
+    hello_extensions,
+    parse_server_hello,
+    parse_server_key_exchange,
+)
 
 _CT_HANDSHAKE = 22
 _VERSIONS = {
@@ -117,41 +122,30 @@ def parse_client_hello(msg: bytes) -> HelloOffer | None:
     sni: str | None = None
     sigalgs = 0
     alpn: tuple[str, ...] = ()
-    if pos + 2 <= len(body):
-        end = min(len(body), pos + 2 + int.from_bytes(body[pos : pos + 2], "big"))
-        pos += 2
-        while pos + 4 <= end:
-            etype = int.from_bytes(body[pos : pos + 2], "big")
-            elen = int.from_bytes(body[pos + 2 : pos + 4], "big")
-            ext = body[pos + 4 : pos + 4 + elen]
-            pos += 4 + elen
-            if etype == 0 and len(ext) >= 5:  # server_name: list of (type, name)
-                nlen = int.from_bytes(ext[3:5], "big")
-                if ext[2] == 0:
-                    sni = ext[5 : 5 + nlen].decode("ascii", "replace")
-            elif etype == 10 and len(ext) >= 2:  # supported_groups
-                items = ext[2 : 2 + int.from_bytes(ext[:2], "big")]
-                codes = [
-                    int.from_bytes(items[i : i + 2], "big") for i in range(0, len(items) - 1, 2)
-                ]
-                groups = tuple(group_name(c) for c in codes if not _grease(c))
-            elif etype == 43 and len(ext) >= 1:  # supported_versions
-                items = ext[1 : 1 + ext[0]]
-                codes = [
-                    int.from_bytes(items[i : i + 2], "big") for i in range(0, len(items) - 1, 2)
-                ]
-                versions = tuple(version_name(c) for c in codes if not _grease(c))
-            elif etype == 13 and len(ext) >= 2:  # signature_algorithms
-                sigalgs = int.from_bytes(ext[:2], "big") // 2
-            elif etype == 16 and len(ext) >= 2:  # ALPN
-                items = ext[2 : 2 + int.from_bytes(ext[:2], "big")]
-                names: list[str] = []
-                i = 0
-                while i < len(items):
-                    n = items[i]
-                    names.append(items[i + 1 : i + 1 + n].decode("ascii", "replace"))
-                    i += 1 + n
-                alpn = tuple(names)
+    for etype, ext in hello_extensions(body, pos):
+        if etype == 0 and len(ext) >= 5:  # server_name: list of (type, name)
+            nlen = int.from_bytes(ext[3:5], "big")
+            if ext[2] == 0:
+                sni = ext[5 : 5 + nlen].decode("ascii", "replace")
+        elif etype == 10 and len(ext) >= 2:  # supported_groups
+            items = ext[2 : 2 + int.from_bytes(ext[:2], "big")]
+            codes = [int.from_bytes(items[i : i + 2], "big") for i in range(0, len(items) - 1, 2)]
+            groups = tuple(group_name(c) for c in codes if not _grease(c))
+        elif etype == 43 and len(ext) >= 1:  # supported_versions
+            items = ext[1 : 1 + ext[0]]
+            codes = [int.from_bytes(items[i : i + 2], "big") for i in range(0, len(items) - 1, 2)]
+            versions = tuple(version_name(c) for c in codes if not _grease(c))
+        elif etype == 13 and len(ext) >= 2:  # signature_algorithms
+            sigalgs = int.from_bytes(ext[:2], "big") // 2
+        elif etype == 16 and len(ext) >= 2:  # ALPN
+            items = ext[2 : 2 + int.from_bytes(ext[:2], "big")]
+            names: list[str] = []
+            i = 0
+            while i < len(items):
+                n = items[i]
+                names.append(items[i + 1 : i + 1 + n].decode("ascii", "replace"))
+                i += 1 + n
+            alpn = tuple(names)
     return HelloOffer(versions, suites, groups, sni, sigalgs, alpn)
 
 

@@ -130,9 +130,8 @@ class ListenSession:
     def to_json(
         self, receiver: ReceiverProfile | None, version: str, expect_name: str | None = None
     ) -> dict[str, Any]:
-        from probes.ownside.report import cert_json
+        from probes.ownside.report import cert_json, validation_json
 
-        path = self.validation.path if self.validation is not None else ()
         return {
             "schema": SCHEMA,
             "version": version,
@@ -163,14 +162,7 @@ class ListenSession:
             "handshake_error": self.handshake_error,
             "client_certificate": cert_json(self.chain[0], "sent") if self.chain else None,
             "chain": [cert_json(c, "sent") for c in self.chain],
-            "validation": None
-            if self.validation is None
-            else {
-                "trusted": self.validation.trusted,
-                "error": self.validation.error,
-                "trust_store": self.validation.trust_store,
-                "path": [cert_json(link.cert, link.source) for link in path],
-            },
+            "validation": validation_json(self.validation),
             "mail_from": self.mail_from,
             "rcpt_to": list(self.rcpt_to),
             "messages_discarded": list(self.messages),

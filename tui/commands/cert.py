@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +16,6 @@ from typing import Any
 from probes.history.store import mxlens_version
 from probes.model.errors import CheckError
 from probes.model.findings import sort_findings
-from probes.model.options import Options
 from probes.model.safetext import visible
 from probes.ownside.certfile import (
     CertFile,
@@ -26,8 +24,7 @@ from probes.ownside.certfile import (
     check_cert_file,
     read_cert_file,
 )
-from tui.cli import _positive_float
-from tui.commands.ownside_args import add_trust_options, receiver_from
+from tui.commands.ownside_args import add_trust_options, receiver_from, trust_options_from
 
 
 def parser(
@@ -130,20 +127,8 @@ def report_text(report: CertReport) -> str:
 
 def run(ns: argparse.Namespace, options_from_args: Callable[..., Any]) -> int:
     """`mxlens cert FILE`; its options are its own, not the probe options of check."""
-    from probes.net.dns import parse_resolver
-
     del options_from_args
-    if ns.ca_file is not None and not os.path.isfile(ns.ca_file):
-        raise CheckError(f"cannot read --ca-file {ns.ca_file}: no such file")
-    options = Options(
-        ca_file=ns.ca_file,
-        trust=ns.trust,
-        expect_name=ns.expect_name,
-        timeout=_positive_float(ns.timeout, "--timeout"),
-        resolver=parse_resolver(ns.resolver) if ns.resolver else None,
-        private_endpoints=ns.allow_private_endpoints,
-        endpoints=not ns.no_endpoints,
-    )
+    options = trust_options_from(ns, endpoints=not ns.no_endpoints)
     receiver = receiver_from(ns)
     cert_file = load(ns)
     report = asyncio.run(

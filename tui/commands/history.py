@@ -31,9 +31,10 @@ def parser(
 
 def domain_arg(text: str) -> str:
     """The ASCII form a run is filed under; CheckError for a name that is no domain."""
+    from probes.model.names import canonical
     from probes.net.dns import to_ascii
 
-    return to_ascii(text.strip()).rstrip(".").lower()
+    return canonical(to_ascii(text.strip()))
 
 
 def limit_arg(text: str) -> int:

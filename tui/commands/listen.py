@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import ipaddress
 import json
-import os
 import socket
 import sys
 from collections.abc import Callable
@@ -20,11 +19,10 @@ from typing import Any
 from probes.history.store import mxlens_version
 from probes.model.errors import CheckError
 from probes.model.findings import sort_findings
-from probes.model.options import Options
 from probes.model.safetext import visible
 from probes.ownside.listener import ListenOptions, ListenReady, ListenSession, ListenSessionDone
-from tui.cli import _port, _positive_float
-from tui.commands.ownside_args import add_trust_options, receiver_from
+from tui.cli import _port
+from tui.commands.ownside_args import add_trust_options, receiver_from, trust_options_from
 
 
 def parser(
@@ -78,29 +76,20 @@ def _hostname(text: str | None) -> str:
 
 
 def options_from(ns: argparse.Namespace) -> ListenOptions:
-    from probes.net.dns import parse_resolver
 
     try:
         address = str(ipaddress.ip_address(ns.address))
     except ValueError:
         raise CheckError(f"bad --address {ns.address!r}: give an IP address") from None
     port = 0 if ns.port == "0" else _port(ns.port, "--port")
-    if ns.ca_file is not None and not os.path.isfile(ns.ca_file):
-        raise CheckError(f"cannot read --ca-file {ns.ca_file}: no such file")
-    options = Options(
-        ca_file=ns.ca_file,
-        trust=ns.trust,
-        expect_name=ns.expect_name,
-        timeout=_positive_float(ns.timeout, "--timeout"),
-        resolver=parse_resolver(ns.resolver) if ns.resolver else None,
-        private_endpoints=ns.allow_private_endpoints,
-    )
+    options = trust_options_from(ns)
+    from probes.model.names import canonical
     from probes.net.dns import to_ascii
 
     accepted: list[str] = []
     for domain in ns.accepted_domain:
         try:
-            accepted.append(to_ascii(domain.strip()).rstrip(".").lower())
+            accepted.append(canonical(to_ascii(domain.strip())))
         except CheckError as exc:
             raise CheckError(f"bad --accepted-domain {domain!r}: {exc}") from None
     receiver = receiver_from(ns)

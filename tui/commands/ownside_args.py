@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
+from typing import Any
 
 from probes.model.errors import CheckError
+from probes.model.options import Options
 from probes.ownside.judge import RECEIVERS, ReceiverProfile, get_receiver
+from tui.cli import _positive_float, add_trust_store_options
 
 
 def add_trust_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ca-file", metavar="PEM", help="trust exactly the roots in this PEM file")
-    p.add_argument(
-        "--trust",
-        choices=("certifi", "system"),
-        default="certifi",
-        help="trust store when no --ca-file (default certifi)",
-    )
+    add_trust_store_options(p)
     p.add_argument(
         "--expect-name",
         metavar="NAME",
@@ -37,6 +35,25 @@ def add_trust_options(p: argparse.ArgumentParser) -> None:
         "and other ports (an internal PKI)",
     )
     p.add_argument("--json", action="store_true", help="JSON on stdout")
+
+
+def trust_options_from(ns: argparse.Namespace, **more: Any) -> Options:
+    """The Options the flags above (and --timeout) give `listen` and `cert`, `more` added.
+
+    One place so both commands refuse a missing --ca-file and read --timeout alike."""
+    from probes.net.dns import parse_resolver
+
+    if ns.ca_file is not None and not os.path.isfile(ns.ca_file):
+        raise CheckError(f"cannot read --ca-file {ns.ca_file}: no such file")
+    return Options(
+        ca_file=ns.ca_file,
+        trust=ns.trust,
+        expect_name=ns.expect_name,
+        timeout=_positive_float(ns.timeout, "--timeout"),
+        resolver=parse_resolver(ns.resolver) if ns.resolver else None,
+        private_endpoints=ns.allow_private_endpoints,
+        **more,
+    )
 
 
 def receiver_from(ns: argparse.Namespace) -> ReceiverProfile | None:

@@ -130,19 +130,16 @@ async def watch(
         changes = diff_reports(snapshot(previous), snapshot(doc)) if previous is not None else []
         done = code == 0 if until == "ok" else bool(changes)
         if as_json:
-            line = {
-                "schema": WATCH_SCHEMA,
-                "version": mxlens_version(),
-                "target": domain,
-                "check": number,
-                "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "run": run_id,
-                "exit": code,
-                "verdict": VERDICT_TEXT[code],
-                "changes": [c.to_json() for c in changes],
-                "stopped": done,
-            }
-            sys.stdout.write(json_escape_hidden(json.dumps(line, ensure_ascii=False)) + "\n")
+            _write_json_line(
+                domain,
+                number,
+                started,
+                run=run_id,
+                code=code,
+                verdict=VERDICT_TEXT[code],
+                changes=[c.to_json() for c in changes],
+                stopped=done,
+            )
         else:
             recorded = f"  [run {run_id}]" if run_id is not None else ""
             sys.stdout.write(
@@ -163,21 +160,45 @@ async def watch(
         await asyncio.sleep(every)
 
 
+def _write_json_line(
+    domain: str,
+    number: int,
+    started: datetime,
+    *,
+    run: int | None,
+    code: int,
+    verdict: str,
+    changes: list[Any],
+    stopped: bool,
+) -> None:
+    """One mxlens/watch/1 document: a check that could not be made has the shape of one made."""
+    line = {
+        "schema": WATCH_SCHEMA,
+        "version": mxlens_version(),
+        "target": domain,
+        "check": number,
+        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "run": run,
+        "exit": code,
+        "verdict": verdict,
+        "changes": changes,
+        "stopped": stopped,
+    }
+    sys.stdout.write(json_escape_hidden(json.dumps(line, ensure_ascii=False)) + "\n")
+
+
 def _say_failed(number: int, started: datetime, error: str, as_json: bool, domain: str) -> None:
     if as_json:
-        line = {
-            "schema": WATCH_SCHEMA,
-            "version": mxlens_version(),
-            "target": domain,
-            "check": number,
-            "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "run": None,
-            "exit": 3,
-            "verdict": f"could not check: {error}",
-            "changes": [],
-            "stopped": False,
-        }
-        sys.stdout.write(json_escape_hidden(json.dumps(line, ensure_ascii=False)) + "\n")
+        _write_json_line(
+            domain,
+            number,
+            started,
+            run=None,
+            code=3,
+            verdict=f"could not check: {error}",
+            changes=[],
+            stopped=False,
+        )
     else:
         sys.stdout.write(
             f"{started.strftime('%H:%M:%S')} check {number}: could not check: {visible(error)}; "

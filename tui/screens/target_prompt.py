@@ -20,6 +20,18 @@ from textual.widgets.option_list import Option
 Choice = tuple[str, str]  # (domain, one-line description)
 
 
+def chosen(choices: Sequence[Choice], typed: str) -> str:
+    """What Enter in the lab prompt means: a short name ("expired") or words that leave one
+    domain in the list stand for that domain; anything else is taken as typed."""
+    if not choices or "." in typed:
+        return typed
+    short = [d for d, _ in choices if d.lower().startswith(typed.lower() + ".")]
+    if short:
+        return short[0]
+    left = matching(choices, typed)
+    return left[0][0] if len(left) == 1 else typed
+
+
 def matching(choices: Sequence[Choice], typed: str) -> list[Choice]:
     """The choices whose domain or description contains every word typed (any case)."""
     words = typed.lower().split()
@@ -44,7 +56,7 @@ class TargetPrompt(ModalScreen[str | None]):
         with Vertical(id="prompt-box") as box:
             box.border_title = "Diagnose a domain"
             if self._choices:
-                hint = "Lab domain to check (type to filter, Down to pick)."
+                hint = "Lab domain to check (type to filter, Down to pick; a short name will do)."
                 example = self._choices[0][0]
             else:
                 hint = "Domain to check (e.g. example.org)."
@@ -91,7 +103,7 @@ class TargetPrompt(ModalScreen[str | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        value = event.value.strip()
+        value = chosen(self._choices, event.value.strip())
         self.dismiss(value or None)
 
     def action_give_up(self) -> None:
