@@ -30,12 +30,14 @@ from probes.model.events import (
     MxResolved,
     PtrResolved,
     SessionFinished,
+    SessionStarted,
     Severity,
     SideProbeChecked,
     TlsNegotiated,
     TlsRptChecked,
     TlsVersionsProbed,
     TranscriptLine,
+    Waiting,
     Where,
 )
 from probes.model.findings import EXPIRES_SOON, SEVERITY_ORDER, exit_code, sort_findings
@@ -44,6 +46,13 @@ from probes.model.safetext import visible
 from probes.model.version import mxlens_version
 
 SCHEMA = "mxlens/1"
+
+# What the transcript view lists for one MX address, in the order it arrived.
+DialogueEvent = (
+    SessionStarted | TranscriptLine | TlsNegotiated | SessionFinished | TlsVersionsProbed
+)
+_DIALOGUE = (SessionStarted, TranscriptLine, TlsNegotiated, SessionFinished, TlsVersionsProbed)
+
 # The one-line verdict of a finished check, by exit code (text report, ticket headline).
 VERDICT_TEXT: dict[int, str] = {
     0: "OK: no problems found",
@@ -108,6 +117,13 @@ class Report:
         self.finished: DiagnosisFinished | None = None
         self.grading: GradingSettled | None = None  # the context the findings were graded in
         self._ptr: dict[str, PtrResolved] = {}
+        # Per (MX host, address), every port and purpose together, as the transcript shows it.
+        self._dialogues: dict[tuple[str, str], list[DialogueEvent]] = {}
+        self._waiting: dict[tuple[str, str], str] = {}  # what its main session awaits now
+        self._open_main: dict[tuple[str, str], Where] = {}  # main sessions not finished yet
+        self.mx_resolved: MxResolved | None = None  # the MX answer as the engine gave it
+        self.resolved: dict[str, AddressesResolved] = {}  # per MX host, once looked up
+        self.dane_of: dict[str, DaneChecked] = {}  # per MX host: its TLSA lookup
 
     # ------------------------------------------------------------------ collecting
 
@@ -124,9 +140,11 @@ class Report:
         return mx.sessions[key]
 
     def add(self, event: Event) -> None:
+        self._add_dialogue(event)
         if isinstance(event, DnsQuery):
             self.dns.append(event)
         elif isinstance(event, MxResolved):
+            self.mx_resolved = event
             self.target_ascii = event.domain_ascii
             self.null_mx = event.null_mx
             self.implicit_mx = event.implicit
@@ -134,6 +152,7 @@ class Report:
             for host in event.hosts:
                 self._mx(host.host).preference = host.preference
         elif isinstance(event, AddressesResolved):
+            self.resolved[event.host] = event
             mx = self._mx(event.host)
             mx.addresses = list(event.addresses)
             mx.cname = event.cname
@@ -179,6 +198,7 @@ class Report:
                         if event not in session.endpoints:
                             session.endpoints.append(event)
         elif isinstance(event, DaneChecked):
+            self.dane_of[event.where.host] = event
             if event.where.address is not None:
                 self._session(event.where).dane = event
         elif isinstance(event, MtaStsChecked):
@@ -191,6 +211,24 @@ class Report:
             self.grading = event
         elif isinstance(event, DiagnosisFinished):
             self.finished = event
+
+    def _add_dialogue(self, event: Event) -> None:
+        where = getattr(event, "where", None)
+        if where is None or where.address is None:
+            return
+        key = (where.host, where.address)
+        if isinstance(event, Waiting):
+            if event.purpose == "main":
+                self._waiting[key] = event.what
+            return
+        if not isinstance(event, _DIALOGUE):
+            return
+        self._dialogues.setdefault(key, []).append(event)
+        main = getattr(event, "purpose", "main") == "main"
+        if main and isinstance(event, (SessionStarted, TranscriptLine)):
+            self._open_main[key] = where
+        elif main and isinstance(event, SessionFinished):
+            self._open_main.pop(key, None)
 
     def exit_code(self) -> int:
         return exit_code(self.findings)
@@ -213,6 +251,31 @@ class Report:
         if mx is None:
             return None
         return next((s for (a, _), s in mx.sessions.items() if a == address), None)
+
+    def dialogue(self, host: str, address: str) -> list[DialogueEvent]:
+        """What was said with one MX address so far (SMTP lines, handshake, side probes),
+        in the order it arrived."""
+        return self._dialogues.get((host, address), [])
+
+    def waiting_for(self, host: str, address: str) -> str | None:
+        """What the address's main session last said it waits for (a Waiting event)."""
+        return self._waiting.get((host, address))
+
+    def ptr_of(self, address: str) -> PtrResolved | None:
+        return self._ptr.get(address)
+
+    def session_state(self, host: str, address: str) -> str | None:
+        """The main session's progress: "running", "ok", "stopped", or None (not started)."""
+        if (host, address) in self._open_main:
+            return "running"
+        session = self.session_at(host, address)
+        if session is None or session.outcome is None:
+            return None
+        return "ok" if session.outcome == "ok" else "stopped"
+
+    def open_sessions(self) -> dict[tuple[str, str], Where]:
+        """The main sessions started and not finished: cut off if the run stops now."""
+        return dict(self._open_main)
 
     def findings_for(self, host: str, address: str | None = None) -> list[Finding]:
         """Worst first: the findings about one address and about its host as a whole (with

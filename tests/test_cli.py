@@ -242,3 +242,37 @@ def test_the_lab_prints_a_compact_table_resolver_first() -> None:
     # the command line, resolver included, is repeated at the bottom of a long table
     assert f"--resolver {lab.resolver[0]}:{lab.resolver[1]}" in lines[-3]
     assert not Path(lab.ca_file).exists()
+
+
+def test_the_lab_with_all_scenarios_fits_an_80x24_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mxlens_lab.__main__ import describe
+    from mxlens_lab.scenarios import SCENARIOS
+    from mxlens_lab.world import Lab
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")
+
+    async def text() -> tuple[str, str, Lab]:
+        async with Lab() as lab:
+            return describe(lab), describe(lab, listing=True), lab
+
+    out, listing, lab = asyncio.run(text())
+    lines = out.splitlines()
+    # the rows the terminal shows: the long command line wraps, and counts for what it takes
+    assert sum(max(1, -(-len(line) // 80)) for line in lines) <= 22
+    assert lines[0].startswith(f"resolver  {lab.resolver[0]}:{lab.resolver[1]}")
+    assert lines[1].startswith("check:  mxlens check NAME.lab.test --resolver ")
+    assert "mxlens lab --list" in lines[-1]
+    names = " ".join(lines[2:-1]).split()
+    expected = sorted(s.domain.removesuffix(".lab.test") for s in SCENARIOS.values())
+    assert names == expected  # every scenario, short names, nothing else
+    assert all(len(line) <= 80 for line in lines[2:])
+    # --list keeps the one line per domain with what it breaks
+    assert sum(".lab.test " in line for line in listing.splitlines()) == len(SCENARIOS)
+    assert SCENARIOS["expired"].description[:40] in listing
+
+
+def test_lab_list_flag_is_offered() -> None:
+    assert "--list" in run("lab", "--help").stdout

@@ -50,8 +50,8 @@ async def test_a_session_arrives_and_shows_in_both_panes(tmp_path: Path) -> None
         assert "FAIL #1 mail.contoso.test" in text
         assert "cert.untrusted" in text  # the leaf came without its intermediate
         assert "CN=mail.contoso.test" in text
-        lines = screen.transcript.entries[("session 1", "127.0.0.1")]
-        shown = [getattr(e.event, "text", "").upper() for e in lines]
+        lines = screen.store.dialogue("session 1", "127.0.0.1")
+        shown = [getattr(e, "text", "").upper() for e in lines]
         assert "EHLO MAIL.CONTOSO.TEST" in shown and "QUIT" in shown
         assert screen.chain.path(("session 1", "127.0.0.1"))[0].cert.common_name == (
             "mail.contoso.test"

@@ -208,3 +208,82 @@ async def test_notices_are_short_lived_and_name_paths_briefly(
         notice = list(app._notifications)[-1]
         assert notice.timeout == NOTICE_SECONDS <= 5
         assert "saved it to ~/export/ticket-example.org-" in notice.message
+
+
+def transcript_rows(app: object) -> list[str]:
+    lines = app.transcript_pane.lines  # type: ignore[attr-defined]
+    return [str(lines.get_option_at_index(i).prompt) for i in range(lines.option_count)]
+
+
+async def test_transcript_and_chain_show_what_the_report_holds(tmp_path: Path) -> None:
+    from probes.model.safetext import visible
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=WIDE) as pilot:
+        await finish(pilot, app)
+        report = app.report
+        assert report is not None
+        for host, address in [(h.host, a) for h in report.mx_in_order() for a in h.addresses]:
+            app.domain_pane.choose((host, address))
+            await pilot.pause()
+            said = [
+                visible(e.text)
+                for e in report.dialogue(host, address)
+                if isinstance(e, TranscriptLine) and e.purpose == "main"
+            ]
+            rows = transcript_rows(app)
+            # every main line the report holds, in its order, and each once
+            shown = [r for r in rows if any(r.endswith(text) for text in said)]
+            assert said and len(shown) == len(said)
+            assert all(row.endswith(text) for row, text in zip(shown, said, strict=True))
+            session = report.session_at(host, address)
+            chain = app.chain_pane.path((host, address))
+            if session is not None and session.validation is not None and session.validation.path:
+                assert chain == list(session.validation.path)
+            elif session is not None and session.chain is not None:
+                assert [link.cert for link in chain] == list(session.chain.certs)
+            else:
+                assert chain == []
+
+
+async def test_panes_keep_no_copy_of_the_events(tmp_path: Path) -> None:
+    # Replace the store under the panes: what they show must follow it, so they hold
+    # nothing the events said besides what the Report holds.
+    from probes.model.events import PtrResolved
+    from probes.report import Report
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=WIDE) as pilot:
+        await finish(pilot, app)
+        assert app.report is not None and app.selected is not None
+        host, address = app.selected
+        assert app.chain_pane.path(app.selected)  # the fake run has a chain here
+        assert transcript_rows(app)
+        other = Report("example.org", app.report.options)
+        where = Where(host, address, 25)
+        for event in (
+            MxResolved("example.org", "example.org", (MxHost(host, 10),)),
+            AddressesResolved(host, (address,)),
+            PtrResolved(address, ("replaced.example.net",), True),
+            SessionStarted(where, "main"),
+            TranscriptLine(where, "main", 1.0, "S", "421 replaced store says bye", 0),
+            SessionFinished(where, "main", "greeting", None),
+        ):
+            other.add(event)
+        assert "replaced.example.net" not in screen_text(app)
+        assert "MTA-STS: not checked yet" not in screen_text(app)
+        for n in (1, 2, 3):
+            app.pane(n).report = other
+        app.domain_pane.regraded()
+        app.transcript_pane.show_address(app.selected)
+        app.chain_pane.show_address(app.selected)
+        await pilot.pause()
+        rows = transcript_rows(app)
+        assert rows[0].endswith("421 replaced store says bye")
+        assert not any("EHLO" in row for row in rows)
+        assert app.chain_pane.path(app.selected) == []
+        assert "no certificate chain" in str(app.chain_pane.chain_tree.root.label)
+        pane1 = app.domain_pane
+        address_row = str(pane1._addr_nodes[(host, address)].label)
+        assert "PTR replaced.example.net (confirmed)" in address_row
+        assert "MTA-STS: not checked yet" in str(pane1._policy_node.children[0].label)

@@ -237,6 +237,9 @@ def _parser_for(command: str) -> _Parser:
             metavar="NAME",
             help="only this scenario (repeatable)",
         )
+        from mxlens_lab.__main__ import add_list_option
+
+        add_list_option(p)
     elif command == "demo":
         p = _Parser(
             prog="mxlens demo",
@@ -655,10 +658,10 @@ async def _explain(ns: argparse.Namespace, options: Options) -> int:
     return code
 
 
-def _run_lab(scenarios: list[str]) -> int:
+def _run_lab(scenarios: list[str], *, listing: bool) -> int:
     from mxlens_lab.__main__ import run_foreground
 
-    return run_foreground(scenarios or None)
+    return run_foreground(scenarios or None, listing=listing)
 
 
 def _fail(message: str) -> int:
@@ -734,7 +737,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             handler = importlib.import_module(_COMMAND_MODULES[command])
             return int(handler.run(ns, options_from_args))
         if command == "lab":
-            return _run_lab(ns.scenario)
+            return _run_lab(ns.scenario, listing=ns.list)
         if command == "explain":
             return asyncio.run(_explain(ns, options_from_args(ns)))
         options = options_from_args(ns)

@@ -67,10 +67,7 @@ class ChainPane(Pane):
     def reset(self) -> None:
         super().reset()
         self._wrapped_at = -1  # the width the detail was last wrapped to
-        self.received: dict[AddrKey, ChainReceived] = {}
-        self.validated: dict[AddrKey, ChainValidated] = {}
         self.current = 0
-        self.finished = False
         self._cert_nodes: list[TreeNode[int]] = []
         self._changes: RunDiff | None = None  # since the last recorded check
         self._redraw()
@@ -84,33 +81,41 @@ class ChainPane(Pane):
         """The chain to show: the validated path, else the certificates as sent."""
         if key is None:
             return []
-        if key in self.validated and self.validated[key].path:
-            return list(self.validated[key].path)
-        if key in self.received:
-            return [ChainLink(c, "sent") for c in self.received[key].certs]
+        validated, received = self._validated(key), self._received(key)
+        if validated is not None and validated.path:
+            return list(validated.path)
+        if received is not None:
+            return [ChainLink(c, "sent") for c in received.certs]
         return []
 
     def fingerprints(self, key: AddrKey | None) -> set[str]:
         """sha256 of every certificate of an address's chain (to route CA endpoints)."""
         found = {link.cert.sha256 for link in self.path(key)}
-        if key in self.received:
-            found |= {c.sha256 for c in self.received[key].certs}
+        received = self._received(key)
+        if received is not None:
+            found |= {c.sha256 for c in received.certs}
         return found
+
+    # The report holds the chains; the pane keeps only which address and certificate it shows.
+    def _received(self, key: AddrKey | None) -> ChainReceived | None:
+        session = self.report.session_at(*key) if self.report and key else None
+        return session.chain if session is not None else None
+
+    def _validated(self, key: AddrKey | None) -> ChainValidated | None:
+        session = self.report.session_at(*key) if self.report and key else None
+        return session.validation if session is not None else None
+
+    @property
+    def finished(self) -> bool:
+        return self.report is not None and self.report.finished is not None
 
     # ------------------------------------------------------------------ events
 
     def add_event(self, event: Event) -> None:
         changed: AddrKey | None = None
-        if isinstance(event, ChainReceived):
+        if isinstance(event, (ChainReceived, ChainValidated)):
             changed = key_of(event.where)
-            if changed is not None:
-                self.received[changed] = event
-        elif isinstance(event, ChainValidated):
-            changed = key_of(event.where)
-            if changed is not None:
-                self.validated[changed] = event
         elif isinstance(event, DiagnosisFinished):
-            self.finished = True
             changed = self.selected
         elif isinstance(event, FindingRaised):
             changed = key_of(event.finding.where)
@@ -153,7 +158,7 @@ class ChainPane(Pane):
         if problems:
             worst = problems[0].severity
             return worst if worst != "info" else "ok"
-        if self.selected in self.validated:
+        if self._validated(self.selected) is not None:
             return "ok"
         return "running"
 
@@ -172,7 +177,7 @@ class ChainPane(Pane):
             )
             tree.root.set_label(Text(text, "dim"))
         else:
-            v = self.validated.get(self.selected)
+            v = self._validated(self.selected)
             if v is None:
                 tree.root.set_label(join(mark("running"), Text("chain received, validating...")))
             else:
@@ -210,7 +215,7 @@ class ChainPane(Pane):
         detail = self.query_one("#chain-detail", Static)
         path = self.path(self.selected)
         if not path or self.current >= len(path):
-            v = self.validated.get(self.selected) if self.selected else None
+            v = self._validated(self.selected)
             if v is not None and v.error:
                 detail.update(join(mark("error"), safe_text(v.error, "red")))
             else:
@@ -249,8 +254,8 @@ class ChainPane(Pane):
                     row("Changed", Text(f"since {since}: {change.text()}", change_marks.STYLE))
         row("Subject", safe_text(c.subject))
         row("SAN", safe_text(", ".join(c.san)) if c.san else Text("(none: CN only)", "yellow"))
-        if self.current == 0 and self.selected in self.validated:
-            v = self.validated[self.selected]
+        v = self._validated(self.selected) if self.current == 0 else None
+        if v is not None:
             if v.names_checked:
                 ok = v.name_matches
                 verdict = Text(

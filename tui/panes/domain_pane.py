@@ -74,17 +74,10 @@ class DomainPane(Pane):
 
     def reset(self) -> None:
         super().reset()
+        # What the run found is the report's (the properties below); the pane keeps the
+        # target it was told, how the run ended for the app, the tree and its marks.
         self.domain: str | None = None
-        self.mx: MxResolved | None = None
-        self.hosts: list[MxHost] = []
-        self.addresses: dict[str, tuple[str, ...]] = {}
-        self.cname: dict[str, str | None] = {}
-        self.ptr: dict[str, PtrResolved] = {}
-        self.session: dict[AddrKey, str] = {}  # "running" / "done" / "stopped"
-        self.mtasts: MtaStsChecked | None = None
-        self.tlsrpt: TlsRptChecked | None = None
-        self.dane: dict[str, DaneChecked] = {}
-        self.finished: DiagnosisFinished | None = None
+        self._failed: DiagnosisFinished | None = None  # the check could not be made
         self.cancelled = False
         self._host_nodes: dict[str, TreeNode[tuple[str, object]]] = {}
         self._addr_nodes: dict[AddrKey, TreeNode[tuple[str, object]]] = {}
@@ -95,6 +88,35 @@ class DomainPane(Pane):
         tree.root.expand()
         self._policy_node = tree.root.add(Text("Policies"), ("policy", ""), expand=True)
         self._render_policies()
+
+    @property
+    def mx(self) -> MxResolved | None:
+        return self.report.mx_resolved if self.report is not None else None
+
+    @property
+    def hosts(self) -> list[MxHost]:
+        return list(self.mx.hosts) if self.mx is not None else []
+
+    @property
+    def mtasts(self) -> MtaStsChecked | None:
+        return self.report.mtasts if self.report is not None else None
+
+    @property
+    def tlsrpt(self) -> TlsRptChecked | None:
+        return self.report.tlsrpt if self.report is not None else None
+
+    @property
+    def finished(self) -> DiagnosisFinished | None:
+        if self._failed is not None:
+            return self._failed
+        return self.report.finished if self.report is not None else None
+
+    def _resolved(self, host: str) -> AddressesResolved | None:
+        return self.report.resolved.get(host) if self.report is not None else None
+
+    def _addresses(self, host: str) -> tuple[str, ...]:
+        resolved = self._resolved(host)
+        return resolved.addresses if resolved is not None else ()
 
     def mark_changes(self, diff: RunDiff | None) -> None:
         """Show what changed since the last recorded check of this domain."""
@@ -111,13 +133,13 @@ class DomainPane(Pane):
         )
 
     def addresses_in_order(self) -> list[AddrKey]:
-        return [(h.host, a) for h in self.hosts for a in self.addresses.get(h.host, ())]
+        return [(h.host, a) for h in self.hosts for a in self._addresses(h.host)]
 
     def status(self, key: AddrKey) -> str:
         """error beats everything (it is final); otherwise the session's progress decides."""
         worst = self.report.address_status(*key) if self.report is not None else None
         sevs = [worst] if worst else []
-        state = self.session.get(key)
+        state = self.report.session_state(*key) if self.report is not None else None
         if "error" in sevs:
             return "error"
         if state == "running" or state is None:
@@ -132,38 +154,27 @@ class DomainPane(Pane):
 
     def add_event(self, event: Event) -> None:
         if isinstance(event, MxResolved):
-            self.mx = event
-            self.hosts = list(event.hosts)
             self._render_root()
-            for h in event.hosts:
+            for h in self.hosts:
                 self._host_node(h.host)
         elif isinstance(event, AddressesResolved):
-            self.addresses[event.host] = event.addresses
-            self.cname[event.host] = event.cname
             node = self._host_node(event.host)
-            for a in event.addresses:
+            addresses = self._addresses(event.host)
+            for a in addresses:
                 key = (event.host, a)
                 if key not in self._addr_nodes:
                     self._addr_nodes[key] = node.add_leaf(self._addr_label(key), ("addr", key))
             node.expand()
             self._relabel_host(event.host)
-            if self.selected is None and event.addresses:
-                self.choose((event.host, event.addresses[0]))
+            if self.selected is None and addresses:
+                self.choose((event.host, addresses[0]))
         elif isinstance(event, PtrResolved):
-            self.ptr[event.address] = event
             for key in self._addr_nodes:
                 if key[1] == event.address:
                     self._relabel(key)
-        elif isinstance(event, SessionStarted) and event.purpose == "main":
+        elif isinstance(event, (SessionStarted, SessionFinished)) and event.purpose == "main":
             if event.where.address is not None:
-                key = (event.where.host, event.where.address)
-                self.session[key] = "running"
-                self._relabel(key)
-        elif isinstance(event, SessionFinished) and event.purpose == "main":
-            if event.where.address is not None:
-                key = (event.where.host, event.where.address)
-                self.session[key] = "ok" if event.outcome == "ok" else "stopped"
-                self._relabel(key)
+                self._relabel((event.where.host, event.where.address))
         elif isinstance(event, FindingRaised):
             f = event.finding  # already in the report: the marks are its answer
             if f.id.startswith(("mtasts.", "dane.")):
@@ -172,17 +183,9 @@ class DomainPane(Pane):
                 if key[0] == f.where.host and f.where.address in (None, key[1]):
                     self._relabel(key)
             self._relabel_host(f.where.host)
-        elif isinstance(event, MtaStsChecked):
-            self.mtasts = event
-            self._render_policies()
-        elif isinstance(event, TlsRptChecked):
-            self.tlsrpt = event
-            self._render_policies()
-        elif isinstance(event, DaneChecked):
-            self.dane[event.where.host] = event
+        elif isinstance(event, (MtaStsChecked, TlsRptChecked, DaneChecked)):
             self._render_policies()
         elif isinstance(event, DiagnosisFinished):
-            self.finished = event
             self._render_root()
             self._relabel_all()
             self._render_policies()  # "not checked yet" becomes "not checked"
@@ -194,16 +197,15 @@ class DomainPane(Pane):
 
     def mark_failed(self, error: str) -> None:
         """The check could not be made (bad input, a resolver that does not answer)."""
-        self.finished = DiagnosisFinished(self.domain or "", 0.0, None, error)
+        self._failed = DiagnosisFinished(self.domain or "", 0.0, None, error)
         self._render_root()
         self._relabel_all()
         self._render_policies()  # "not checked", not "not checked yet": nothing will come
 
     def mark_cancelled(self) -> None:
         self.cancelled = True
-        self.finished = self.finished or DiagnosisFinished(
-            self.domain or "", 0.0, None, "cancelled"
-        )
+        if self.finished is None:
+            self._failed = DiagnosisFinished(self.domain or "", 0.0, None, "cancelled")
         self._render_root()
         self._relabel_all()
 
@@ -233,7 +235,7 @@ class DomainPane(Pane):
         if kind == "addr" and isinstance(value, tuple):
             key = (str(value[0]), str(value[1]))
         elif kind == "host":
-            addrs = self.addresses.get(str(value), ())
+            addrs = self._addresses(str(value))
             key = (str(value), addrs[0]) if addrs else None
         if key is not None and key != self.selected:
             self.selected = key
@@ -295,9 +297,10 @@ class DomainPane(Pane):
         parts.append(safe_text(host, "bold"))
         if info is not None and info.is_ip_literal:
             parts.append(Text("IP literal (not a host name)", "red"))
-        if host in self.addresses and not self.addresses[host]:
+        resolved = self._resolved(host)
+        if resolved is not None and not resolved.addresses:
             parts.append(Text("no A/AAAA", "bold red"))
-        cname = self.cname.get(host)
+        cname = resolved.cname if resolved is not None else None
         if cname:
             # an MX target must not be an alias (RFC 2181 10.3): dns.mx_is_cname grades it
             parts.append(join(Text("CNAME", "yellow"), Text("->", "dim"), safe_text(cname)))
@@ -308,7 +311,7 @@ class DomainPane(Pane):
 
     def _addr_label(self, key: AddrKey) -> Text:
         parts: list[Text | str] = [mark(self.status(key)), safe_text(key[1])]
-        ptr = self.ptr.get(key[1])
+        ptr = self.report.ptr_of(key[1]) if self.report is not None else None
         if ptr is None:
             parts.append(Text("PTR ?", "dim"))
         elif not ptr.names:
@@ -435,7 +438,7 @@ class DomainPane(Pane):
         return join(mark("info"), Text("DNSSEC: MX answer not validated (no AD)"))
 
     def _dane_label(self, host: str) -> Text:
-        d = self.dane.get(host)
+        d = self.report.dane_of.get(host) if self.report is not None else None
         name = safe_text(host)
         if d is None:
             return join(

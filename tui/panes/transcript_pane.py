@@ -24,10 +24,9 @@ from probes.model.events import (
     TlsNegotiated,
     TlsVersionsProbed,
     TranscriptLine,
-    Waiting,
     Where,
 )
-from probes.report import versions_text
+from probes.report import DialogueEvent, versions_text
 
 from ..safe import join, safe_text
 from . import AddrKey, Pane, key_of
@@ -49,6 +48,28 @@ class _Entry:
     purpose: str
     event: Event
     main_index: int | None  # index among the main session's TranscriptLines (evidence N)
+
+
+_DIALOGUE_EVENTS = (
+    SessionStarted,
+    TranscriptLine,
+    TlsNegotiated,
+    SessionFinished,
+    TlsVersionsProbed,
+)
+
+
+def _entry(event: DialogueEvent) -> _Entry:
+    """How the pane files a dialogue event: the handshake summary belongs to the main
+    session, the version sweep to its own probe; evidence names main lines by index."""
+    if isinstance(event, TlsNegotiated):
+        return _Entry("main", event, None)
+    if isinstance(event, TlsVersionsProbed):
+        return _Entry("tls-versions", event, None)
+    main_index = (
+        event.index if isinstance(event, TranscriptLine) and event.purpose == "main" else None
+    )
+    return _Entry(event.purpose, event, main_index)
 
 
 def _stamp(ms: float | None) -> Text:
@@ -79,64 +100,41 @@ class TranscriptPane(Pane):
 
     def reset(self) -> None:
         super().reset()
-        self.entries: dict[AddrKey, list[_Entry]] = defaultdict(list)
-        self.tls_steps_seen: set[AddrKey] = set()
-        self.waiting: dict[AddrKey, str] = {}  # what the engine says each session awaits
-        # main sessions started and not finished: when the last line (or the start) arrived
-        self.open_main: dict[AddrKey, tuple[float, Where]] = {}
+        # View state only: the dialogue itself is the report's (`Report.dialogue`).
         self.show_side = False
+        self._rendered = 0  # how much of the selected address's dialogue is on screen
+        self._heard: dict[AddrKey, float] = {}  # UI clock: when an open session last spoke
+        self._notes: dict[AddrKey, list[TranscriptLine]] = {}  # the UI's own "cancelled" lines
         self._option_of_main: dict[int, int] = {}
         self._shown = 0
         self.lines.clear_options()
         self._render_header()
         self._render_side()
 
+    def _dialogue(self, key: AddrKey) -> list[DialogueEvent]:
+        return self.report.dialogue(*key) if self.report is not None else []
+
+    def _open(self) -> dict[AddrKey, Where]:
+        return self.report.open_sessions() if self.report is not None else {}
+
     # ------------------------------------------------------------------ events
 
     def add_event(self, event: Event) -> None:
-        if isinstance(event, Waiting):
-            key = key_of(event.where)
-            if key is not None and event.purpose == "main":
-                self.waiting[key] = event.what
-            return
         where = getattr(event, "where", None)
-        if where is None or not isinstance(
-            event,
-            (SessionStarted, TranscriptLine, TlsNegotiated, SessionFinished, TlsVersionsProbed),
-        ):
+        key = key_of(where) if isinstance(where, Where) else None
+        if key is None or not isinstance(event, _DIALOGUE_EVENTS):
             return
-        key = key_of(where)
-        if key is None:
-            return
-        purpose = getattr(event, "purpose", "main")
-        main_index: int | None = None
-        if isinstance(event, TranscriptLine) and purpose == "main":
-            main_index = event.index  # the engine numbers lines; evidence names that number
-            if event.dir == "TLS":
-                self.tls_steps_seen.add(key)
-        if isinstance(event, TlsNegotiated):
-            purpose = "main"
-        if isinstance(event, TlsVersionsProbed):
-            purpose = "tls-versions"
-        if purpose == "main" and isinstance(event, (SessionStarted, TranscriptLine)):
-            self.open_main[key] = (time.monotonic(), where)
-        elif purpose == "main" and isinstance(event, SessionFinished):
-            self.open_main.pop(key, None)
-        entry = _Entry(purpose, event, main_index)
-        self.entries[key].append(entry)
+        if key in self._open():
+            self._heard[key] = time.monotonic()
         if key == self.selected:
-            if purpose == "main" or self.show_side:
-                self._append(entry, key)
-            else:
-                self._render_side()
+            self._catch_up(key)
 
     def run_ended(self, cancelled: bool) -> None:
         """The diagnosis stopped. A main session still open was cut off: when the user
         cancelled, say so in its transcript, with what it was waiting for."""
-        still_open, self.open_main = self.open_main, {}
         if cancelled:
-            for key, (since, where) in still_open.items():
-                waited = time.monotonic() - since
+            for key, where in self._open().items():
+                waited = time.monotonic() - self._heard.get(key, time.monotonic())
                 note = TranscriptLine(
                     where,
                     "main",
@@ -144,19 +142,19 @@ class TranscriptPane(Pane):
                     "!",
                     f"cancelled after {waited:.1f} s waiting for {self._waiting_for(key)}",
                 )
-                entry = _Entry("main", note, None)
-                self.entries[key].append(entry)
+                self._notes.setdefault(key, []).append(note)
                 if key == self.selected:
-                    self._append(entry, key)
+                    self._append(_Entry("main", note, None), key)
+        self._heard = {}
         self._render_header()
 
     def _waiting_for(self, key: AddrKey) -> str:
         """What the open main session of `key` waits for, as the engine said (Waiting)."""
-        what = self.waiting.get(key)
+        what = self.report.waiting_for(*key) if self.report is not None else None
         return f"the {what}" if what else "an answer"
 
     def _tick(self) -> None:
-        if self.selected in self.open_main:
+        if self.selected in self._heard and self.selected in self._open():
             self._render_header()
 
     def show_address(self, key: AddrKey | None) -> None:
@@ -183,12 +181,27 @@ class TranscriptPane(Pane):
         lines.clear_options()
         self._option_of_main = {}
         self._shown = 0
+        self._rendered = 0
         self._render_header()
         if self.selected is not None:
-            for entry in self.entries.get(self.selected, []):
-                if entry.purpose == "main" or self.show_side:
-                    self._append(entry, self.selected, follow=False)
+            self._catch_up(self.selected, follow=False)
+            for note in self._notes.get(self.selected, []):
+                self._append(_Entry("main", note, None), self.selected, follow=False)
         self._render_side()
+
+    def _catch_up(self, key: AddrKey, *, follow: bool = True) -> None:
+        """Append what the report holds for `key` beyond what is shown (cheap per event)."""
+        dialogue = self._dialogue(key)
+        side_changed = False
+        for event in dialogue[self._rendered :]:
+            entry = _entry(event)
+            if entry.purpose == "main" or self.show_side:
+                self._append(entry, key, follow=follow)
+            else:
+                side_changed = True
+        self._rendered = len(dialogue)
+        if side_changed:
+            self._render_side()
 
     def _append(self, entry: _Entry, key: AddrKey, *, follow: bool = True) -> None:
         prompts = self._render_entry(entry, key)
@@ -233,7 +246,10 @@ class TranscriptPane(Pane):
                     safe_text(f"SNI {ev.sni}" if ev.sni else "no SNI", "dim"),
                 )
             ]
-            if key not in self.tls_steps_seen:
+            if not any(
+                isinstance(e, TranscriptLine) and e.purpose == "main" and e.dir == "TLS"
+                for e in self._dialogue(key)
+            ):
                 # The session did not log handshake steps itself: show the messages here.
                 out.extend(
                     join(_stamp(None), Text("TLS", "magenta"), safe_text(step))
@@ -267,9 +283,9 @@ class TranscriptPane(Pane):
             return
         host, address = self.selected
         out = join(safe_text(host, "bold"), safe_text(f"[{address}]"))
-        opened = self.open_main.get(self.selected)
-        if opened is not None:
-            waited = time.monotonic() - opened[0]
+        heard = self._heard.get(self.selected)
+        if heard is not None and self.selected in self._open():
+            waited = time.monotonic() - heard
             if waited >= _WAIT_SHOWN_AFTER:
                 out.append("  ")
                 out.append_text(
@@ -285,9 +301,9 @@ class TranscriptPane(Pane):
             side.update(Text(""))
             return
         counts: dict[str, int] = defaultdict(int)
-        for entry in self.entries.get(self.selected, []):
-            if entry.purpose != "main" and isinstance(entry.event, TranscriptLine):
-                counts[entry.purpose] += 1
+        for event in self._dialogue(self.selected):
+            if isinstance(event, TranscriptLine) and event.purpose != "main":
+                counts[event.purpose] += 1
         if not counts:
             side.update(Text("no side probes for this address (yet)", "dim"))
             return

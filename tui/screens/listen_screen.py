@@ -23,6 +23,7 @@ from probes.model.events import Event, SessionStarted
 from probes.model.findings import sort_findings, worst
 from probes.model.options import Options
 from probes.ownside.listener import ListenOptions, ListenReady, ListenSession, ListenSessionDone
+from probes.report import Report
 
 from ..panes import AddrKey, key_of
 from ..panes.chain_pane import ChainPane
@@ -104,6 +105,8 @@ class ListenScreen(Screen[None]):
         self.done: dict[AddrKey, ListenSession] = {}
         self.ready: ListenReady | None = None
         self.error: str | None = None
+        # The panes draw from a store, as on the main screen: each event goes here first.
+        self.store = Report("listen", Options())
 
     def compose(self) -> ComposeResult:
         yield Static(Text("starting the listener ...", "dim"), id="listen-header")
@@ -112,8 +115,12 @@ class ListenScreen(Screen[None]):
             sessions.border_title = "Sessions"
             yield sessions
             with Vertical(id="listen-right"):
-                yield TranscriptPane(id="listen-transcript")
-                yield ChainPane(id="listen-chain")
+                transcript = TranscriptPane(id="listen-transcript")
+                transcript.report = self.store
+                yield transcript
+                chain = ChainPane(id="listen-chain")
+                chain.report = self.store
+                yield chain
                 yield Static(Text(""), id="listen-verdict")
         yield Static(Text(KEYS_HINT), id="listen-keys")
 
@@ -177,6 +184,7 @@ class ListenScreen(Screen[None]):
             if key == self.transcript.selected:
                 self._show_verdict(key)
             return
+        self.store.add(event)  # the store first: the panes ask it
         if isinstance(event, SessionStarted):
             key = key_of(event.where)
             if key is not None:
