@@ -235,19 +235,26 @@ class Lab:
             + self.scenario_flags(name)
         )
 
-    def lab_flags(self) -> str:
-        """The flags that point `mxlens check` at this lab, the same for every domain."""
+    def check_args(self) -> list[str]:
+        """The arguments that point `mxlens check` at this lab, the same for every domain."""
         ip, port = self.resolver
-        return " ".join(
-            [
-                f"--resolver {ip}:{port}",
-                f"--port {self.smtp_port}",
-                f"--ca-file {_shell_quote(self.ca_file)}",
-                f"--https-port {self.https_port}",
-                f"--timeout {DEFAULT_TIMEOUT:g}",
-                "--allow-private-endpoints",
-            ]
-        )
+        return [
+            "--resolver",
+            f"{ip}:{port}",
+            "--port",
+            str(self.smtp_port),
+            "--ca-file",
+            self.ca_file,
+            "--https-port",
+            str(self.https_port),
+            "--timeout",
+            f"{DEFAULT_TIMEOUT:g}",
+            "--allow-private-endpoints",  # the lab's CA endpoints are on loopback
+        ]
+
+    def lab_flags(self) -> str:
+        """`check_args()` as one shell-quoted string, for the command lines the lab prints."""
+        return " ".join(_shell_quote(arg) for arg in self.check_args())
 
     def scenario_flags(self, name: str) -> list[str]:
         """The flags scenario `name` needs besides the lab's (a connector's name, attempts)."""

@@ -226,20 +226,7 @@ def shared_lab() -> Iterator[Lab]:
 
 
 def _lab_flags(lab: Lab) -> list[str]:
-    ip, port = lab.resolver
-    return [
-        "--resolver",
-        f"{ip}:{port}",
-        "--port",
-        str(lab.smtp_port),
-        "--ca-file",
-        lab.ca_file,
-        "--https-port",
-        str(lab.https_port),
-        "--timeout",
-        "2",
-        "--allow-private-endpoints",  # the lab's CA endpoints are on loopback
-    ]
+    return lab.check_args()
 
 
 def test_two_domains_on_one_mx_host_are_one_server(

@@ -31,20 +31,7 @@ def lab() -> Iterator[Lab]:
 
 
 def _flags(lab: Lab) -> list[str]:
-    ip, port = lab.resolver
-    return [
-        "--resolver",
-        f"{ip}:{port}",
-        "--port",
-        str(lab.smtp_port),
-        "--ca-file",
-        lab.ca_file,
-        "--https-port",
-        str(lab.https_port),
-        "--timeout",
-        "2",
-        "--allow-private-endpoints",  # the lab's CA endpoints are on loopback
-    ]
+    return lab.check_args()
 
 
 def _nagios(
