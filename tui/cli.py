@@ -513,11 +513,13 @@ async def _check(
     async for event in diagnose(domain, options):
         report.add(event)
     changes = None
+    # Built once: the history keeps the same document that --json prints.
+    doc = report.to_json()
     if extras is None or not extras.no_history:
-        from tui.commands.recording import record_check
+        from tui.commands.recording import record_check_document
 
         # Recorded before the extras: the ticket says what changed since the last check.
-        changes = record_check(report, started).diff
+        changes = record_check_document(doc, report.options, started, source="check").diff
     if extras is not None and (extras.nagios or extras.prometheus):
         from tui.commands.monitoring import after_check
 
@@ -529,7 +531,7 @@ async def _check(
     ):
         return _check_extras(report, extras, as_json=as_json, changes=changes)
     if as_json:
-        _write_json(report.to_json())
+        _write_json(doc)
     else:
         sys.stdout.write(report.to_text(_text_width()))
     return report.exit_code()
